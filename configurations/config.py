@@ -1,0 +1,189 @@
+"""Settings for each environment, read from `.env` and the environment; CLI flags override.
+
+Precedence (highest first): command-line flag, environment variable, `.env` file,
+the environment's defaults below. Variable names: the seed's `GITHUB_REPO_URL`,
+`ENVIRONMENT`, `MAX_WORK_ORDERS`, `MAX_CONSECUTIVE_FAILURES`, `MAX_IDLE_HOURS`;
+everything else `WMS_*` (see `.env.example`).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+from coordination import defaults
+from coordination.exceptions import ConfigurationError
+
+ENVIRONMENTS = ("development", "testing", "production")
+_loaded = False
+
+
+def load_dotenv_once(path: str | os.PathLike | None = None) -> None:
+    """Read `.env` from the current folder (or ``path``) into the environment, once."""
+    global _loaded
+    if _loaded and path is None:
+        return
+    load_dotenv(path or Path.cwd() / ".env", override=False)
+    _loaded = True
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    environment: str = "production"
+    repo_url: str | None = None
+    max_work: int = defaults.MAX_WORK_ORDERS
+    max_failures: int = defaults.MAX_CONSECUTIVE_FAILURES
+    max_idle_hours: float = defaults.MAX_IDLE_HOURS
+    poll_seconds: float = defaults.POLL_SECONDS
+    poll_cap_seconds: float = defaults.POLL_CAP_SECONDS
+    heartbeat_seconds: float = defaults.HEARTBEAT_SECONDS
+    offline_after: float = defaults.OFFLINE_AFTER_SECONDS
+    fold_delay: float = defaults.FOLD_DELAY_SECONDS
+    max_attempts: int = defaults.MAX_ATTEMPTS
+    retry_backoff: float = defaults.RETRY_BACKOFF_SECONDS
+    workdir: Path = field(default_factory=lambda: Path("wms_workdir"))
+    worker_id: str | None = None
+    jobs: int = 1
+    git_timeout: float = defaults.GIT_TIMEOUT_SECONDS
+    log_file: Path | None = None
+    prevent_sleep: bool = True
+
+    def with_overrides(self, **overrides) -> "WorkerConfig":
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        cfg = replace(self, **clean)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if self.environment not in ENVIRONMENTS:
+            raise ConfigurationError(f"Unknown environment {self.environment!r}: use one of {', '.join(ENVIRONMENTS)}.")
+        for name in ("max_work", "max_failures", "jobs", "max_attempts"):
+            if getattr(self, name) < 1:
+                raise ConfigurationError(f"{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)}).")
+        for name in ("max_idle_hours", "poll_seconds", "heartbeat_seconds", "offline_after", "git_timeout"):
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(f"{name.replace('_', '-')} must be positive (got {getattr(self, name)}).")
+        if self.offline_after < self.heartbeat_seconds:
+            raise ConfigurationError(
+                f"offline-after ({self.offline_after:g} s) must be longer than the heartbeat interval "
+                f"({self.heartbeat_seconds:g} s), or live workers would lose their claims.")
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    environment: str = "production"
+    repo_url: str | None = None
+    workdir: Path | None = None  # default: ~/.cache/wms/boards/<hash of the URL>
+    offline_after: float = defaults.OFFLINE_AFTER_SECONDS
+    max_attempts: int = defaults.MAX_ATTEMPTS
+    retry_backoff: float = defaults.RETRY_BACKOFF_SECONDS
+    git_timeout: float = defaults.GIT_TIMEOUT_SECONDS
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_security: str = "starttls"  # starttls | ssl | none
+    alert_from: str = "wms-monitor@localhost"
+    alert_to: str | None = None
+
+
+_PRESETS = {
+    "development": dict(poll_seconds=5.0, poll_cap_seconds=30.0, max_idle_hours=0.5),
+    "testing": dict(poll_seconds=0.5, poll_cap_seconds=2.0, max_failures=5, heartbeat_seconds=2.0,
+                    offline_after=6.0, retry_backoff=1.0, max_idle_hours=0.1, prevent_sleep=False),
+    "production": dict(),
+}
+
+# environment variable -> (field, type)
+_ENV_WORKER = {
+    "GITHUB_REPO_URL": ("repo_url", str),
+    "WMS_REPO_URL": ("repo_url", str),
+    "MAX_WORK_ORDERS": ("max_work", int),
+    "MAX_CONSECUTIVE_FAILURES": ("max_failures", int),
+    "MAX_IDLE_HOURS": ("max_idle_hours", float),
+    "WMS_POLL_SECONDS": ("poll_seconds", float),
+    "WMS_POLL_CAP_SECONDS": ("poll_cap_seconds", float),
+    "WMS_HEARTBEAT_SECONDS": ("heartbeat_seconds", float),
+    "WMS_OFFLINE_AFTER": ("offline_after", float),
+    "WMS_FOLD_DELAY": ("fold_delay", float),
+    "WMS_MAX_ATTEMPTS": ("max_attempts", int),
+    "WMS_RETRY_BACKOFF": ("retry_backoff", float),
+    "WMS_WORKDIR": ("workdir", Path),
+    "WMS_WORKER_ID": ("worker_id", str),
+    "WMS_JOBS": ("jobs", int),
+    "WMS_GIT_TIMEOUT": ("git_timeout", float),
+    "WMS_LOG_FILE": ("log_file", Path),
+    "WMS_PREVENT_SLEEP": ("prevent_sleep", bool),
+}
+_ENV_HOST = {
+    "GITHUB_REPO_URL": ("repo_url", str),
+    "WMS_REPO_URL": ("repo_url", str),
+    "WMS_HOST_WORKDIR": ("workdir", Path),
+    "WMS_OFFLINE_AFTER": ("offline_after", float),
+    "WMS_MAX_ATTEMPTS": ("max_attempts", int),
+    "WMS_RETRY_BACKOFF": ("retry_backoff", float),
+    "WMS_GIT_TIMEOUT": ("git_timeout", float),
+    "WMS_SMTP_HOST": ("smtp_host", str),
+    "WMS_SMTP_PORT": ("smtp_port", int),
+    "WMS_SMTP_USER": ("smtp_user", str),
+    "WMS_SMTP_PASSWORD": ("smtp_password", str),
+    "WMS_SMTP_SECURITY": ("smtp_security", str),
+    "WMS_ALERT_FROM": ("alert_from", str),
+    "WMS_ALERT_TO": ("alert_to", str),
+}
+
+
+def _convert(name: str, raw: str, kind):
+    try:
+        if kind is bool:
+            if raw.strip().lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.strip().lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        return kind(raw)
+    except ValueError:
+        raise ConfigurationError(f"Environment variable {name}={raw!r} is not a valid {kind.__name__}.") from None
+
+
+def _from_env(mapping: dict, env) -> dict:
+    values: dict = {}
+    for name, (fname, kind) in mapping.items():
+        raw = env.get(name)
+        if raw not in (None, "") and fname not in values:
+            values[fname] = _convert(name, raw, kind)
+    return values
+
+
+class ConfigFactory:
+    """`ConfigFactory.worker("testing", max_work=3)` -> a validated WorkerConfig."""
+
+    @staticmethod
+    def environment(explicit: str | None = None, env=None) -> str:
+        env = os.environ if env is None else env
+        name = (explicit or env.get("ENVIRONMENT") or env.get("WMS_ENVIRONMENT") or "production").strip().lower()
+        if name not in ENVIRONMENTS:
+            raise ConfigurationError(f"Unknown environment {name!r}: use one of {', '.join(ENVIRONMENTS)}.")
+        return name
+
+    @classmethod
+    def worker(cls, environment: str | None = None, env=None, **overrides) -> WorkerConfig:
+        env = os.environ if env is None else env
+        name = cls.environment(environment, env)
+        base = WorkerConfig(environment=name, **_PRESETS[name])
+        return base.with_overrides(**_from_env(_ENV_WORKER, env)).with_overrides(**overrides)
+
+    @classmethod
+    def host(cls, environment: str | None = None, env=None, **overrides) -> HostConfig:
+        env = os.environ if env is None else env
+        name = cls.environment(environment, env)
+        preset = {k: v for k, v in _PRESETS[name].items() if k in {f.name for f in fields(HostConfig)}}
+        values = dict(preset, environment=name)
+        values.update(_from_env(_ENV_HOST, env))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        security = values.get("smtp_security", "starttls")
+        if security not in ("starttls", "ssl", "none"):
+            raise ConfigurationError(f"WMS_SMTP_SECURITY must be starttls, ssl or none (got {security!r}).")
+        return HostConfig(**values)

@@ -1,0 +1,534 @@
+"""The coordination board: state folders on `main`, and the refs that decide races.
+
+How the board stays correct and fast (see README, "How the board works"):
+
+- `main` holds one folder per state (`available_work/`, `active_work/`, ...).
+- A claim is a create-only ref `refs/wms/claims/<id>/<seq>`; the git server's
+  compare-and-swap lets exactly one worker create it (Invariant 2). Claims of
+  different orders never collide, so workers do not queue on `main` to claim.
+- A finished attempt is a create-only ref `refs/wms/results/<id>/<seq>`
+  (completed, failed or released), pushed without contention.
+- Any client *folds* pending claim and result refs into `main`: a commit that
+  moves each order to the folder its refs imply. The fold is a deterministic
+  function of (main, refs), pushed with a compare-and-swap on `main`; when the
+  push is rejected it is recomputed from the new `main`, never rebased. One fold
+  covers every pending change it sees, so folds batch naturally under load.
+- Refs already reflected in `main` are deleted in later pushes, keeping the
+  ref list short.
+- Heartbeats are per-worker refs `refs/wms/heartbeats/<worker>`, force-pushed
+  by their owner only; they never touch `main`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from coordination.defaults import (
+    CLAIMS_PREFIX,
+    HEARTBEATS_PREFIX,
+    MAIN_REF,
+    MAX_ATTEMPTS,
+    MAX_ORDER_BYTES,
+    RESULTS_PREFIX,
+    RETRY_BACKOFF_CAP_SECONDS,
+    RETRY_BACKOFF_SECONDS,
+)
+from coordination.exceptions import BoardNotInitialized, BoardUnreachable
+from coordination.gitio import EMPTY_TREE, LocalRepo, RefUpdate
+from coordination.states import (
+    OrderState,
+    claim_audit_path,
+    duplicate_path,
+    state_path,
+    valid_work_id,
+)
+
+log = logging.getLogger("wms.board")
+
+TRACK = "refs/remotes/origin/"
+CLAIM_FIELDS = ("worker_id", "claimed_at", "lease_until", "attempt")
+RESULT_FILE = "record.json"
+
+
+def dumps(obj) -> bytes:
+    return (json.dumps(obj, ensure_ascii=False, indent=1, sort_keys=True) + "\n").encode("utf-8")
+
+
+@dataclass
+class BoardSettings:
+    max_attempts: int = MAX_ATTEMPTS
+    retry_backoff: float = RETRY_BACKOFF_SECONDS
+    retry_backoff_cap: float = RETRY_BACKOFF_CAP_SECONDS
+    offline_after: float = 180.0
+
+    def backoff(self, attempts: int) -> float:
+        return min(self.retry_backoff_cap, self.retry_backoff * (2 ** max(0, attempts - 1)))
+
+
+@dataclass
+class RefNote:
+    """A claim or result ref: its sha and the JSON in its commit message."""
+
+    ref: str
+    sha: str
+    info: dict
+
+
+@dataclass
+class Located:
+    state: OrderState | None
+    path: str | None
+    blob: str | None
+    record: dict
+    extra_paths: list = field(default_factory=list)  # the same id found in other state folders too
+
+    @property
+    def seq(self) -> int:
+        value = self.record.get("seq", 0)
+        return value if isinstance(value, int) and value >= 0 else 0
+
+    @property
+    def attempts(self) -> int:
+        value = self.record.get("attempts", 0)
+        return value if isinstance(value, int) and value >= 0 else 0
+
+
+@dataclass
+class Candidate:
+    work_id: str
+    seq: int  # the claim seq to create
+    state: OrderState
+    takeover_of: str | None = None  # worker whose lease lapsed
+
+
+@dataclass
+class Fold:
+    changes: dict  # path -> blob sha | None
+    prune: list  # RefUpdate deletes of refs reflected in the current main
+    summary: list  # human-readable lines
+    folded_refs: set  # refs whose effect this fold applies
+
+    @property
+    def empty(self) -> bool:
+        return not self.changes
+
+
+def parse_json_record(data: bytes) -> dict:
+    try:
+        obj = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return {"_invalid": f"order file is not valid JSON: {exc}", "_raw": data[:2000].decode("utf-8", "replace")}
+    if not isinstance(obj, dict):
+        return {"_invalid": f"order file holds a JSON {type(obj).__name__}, not an object",
+                "_raw": data[:2000].decode("utf-8", "replace")}
+    return obj
+
+
+class BoardView:
+    """A snapshot of the board as fetched: `main`'s tree and the coordination refs."""
+
+    def __init__(self, repo: LocalRepo, main: str | None, refs: dict[str, str]):
+        self.repo = repo
+        self.main = main
+        self.tree = repo.commit_info(main)[0] if main else None
+        self.claims: dict[str, dict[int, RefNote]] = {}
+        self.results: dict[str, dict[int, RefNote]] = {}
+        self.heartbeats: dict[str, RefNote] = {}
+        self.invalid_refs: list[str] = []
+        for ref, sha in refs.items():
+            self._add_ref(ref, sha)
+
+    def _add_ref(self, ref: str, sha: str) -> None:
+        remote_ref = "refs/" + ref[len(TRACK):] if ref.startswith(TRACK) else ref
+        for prefix, bucket in ((CLAIMS_PREFIX, self.claims), (RESULTS_PREFIX, self.results)):
+            if remote_ref.startswith(prefix):
+                rest = remote_ref[len(prefix):]
+                work_id, _, seq_text = rest.rpartition("/")
+                if not (valid_work_id(work_id) and seq_text.isdigit()):
+                    self.invalid_refs.append(remote_ref)
+                    return
+                bucket.setdefault(work_id, {})[int(seq_text)] = RefNote(remote_ref, sha, self._ref_info(sha))
+                return
+        if remote_ref.startswith(HEARTBEATS_PREFIX):
+            worker = remote_ref[len(HEARTBEATS_PREFIX):]
+            self.heartbeats[worker] = RefNote(remote_ref, sha, self._ref_info(sha))
+
+    def _ref_info(self, sha: str) -> dict:
+        try:
+            _, _, message = self.repo.commit_info(sha)
+            info = json.loads(message)
+            return info if isinstance(info, dict) else {}
+        except (ValueError, json.JSONDecodeError):
+            return {}
+
+    def add_local(self, bucket: str, work_id: str, seq: int, ref: str, sha: str) -> None:
+        """Count a ref we just created as part of this view (our own push)."""
+        target = self.claims if bucket == "claims" else self.results
+        target.setdefault(work_id, {})[seq] = RefNote(ref, sha, self._ref_info(sha))
+
+    # -- reading main ---------------------------------------------------------------------
+    def list_ids(self, state: OrderState) -> list[str]:
+        if not self.tree:
+            return []
+        folder = self.repo.lookup(self.tree, state.folder)
+        if folder is None or not folder.is_tree:
+            return []
+        names: list[str] = []
+        entries = self.repo.read_tree(folder.sha)
+        if state == OrderState.COMPLETED:
+            for sub in entries:
+                if sub.is_tree:
+                    names.extend(e.name for e in self.repo.read_tree(sub.sha) if not e.is_tree)
+        else:
+            names = [e.name for e in entries if not e.is_tree and not e.is_link]
+        return [n[:-5] for n in names if n.endswith(".json") and valid_work_id(n[:-5])]
+
+    def count(self, state: OrderState) -> int:
+        return len(self.list_ids(state))
+
+    def read_path(self, path: str, limit: int = MAX_ORDER_BYTES) -> tuple[str, bytes] | None:
+        if not self.tree:
+            return None
+        entry = self.repo.lookup(self.tree, path)
+        if entry is None or entry.is_tree or entry.is_link:
+            return None
+        return entry.sha, self.repo.read_blob(entry.sha, limit=limit)
+
+    def locate(self, work_id: str) -> Located:
+        found: list[tuple[OrderState, str, str]] = []
+        if self.tree:
+            for state in (OrderState.COMPLETED, OrderState.FAILED, OrderState.ACTIVE,
+                          OrderState.RETRY, OrderState.AVAILABLE):
+                path = state_path(state, work_id)
+                entry = self.repo.lookup(self.tree, path)
+                if entry is not None and not entry.is_tree:
+                    found.append((state, path, entry.sha))
+        if not found:
+            return Located(None, None, None, {})
+        state, path, blob = found[0]
+        entry = self.repo.lookup(self.tree, path)
+        if entry.is_link:
+            record = {"_invalid": "order file is a symbolic link; refused"}
+        else:
+            try:
+                record = parse_json_record(self.repo.read_blob(blob, limit=MAX_ORDER_BYTES))
+            except ValueError as exc:
+                record = {"_invalid": f"order file refused: {exc}"}
+        return Located(state, path, blob, record, [p for _, p, _ in found[1:]])
+
+    def has_path(self, path: str) -> bool:
+        return bool(self.tree) and self.repo.lookup(self.tree, path) is not None
+
+    def folded(self, now: float, settings: "BoardSettings") -> "BoardView":
+        """This view with every pending ref applied (computed locally, nothing pushed)."""
+        fold = self.plan_fold(now, settings)
+        view = BoardView.__new__(BoardView)
+        view.repo, view.main = self.repo, self.main
+        view.tree = self.repo.edit_tree(self.tree, fold.changes) if fold.changes else self.tree
+        view.claims, view.results, view.heartbeats = {}, {}, dict(self.heartbeats)
+        view.invalid_refs = list(self.invalid_refs)
+        return view
+
+    # -- choosing work ----------------------------------------------------------------------
+    def pending_claim(self, work_id: str, main_seq: int) -> bool:
+        return any(s > main_seq for s in self.claims.get(work_id, {}))
+
+    def candidates(self, now: float, *, exclude: Iterable[str] = (), limit: int = 1,
+                   rng: random.Random | None = None, lapsed: Callable[[str, Located], str | None] | None = None,
+                   ) -> list[Candidate]:
+        """Orders this client may try to claim, in random order (so racing workers spread out)."""
+        rng = rng or random
+        exclude = set(exclude)
+        chosen: list[Candidate] = []
+        pools = [(OrderState.AVAILABLE, self.list_ids(OrderState.AVAILABLE)),
+                 (OrderState.RETRY, self.list_ids(OrderState.RETRY))]
+        if lapsed is not None:
+            pools.append((OrderState.ACTIVE, self.list_ids(OrderState.ACTIVE)))
+        for state, ids in pools:
+            ids = [i for i in ids if i not in exclude]
+            rng.shuffle(ids)
+            for work_id in ids:
+                if len(chosen) >= limit:
+                    return chosen
+                loc = self.locate(work_id)
+                if loc.state != state or loc.extra_paths:
+                    continue  # inconsistent: the fold or the monitor repairs it first
+                if self.pending_claim(work_id, loc.seq):
+                    continue
+                takeover = None
+                if state == OrderState.RETRY:
+                    not_before = loc.record.get("not_before", 0)
+                    if isinstance(not_before, (int, float)) and not_before > now:
+                        continue
+                elif state == OrderState.ACTIVE:
+                    takeover = lapsed(work_id, loc) if lapsed else None
+                    if takeover is None:
+                        continue
+                chosen.append(Candidate(work_id, loc.seq + 1, state, takeover))
+        return chosen
+
+    # -- folding refs into main --------------------------------------------------------------
+    def plan_fold(self, now: float, settings: BoardSettings, worker_id: str = "") -> Fold:
+        changes: dict[str, str | None] = {}
+        prune: list[RefUpdate] = []
+        summary: list[str] = []
+        folded: set[str] = set()
+        for work_id in sorted(set(self.claims) | set(self.results)):
+            self._fold_one(work_id, now, settings, changes, prune, summary, folded)
+        return Fold(changes, prune, summary, folded)
+
+    def _fold_one(self, work_id, now, settings, changes, prune, summary, folded) -> None:
+        before = self.locate(work_id)
+        claims = self.claims.get(work_id, {})
+        results = self.results.get(work_id, {})
+        # refs already reflected by the main on the server may be deleted
+        for seq, note in claims.items():
+            if seq <= before.seq or before.state is None or before.state.terminal:
+                prune.append(RefUpdate(note.ref, None, note.sha))
+        for seq, note in results.items():
+            if self._result_reflected(work_id, seq, note, before):
+                prune.append(RefUpdate(note.ref, None, note.sha))
+
+        state, record, seq = before.state, dict(before.record), before.seq
+        record_blob: str | None = None  # a ready-made blob (a completion record)
+        extra: dict[str, str] = {}
+        events = sorted([(s, 0, n) for s, n in claims.items() if s > seq] +
+                        [(s, 1, n) for s, n in results.items()], key=lambda e: (e[0], e[1]))
+        for ev_seq, is_result, note in events:
+            info = note.info
+            if not is_result:
+                if ev_seq != seq + 1 or state is None or state.terminal:
+                    continue
+                kind = info.get("kind", "claim")
+                holder = str(info.get("worker_id", "?"))
+                if state == OrderState.ACTIVE:  # a lapsed lease taken over
+                    record = self._failed_attempt(record, f"lease lapsed: worker {record.get('worker_id', '?')} "
+                                                          f"went silent (taken back by {holder})", now)
+                    if record["attempts"] >= self._max_attempts(record, settings):
+                        state = OrderState.FAILED
+                        record["failed_at"] = now
+                        summary.append(f"failed {work_id} (out of attempts)")
+                        seq = ev_seq
+                        folded.add(note.ref)
+                        continue
+                    if kind == "takeback":
+                        state = OrderState.RETRY
+                        record = _without_claim(record)
+                        record["not_before"] = now
+                        seq = ev_seq
+                        record["seq"] = seq
+                        summary.append(f"took back {work_id}")
+                        folded.add(note.ref)
+                        extra[claim_audit_path(work_id, ev_seq)] = self.repo.write_blob(dumps(dict(info, work_id=work_id, seq=ev_seq)))
+                        continue
+                record = _without_claim(record)
+                record.pop("not_before", None)
+                seq = ev_seq
+                record.update(
+                    seq=seq, worker_id=holder, claimed_at=info.get("claimed_at", now),
+                    lease_until=float(info.get("claimed_at", now)) + settings.offline_after,
+                    attempt=(record.get("attempts", 0) if isinstance(record.get("attempts", 0), int) else 0) + 1,
+                )
+                state = OrderState.ACTIVE
+                record_blob = None
+                folded.add(note.ref)
+                extra[claim_audit_path(work_id, ev_seq)] = self.repo.write_blob(dumps(dict(info, work_id=work_id, seq=ev_seq)))
+                summary.append(f"claimed {work_id} by {holder}")
+                continue
+            status = info.get("status")
+            if status == "completed":
+                if state == OrderState.COMPLETED:
+                    if record.get("seq") != ev_seq:
+                        dup = duplicate_path(work_id, ev_seq)
+                        if not self.has_path(dup) and dup not in extra:
+                            blob = self._result_blob(note)
+                            if blob:
+                                extra[dup] = blob
+                                folded.add(note.ref)
+                                summary.append(f"duplicate result for {work_id} (attempt seq {ev_seq}) kept aside")
+                    continue
+                if state is None:
+                    dup = duplicate_path(work_id, ev_seq)
+                    blob = self._result_blob(note)
+                    if blob and not self.has_path(dup):
+                        extra[dup] = blob
+                        folded.add(note.ref)
+                    continue
+                blob = self._result_blob(note)
+                if not blob:
+                    continue
+                state = OrderState.COMPLETED
+                record_blob = blob
+                record = {"seq": ev_seq}
+                seq = max(seq, ev_seq)
+                folded.add(note.ref)
+                summary.append(f"completed {work_id} by {info.get('worker_id', '?')}")
+            elif status in ("failed", "released"):
+                if state != OrderState.ACTIVE or seq != ev_seq:
+                    continue
+                folded.add(note.ref)
+                if status == "released":
+                    state = OrderState.AVAILABLE
+                    record = _without_claim(record)
+                    record["seq"] = seq
+                    summary.append(f"released {work_id}")
+                    continue
+                record = self._failed_attempt(record, str(info.get("error", "unknown error"))[:2000], now,
+                                              worker=str(info.get("worker_id", "?")))
+                if info.get("permanent") or record["attempts"] >= self._max_attempts(record, settings):
+                    state = OrderState.FAILED
+                    record = _without_claim(record)
+                    record["failed_at"] = now
+                    summary.append(f"failed {work_id}: {str(info.get('error', ''))[:200]}")
+                else:
+                    state = OrderState.RETRY
+                    record = _without_claim(record)
+                    record["not_before"] = now + settings.backoff(record["attempts"])
+                    summary.append(f"retry {work_id} later (attempt {record['attempts']} failed)")
+                record["seq"] = seq
+
+        moved = state != before.state
+        rewritten = record_blob is not None or record != before.record
+        if state is None:
+            changes.update(extra)
+            return
+        new_path = state_path(state, work_id)
+        for path in ([before.path] if before.path else []) + before.extra_paths:
+            if path != new_path:
+                changes[path] = None
+        if moved or rewritten:
+            changes[new_path] = record_blob or self.repo.write_blob(dumps(record))
+        changes.update(extra)
+
+    def _result_blob(self, note: RefNote) -> str | None:
+        try:
+            tree = self.repo.commit_info(note.sha)[0]
+            entry = self.repo.lookup(tree, RESULT_FILE)
+        except ValueError:
+            return None
+        return entry.sha if entry is not None and not entry.is_tree and not entry.is_link else None
+
+    def _result_reflected(self, work_id: str, seq: int, note: RefNote, before: Located) -> bool:
+        status = note.info.get("status")
+        if status == "completed":
+            if before.state == OrderState.COMPLETED and before.record.get("seq") == seq:
+                return True
+            return self.has_path(duplicate_path(work_id, seq))
+        # failed / released: reflected once main moved past that attempt
+        return before.seq > seq or (before.seq == seq and before.state not in (OrderState.ACTIVE, None)) or (
+            before.state is None)
+
+    @staticmethod
+    def _max_attempts(record: dict, settings: BoardSettings) -> int:
+        value = record.get("max_attempts")
+        return value if isinstance(value, int) and 0 < value <= 100 else settings.max_attempts
+
+    @staticmethod
+    def _failed_attempt(record: dict, error: str, now: float, worker: str | None = None) -> dict:
+        record = dict(record)
+        attempts = record.get("attempts", 0)
+        attempts = (attempts if isinstance(attempts, int) and attempts >= 0 else 0) + 1
+        errors = record.get("errors") if isinstance(record.get("errors"), list) else []
+        errors = errors[-19:] + [{"attempt": attempts, "worker_id": worker or record.get("worker_id", "?"),
+                                  "at": now, "error": error}]
+        record.update(attempts=attempts, errors=errors)
+        return record
+
+
+def _without_claim(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k not in CLAIM_FIELDS}
+
+
+class Board:
+    """The board over a local bare clone: fetch, look, and change it with compare-and-swap."""
+
+    def __init__(self, repo: LocalRepo, settings: BoardSettings | None = None):
+        self.repo = repo
+        self.settings = settings or BoardSettings()
+
+    # -- reading ------------------------------------------------------------------------------
+    def sync(self, *, heartbeats: bool = False) -> BoardView:
+        specs = [f"+{MAIN_REF}:{TRACK}main", f"+{CLAIMS_PREFIX}*:{TRACK}wms/claims/*",
+                 f"+{RESULTS_PREFIX}*:{TRACK}wms/results/*"]
+        if heartbeats:
+            specs.append(f"+{HEARTBEATS_PREFIX}*:{TRACK}wms/heartbeats/*")
+        try:
+            self.repo.fetch(specs)
+        except BoardUnreachable as exc:
+            if "couldn't find remote ref refs/heads/main" not in exc.message:
+                raise
+            self.repo.fetch(specs[1:])  # an empty repository: no main yet
+            self.repo.delete_local_ref(f"{TRACK}main")
+        return self.view()
+
+    def view(self) -> BoardView:
+        refs = self.repo.refs(TRACK)
+        main = refs.pop(f"{TRACK}main", None)
+        return BoardView(self.repo, main, refs)
+
+    def require_main(self, view: BoardView) -> None:
+        if view.main is None:
+            raise BoardNotInitialized(
+                f"{self.repo.remote.url} has no board yet (no main branch). The host creates it with: "
+                f"python -m host_tools init --repo-url URL"
+            )
+
+    # -- writing refs ---------------------------------------------------------------------------
+    def ref_commit(self, info: dict, files: dict[str, bytes] | None = None, when: float | None = None) -> str:
+        tree = EMPTY_TREE
+        if files:
+            tree = self.repo.edit_tree(None, {name: self.repo.write_blob(data) for name, data in files.items()})
+        elif not self.repo.path.joinpath("objects", EMPTY_TREE[:2], EMPTY_TREE[2:]).exists():
+            self.repo.write_tree([])
+        return self.repo.write_commit(tree, [], json.dumps(info, sort_keys=True, ensure_ascii=False), when)
+
+    def fold_update(self, view: BoardView, now: float, message: str = "") -> tuple[Fold, list[RefUpdate]]:
+        """The ref updates that fold ``view``'s pending refs into main (empty when nothing is pending)."""
+        fold = view.plan_fold(now, self.settings)
+        updates: list[RefUpdate] = list(fold.prune)
+        if not fold.empty and view.main:
+            tree = self.repo.edit_tree(view.tree, fold.changes)
+            if tree != view.tree:
+                text = message or _fold_message(fold)
+                commit = self.repo.write_commit(tree, [view.main], text, now)
+                updates.insert(0, RefUpdate(MAIN_REF, commit, view.main))
+        return fold, updates
+
+    def update_main(self, mutate: Callable[[BoardView], tuple[dict, str] | None], *,
+                    attempts: int = 50, now: Callable[[], float] = time.time) -> tuple[BoardView, str | None]:
+        """Apply ``mutate(view) -> (changes, message)`` to main with compare-and-swap, retrying on races.
+
+        Pending refs are folded into the same commit, so host edits never undo a claim.
+        Returns the view the change was made on and the new commit (None if nothing to do).
+        """
+        delay = 0.05
+        for _ in range(attempts):
+            view = self.sync()
+            outcome = mutate(view)
+            if outcome is None:
+                return view, None
+            changes, message = outcome
+            fold = view.plan_fold(now(), self.settings)
+            all_changes = dict(fold.changes)
+            all_changes.update(changes)
+            tree = self.repo.edit_tree(view.tree, all_changes)
+            if tree == view.tree and view.main:
+                return view, None
+            commit = self.repo.write_commit(tree, [view.main] if view.main else [], message, now())
+            result = self.repo.push([RefUpdate(MAIN_REF, commit, view.main or "")])
+            if result.accepted(MAIN_REF):
+                return view, commit
+            time.sleep(delay + random.random() * delay)
+            delay = min(delay * 2, 2.0)
+        raise BoardUnreachable(f"Could not update main after {attempts} tries: the board is too busy. Try again.")
+
+
+def _fold_message(fold: Fold) -> str:
+    head = f"wms: {len(fold.summary)} change(s)" if len(fold.summary) != 1 else f"wms: {fold.summary[0]}"
+    body = "\n".join(fold.summary[:200])
+    return f"{head}\n\n{body}" if len(fold.summary) > 1 else head
+

@@ -1,0 +1,91 @@
+"""`--check`: verify everything a run needs, say OK or what to do for each, in plain words."""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from coordination.board import Board
+from coordination.defaults import HEARTBEATS_PREFIX
+from coordination.exceptions import BoardNotInitialized, BoardPermissionError, BoardUnreachable, WmsError
+from coordination.gitio import LocalRepo, RefUpdate, git_available
+from coordination.processors import ProcessorRegistry
+from coordination.remote import parse_repo_url
+from coordination.sleep_prevention import SleepPreventer
+
+MIN_FREE_BYTES = 500 * 1024 * 1024
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    required: bool = True
+
+
+def run_checks(config, registry: ProcessorRegistry, console: Console) -> bool:
+    results = list(iter_checks(config, registry))
+    for c in results:
+        mark = "[green]OK[/green]  " if c.ok else ("[red]FAIL[/red]" if c.required else "[yellow]WARN[/yellow]")
+        console.print(f"{mark} {c.name}: {c.detail}")
+    ok = all(c.ok for c in results if c.required)
+    console.print("Ready to run." if ok else "Not ready: fix the lines marked FAIL, then run --check again.")
+    return ok
+
+
+def iter_checks(config, registry: ProcessorRegistry):
+    if not git_available():
+        yield Check("git", False, "Git command not found. Install git (Debian/Ubuntu: sudo apt-get install git).")
+        return
+    yield Check("git", True, "git is installed")
+    workdir = Path(config.workdir)
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(workdir).free
+        yield Check("disk", free >= MIN_FREE_BYTES,
+                    f"{free / 1e9:.1f} GB free in {workdir}" if free >= MIN_FREE_BYTES else
+                    f"only {free / 1e6:.0f} MB free in {workdir}; free at least 500 MB or choose another --workdir")
+    except OSError as exc:
+        yield Check("disk", False, f"cannot use {workdir}: {exc.strerror}; choose a writable --workdir")
+        return
+    try:
+        remote = parse_repo_url(config.repo_url)
+        repo = LocalRepo.open(workdir / "board.git", remote, timeout=config.git_timeout)
+        board = Board(repo)
+        view = board.sync()
+        board.require_main(view)
+        yield Check("board read", True, f"reached {remote.url}")
+        ref = f"{HEARTBEATS_PREFIX}check-{int(time.time())}"
+        sha = board.ref_commit({"kind": "check", "sent_at": time.time()})
+        pushed = repo.push([RefUpdate(ref, sha, "")])
+        if pushed.accepted(ref):
+            repo.push([RefUpdate(ref, None, sha)])
+            yield Check("board write", True, "this machine may push to the board")
+        else:
+            yield Check("board write", False, f"the board refused a test push ({pushed.messages.get(ref, '')}); "
+                        "ask the host for write access (a token with Contents: read and write)")
+    except BoardPermissionError as exc:
+        yield Check("board access", False, f"Permission denied: {exc.message}")
+    except (BoardUnreachable, BoardNotInitialized) as exc:
+        yield Check("board read", False, exc.message)
+    except WmsError as exc:
+        yield Check("board", False, exc.message)
+    for kind in registry.kinds():
+        try:
+            registry.get(kind)
+            yield Check(f"order kind {kind}", True, "loads")
+        except ModuleNotFoundError as exc:
+            yield Check(f"order kind {kind}", False,
+                        f"No module named {exc.name!r}: run pip install -r requirements.txt in this folder")
+        except Exception as exc:
+            yield Check(f"order kind {kind}", False, f"cannot load: {exc}")
+    sleeper = SleepPreventer(enabled=True)
+    if sleeper.start_prevention():
+        sleeper.stop_prevention()
+        yield Check("sleep prevention", True, "available", required=False)
+    else:
+        yield Check("sleep prevention", False, sleeper.warning or "not available", required=False)

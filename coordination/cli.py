@@ -1,0 +1,119 @@
+"""The volunteer's command, built around a processor registry passed in by the entry script."""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Callable
+
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from configurations import ConfigFactory, load_dotenv_once
+from coordination.exceptions import WmsError
+from coordination.processors import ProcessorRegistry
+from coordination.secrets import RedactingFilter, redact
+
+EXIT_OK = 0
+
+
+def setup_logging(log_file: Path | None, console: Console, verbose: bool = False) -> None:
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    redactor = RedactingFilter()
+    if console.is_terminal:
+        handler: logging.Handler = RichHandler(console=console, show_path=False, markup=False,
+                                               rich_tracebacks=False, log_time_format="%H:%M:%S")
+    else:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    handler.addFilter(redactor)
+    root.addHandler(handler)
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        file_handler.addFilter(redactor)
+        root.addHandler(file_handler)
+    logging.getLogger("git").setLevel(logging.WARNING)
+
+
+def print_statistics(console: Console, stats, worker_id: str, jobs: int) -> None:
+    table = Table(title="Final statistics", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    runtime = stats.runtime()
+    table.add_row("Worker", worker_id)
+    table.add_row("Work done", str(stats.work_done))
+    table.add_row("Completed", str(stats.completed))
+    table.add_row("Failed", str(stats.failed))
+    table.add_row("Released", str(stats.released))
+    table.add_row("Lost claim races", str(stats.lost_races))
+    table.add_row("Runtime", f"{runtime:.1f} s")
+    table.add_row("Jobs/hour", f"{stats.jobs_per_hour():.1f}")
+    table.add_row("Efficiency", f"{stats.efficiency(jobs) * 100:.0f}%")
+    table.add_row("Stop reason", stats.stop_reason or "-")
+    console.print(table)
+
+
+def build_worker_cli(registry_factory: Callable[[], ProcessorRegistry]) -> click.Command:
+    @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+    @click.option("--repo-url", default=None, help="The board: https (token allowed), ssh, git://, file:// URL or a "
+                  "path. Default: GITHUB_REPO_URL from .env or the environment.")
+    @click.option("--environment", type=click.Choice(["development", "testing", "production"]), default=None,
+                  help="Preset of timings (default: ENVIRONMENT or production).")
+    @click.option("--max-work", type=int, default=None, help="Stop after this many orders (default 50).")
+    @click.option("--max-failures", type=int, default=None,
+                  help="Stop after this many consecutive polls find no work (default 20).")
+    @click.option("--max-idle-hours", type=float, default=None, help="Stop after this long without work (default 2).")
+    @click.option("--poll-seconds", type=float, default=None, help="First wait when no work is available.")
+    @click.option("--workdir", type=click.Path(path_type=Path), default=None,
+                  help="Folder for the local clone, spool and log (default ./wms_workdir).")
+    @click.option("--worker-id", default=None, help="Fixed worker id (default host_pid_random).")
+    @click.option("--jobs", type=int, default=None, help="Orders processed at once (default 1).")
+    @click.option("--heartbeat-seconds", type=float, default=None, help="Seconds between heartbeats (default 60).")
+    @click.option("--check", is_flag=True, help="Verify the set-up (git, board access, OCR engine, disk), then exit.")
+    @click.option("--verbose", is_flag=True, help="Log debugging details.")
+    def worker_cli(repo_url, environment, max_work, max_failures, max_idle_hours, poll_seconds, workdir,
+                   worker_id, jobs, heartbeat_seconds, check, verbose):
+        """Claim manga chapters from a wms board, OCR them and push the text back; stops by itself.
+
+        Example: python wms_worker_processor.py --repo-url https://github.com/ORG/BOARD.git
+
+        Put a file named PAUSE in the workdir to hold new claims, STOP to finish the
+        current order and exit. Ctrl+C once finishes the current order; twice releases it.
+        """
+        from coordination.worker import Worker
+
+        console = Console(highlight=False)
+        load_dotenv_once()
+        try:
+            config = ConfigFactory.worker(
+                environment, repo_url=repo_url, max_work=max_work, max_failures=max_failures,
+                max_idle_hours=max_idle_hours, poll_seconds=poll_seconds, workdir=workdir, worker_id=worker_id,
+                jobs=jobs, heartbeat_seconds=heartbeat_seconds,
+            )
+            if check:
+                from coordination.checks import run_checks
+
+                ok = run_checks(config, registry_factory(), console)
+                sys.exit(0 if ok else 1)
+            log_file = config.log_file or Path(config.workdir) / "worker.log"
+            setup_logging(log_file, console, verbose)
+            worker = Worker(config, registry_factory())
+            console.print(f"wms worker [bold]{worker.worker_id}[/bold] on {worker.remote.url} "
+                          f"(max {config.max_work} orders, {config.jobs} at once); log: {log_file}")
+            if worker.sleep.enabled and not worker.sleep.start_prevention():
+                console.print(f"[yellow]{worker.sleep.warning}[/yellow]")
+            worker.sleep.stop_prevention()
+            stats = worker.run()
+        except WmsError as exc:
+            logging.getLogger("wms").error(redact(exc.message))
+            raise click.ClickException(redact(exc.message)) from None
+        print_statistics(console, stats, worker.worker_id, config.jobs)
+
+    return worker_cli

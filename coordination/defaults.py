@@ -1,0 +1,23 @@
+"""Default values shared by the worker, the monitor and the host tools."""
+
+MAIN_REF = "refs/heads/main"
+CLAIMS_PREFIX = "refs/wms/claims/"
+RESULTS_PREFIX = "refs/wms/results/"
+HEARTBEATS_PREFIX = "refs/wms/heartbeats/"
+
+HEARTBEAT_SECONDS = 60.0
+OFFLINE_AFTER_SECONDS = 180.0  # three missed heartbeats
+MAX_ATTEMPTS = 3
+RETRY_BACKOFF_SECONDS = 60.0  # doubled per failed attempt
+RETRY_BACKOFF_CAP_SECONDS = 3600.0
+POLL_SECONDS = 30.0
+POLL_CAP_SECONDS = 300.0
+MAX_WORK_ORDERS = 50
+MAX_CONSECUTIVE_FAILURES = 20
+MAX_IDLE_HOURS = 2.0
+FOLD_DELAY_SECONDS = 2.0  # how long an unfolded change of ours may wait before we fold it ourselves
+GIT_TIMEOUT_SECONDS = 120.0
+MAX_ORDER_BYTES = 5 * 1024 * 1024  # an order file larger than this is refused
+MAX_RESULT_BYTES = 50 * 1024 * 1024
+SHARD_CHARS = 2
+ORDER_SCHEMA = 1

@@ -1,0 +1,506 @@
+"""The one module that talks to git.
+
+A worker keeps a bare local clone of the board and never a working tree: it reads
+objects through GitPython's object database (one persistent `git cat-file` process),
+writes new blobs, trees and commits itself, and moves refs on the server with
+`git push`, whose per-ref compare-and-swap decides every race (Invariant 2).
+
+Failure policy:
+- git missing                       -> GitNotFound (exit, with install hint)
+- server unreachable / timed out     -> BoardUnreachable (the caller backs off and retries)
+- authentication / permission denied -> BoardPermissionError (stop: a person must fix access)
+- a ref's expected old value failed  -> reported per ref in PushResult (the caller re-reads and chooses again)
+Every message passes through `redact` before it leaves this module.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import os
+import shutil
+import subprocess
+import time
+import zlib
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import git
+
+from coordination.defaults import GIT_TIMEOUT_SECONDS
+from coordination.exceptions import (
+    BoardPermissionError,
+    BoardUnreachable,
+    GitNotFound,
+    GitTimeout,
+    WmsError,
+    WorkdirError,
+)
+from coordination.remote import Remote
+from coordination.secrets import redact
+
+log = logging.getLogger("wms.git")
+
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+CLONE_MARKER = "wms-clone"
+_PERMISSION_HINTS = (
+    "authentication failed",
+    "permission denied",
+    "403",
+    "401",
+    "could not read username",
+    "access denied",
+    "not authorized",
+    "denied to",
+    "terminal prompts disabled",
+    "write access to repository not granted",
+    "receive-pack not permitted",
+    "service not enabled",
+)
+_MODE_TREE = "40000"
+_MODE_BLOB = "100644"
+_MODE_LINK = "120000"
+
+
+def git_available() -> bool:
+    return shutil.which("git") is not None
+
+
+@dataclass(frozen=True)
+class RefUpdate:
+    """One ref change in a push. ``expect``: None = don't care (force), "" = must not exist, else old sha."""
+
+    ref: str
+    new: str | None  # None deletes the ref
+    expect: str | None = ""
+
+    def refspec(self) -> str:
+        src = self.new or ""
+        plus = "+" if self.expect is None else ""
+        return f"{plus}{src}:{self.ref}"
+
+
+@dataclass
+class PushResult:
+    ok: dict  # ref -> bool
+    messages: dict  # ref -> git's summary
+
+    def accepted(self, ref: str) -> bool:
+        return self.ok.get(ref, False)
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    mode: str
+    name: str
+    sha: str
+
+    @property
+    def is_tree(self) -> bool:
+        return self.mode == _MODE_TREE
+
+    @property
+    def is_link(self) -> bool:
+        return self.mode == _MODE_LINK
+
+
+class LocalRepo:
+    """A bare local clone of the board in the worker's workdir."""
+
+    def __init__(self, path: Path, remote: Remote, timeout: float = GIT_TIMEOUT_SECONDS):
+        self.path = Path(path)
+        self.remote = remote
+        self.timeout = timeout
+        self._repo: git.Repo | None = None
+        self._tree_cache: dict[str, tuple[TreeEntry, ...]] = {}
+        self._blob_cache: dict[str, bytes] = {}
+        self.counters = {"fetch": 0, "push": 0, "push_rejected_refs": 0}
+
+    # -- set-up --------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: Path, remote: Remote, timeout: float = GIT_TIMEOUT_SECONDS) -> "LocalRepo":
+        """Open the clone at ``path``, creating it (or re-creating a corrupt one)."""
+        if not git_available():
+            raise GitNotFound()
+        repo = cls(path, remote, timeout)
+        repo._ensure()
+        return repo
+
+    def _ensure(self) -> None:
+        if self.path.exists() and not self._healthy():
+            if (self.path / CLONE_MARKER).exists():
+                log.warning("Local clone at %s is damaged; cloning again", self.path)
+                shutil.rmtree(self.path, ignore_errors=True)
+            else:
+                raise WorkdirError(f"{self.path} exists and is not a wms clone; choose another --workdir.")
+        if not self.path.exists():
+            try:
+                self.path.mkdir(parents=True)
+            except OSError as exc:
+                raise WorkdirError(f"Cannot create {self.path}: {exc.strerror}. Choose a writable --workdir.") from exc
+            self._run(["init", "--bare", "-q", str(self.path)], cwd=self.path.parent, network=False)
+            (self.path / CLONE_MARKER).write_text("bare clone of a wms board; safe to delete when no worker runs\n")
+            for key, value in (
+                ("core.logAllRefUpdates", "false"),
+                ("gc.auto", "0"),
+                ("maintenance.auto", "false"),
+                ("fetch.writeCommitGraph", "false"),
+                ("protocol.version", "2"),
+                ("uploadpack.allowAnySHA1InWant", "true"),
+            ):
+                self._run(["config", key, value], network=False)
+            self._run(["remote", "add", "origin", self.remote.url], network=False)
+        else:
+            self._run(["remote", "set-url", "origin", self.remote.url], network=False)
+        self._repo = git.Repo(self.path, odbt=git.GitCmdObjectDB)
+
+    def _healthy(self) -> bool:
+        try:
+            out = subprocess.run(
+                ["git", "-C", str(self.path), "rev-parse", "--is-bare-repository"],
+                capture_output=True, text=True, timeout=30,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        if out.returncode != 0 or out.stdout.strip() != "true":
+            return False
+        fsck = subprocess.run(
+            ["git", "-C", str(self.path), "for-each-ref", "--format=%(objectname)"],
+            capture_output=True, text=True, timeout=60,
+        )
+        if fsck.returncode != 0:
+            return False
+        shas = fsck.stdout.split()
+        if not shas:
+            return True
+        check = subprocess.run(
+            ["git", "-C", str(self.path), "cat-file", "--batch-check"],
+            input="\n".join(shas) + "\n", capture_output=True, text=True, timeout=60,
+        )
+        return check.returncode == 0 and "missing" not in check.stdout
+
+    def close(self) -> None:
+        if self._repo is not None:
+            self._repo.close()
+            self._repo = None
+
+    # -- running git ---------------------------------------------------------------------
+    def _env(self) -> dict:
+        env = dict(os.environ)
+        for key in [k for k in env if k.startswith("GIT_CONFIG_") or k in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE")]:
+            env.pop(key)
+        env.update(self.remote.env)
+        env["GIT_TERMINAL_PROMPT"] = "0"
+        env["GIT_ASKPASS"] = "true" if os.name != "nt" else ""
+        env["LC_ALL"] = "C"
+        env["LANG"] = "C"
+        return env
+
+    def _run(self, args: list[str], *, cwd: Path | None = None, network: bool = True,
+             input_bytes: bytes | None = None, timeout: float | None = None) -> tuple[int, str, str]:
+        cmd = ["git"] + (["-C", str(self.path)] if cwd is None else []) + args
+        try:
+            proc = subprocess.run(
+                cmd, cwd=cwd, input=input_bytes, capture_output=True, env=self._env(),
+                timeout=timeout or self.timeout, start_new_session=True,
+            )
+        except FileNotFoundError as exc:
+            raise GitNotFound() from exc
+        except subprocess.TimeoutExpired as exc:
+            raise GitTimeout(
+                f"git {args[0]} did not finish within {timeout or self.timeout:.0f} s talking to {self.remote.url}; "
+                "the board may be slow or unreachable. Will retry."
+            ) from exc
+        except OSError as exc:
+            raise WorkdirError(f"Cannot run git in {self.path}: {exc}") from exc
+        out = redact(proc.stdout.decode("utf-8", "replace"))
+        err = redact(proc.stderr.decode("utf-8", "replace"))
+        if proc.returncode != 0 and network:
+            self._classify_failure(args[0], err)
+        if proc.returncode != 0 and not network:
+            if "No space left" in err or "Read-only file system" in err:
+                raise WorkdirError(f"Cannot write the local clone in {self.path}: {err.strip()}")
+        return proc.returncode, out, err
+
+    def _classify_failure(self, verb: str, err: str) -> None:
+        low = err.lower()
+        if "no space left" in low or "read-only file system" in low or "unable to create temporary" in low:
+            raise WorkdirError(f"git {verb} cannot write in {self.path}: {err.strip()} Free disk space or choose another --workdir.")
+        if any(h in low for h in _PERMISSION_HINTS):
+            raise BoardPermissionError(
+                f"The board at {self.remote.url} refused access (git {verb}): {_last_lines(err)} "
+                "Check that the URL is right and that your token or SSH key may read and write this repository."
+            )
+        if "rejected" in low or "stale info" in low or "failed to push some refs" in low or "[remote rejected]" in low:
+            return  # per-ref results are parsed by the caller
+        if "does not appear to be a git repository" in low or "repository not found" in low:
+            raise BoardUnreachable(
+                f"No board found at {self.remote.url}: {_last_lines(err)} Check the URL (the host runs "
+                "`python -m host_tools init --repo-url URL` once to create a board)."
+            )
+        raise BoardUnreachable(f"git {verb} failed talking to {self.remote.url}: {_last_lines(err)}")
+
+    # -- network ---------------------------------------------------------------------------
+    def fetch(self, refspecs: Iterable[str], *, depth: int | None = None) -> None:
+        args = ["fetch", "--no-tags", "--prune", "--no-write-fetch-head", "--quiet", "--no-auto-gc",
+                "--no-recurse-submodules"]
+        if depth:
+            args.append(f"--depth={depth}")
+        code, _, err = self._run(args + ["origin", *refspecs])
+        self.counters["fetch"] += 1
+        if code != 0:
+            raise BoardUnreachable(f"git fetch failed: {_last_lines(err)}")
+
+    def push(self, updates: list[RefUpdate], *, atomic: bool = False) -> PushResult:
+        if not updates:
+            return PushResult({}, {})
+        args = ["push", "--porcelain", "--no-verify", "--quiet"]
+        if atomic:
+            args.append("--atomic")
+        for u in updates:
+            if u.expect is not None:
+                args.append(f"--force-with-lease={u.ref}:{u.expect}")
+        args += ["origin"] + [u.refspec() for u in updates]
+        code, out, err = self._run(args)
+        self.counters["push"] += 1
+        ok: dict[str, bool] = {}
+        messages: dict[str, str] = {}
+        for line in out.splitlines():
+            parts = line.split("\t")
+            if len(parts) < 3 or ":" not in parts[1]:
+                continue
+            flag, spec, summary = parts[0], parts[1], parts[2]
+            ref = spec.split(":", 1)[1]
+            ok[ref] = flag in (" ", "+", "-", "*", "=")
+            messages[ref] = summary
+        missing = [u.ref for u in updates if u.ref not in ok]
+        if missing:
+            if code == 0:
+                for ref in missing:
+                    ok[ref] = True
+            else:
+                raise BoardUnreachable(f"git push failed: {_last_lines(err) or _last_lines(out)}")
+        self.counters["push_rejected_refs"] += sum(1 for v in ok.values() if not v)
+        return PushResult(ok, messages)
+
+    def ls_remote(self, *patterns: str) -> dict[str, str]:
+        code, out, err = self._run(["ls-remote", "origin", *patterns])
+        if code != 0:
+            raise BoardUnreachable(f"git ls-remote failed: {_last_lines(err)}")
+        refs = {}
+        for line in out.splitlines():
+            sha, _, ref = line.partition("\t")
+            refs[ref] = sha
+        return refs
+
+    # -- local refs and objects ---------------------------------------------------------------
+    def refs(self, prefix: str) -> dict[str, str]:
+        code, out, err = self._run(["for-each-ref", "--format=%(objectname) %(refname)", prefix], network=False)
+        if code != 0:
+            raise WmsError(f"git for-each-ref failed: {_last_lines(err)}")
+        result = {}
+        for line in out.splitlines():
+            sha, _, ref = line.partition(" ")
+            result[ref] = sha
+        return result
+
+    def delete_local_ref(self, ref: str) -> None:
+        self._run(["update-ref", "-d", ref], network=False)
+
+    def read_raw(self, sha: str) -> tuple[str, bytes]:
+        assert self._repo is not None
+        info = self._repo.odb.stream(bytes.fromhex(sha))
+        return info.type.decode(), info.read()
+
+    def read_blob(self, sha: str, limit: int | None = None) -> bytes:
+        cached = self._blob_cache.get(sha)
+        if cached is not None:
+            return cached
+        assert self._repo is not None
+        info = self._repo.odb.info(bytes.fromhex(sha))
+        if limit is not None and info.size > limit:
+            raise ValueError(f"object {sha[:12]} is {info.size} bytes, over the {limit}-byte limit")
+        kind, data = self.read_raw(sha)
+        if kind != "blob":
+            raise ValueError(f"object {sha[:12]} is a {kind}, not a file")
+        if len(data) < 64 * 1024:
+            if len(self._blob_cache) > 20000:
+                self._blob_cache.clear()
+            self._blob_cache[sha] = data
+        return data
+
+    def read_tree(self, sha: str) -> tuple[TreeEntry, ...]:
+        cached = self._tree_cache.get(sha)
+        if cached is not None:
+            return cached
+        kind, data = self.read_raw(sha)
+        if kind != "tree":
+            raise ValueError(f"object {sha[:12]} is a {kind}, not a folder")
+        entries = tuple(_parse_tree(data))
+        if len(self._tree_cache) > 5000:
+            self._tree_cache.clear()
+        self._tree_cache[sha] = entries
+        return entries
+
+    def commit_info(self, sha: str) -> tuple[str, list[str], str]:
+        """(tree, parents, message) of a commit."""
+        kind, data = self.read_raw(sha)
+        if kind != "commit":
+            raise ValueError(f"object {sha[:12]} is a {kind}, not a commit")
+        head, _, message = data.partition(b"\n\n")
+        tree, parents = "", []
+        for line in head.split(b"\n"):
+            if line.startswith(b"tree "):
+                tree = line[5:].decode()
+            elif line.startswith(b"parent "):
+                parents.append(line[7:].decode())
+        return tree, parents, message.decode("utf-8", "replace")
+
+    def lookup(self, tree_sha: str, path: str) -> TreeEntry | None:
+        """The entry at ``path`` (a/b/c) inside a tree, or None."""
+        parts = [p for p in path.split("/") if p]
+        current = TreeEntry(_MODE_TREE, "", tree_sha)
+        for part in parts:
+            if not current.is_tree:
+                return None
+            found = None
+            for entry in self.read_tree(current.sha):
+                if entry.name == part:
+                    found = entry
+                    break
+            if found is None:
+                return None
+            current = found
+        return current
+
+    def write_object(self, kind: str, data: bytes) -> str:
+        header = f"{kind} {len(data)}\0".encode()
+        sha = hashlib.sha1(header + data).hexdigest()
+        target = self.path / "objects" / sha[:2] / sha[2:]
+        if not target.exists():
+            try:
+                target.parent.mkdir(exist_ok=True)
+                tmp = target.with_name(f".tmp-{os.getpid()}-{sha[2:]}")
+                tmp.write_bytes(zlib.compress(header + data, 1))
+                os.replace(tmp, target)
+            except OSError as exc:
+                raise WorkdirError(
+                    f"Cannot write to the local clone in {self.path}: {exc.strerror}. "
+                    "Free disk space or choose another --workdir."
+                ) from exc
+        return sha
+
+    def write_blob(self, data: bytes) -> str:
+        return self.write_object("blob", data)
+
+    def write_tree(self, entries: Iterable[TreeEntry]) -> str:
+        def key(e: TreeEntry) -> bytes:
+            return e.name.encode() + (b"/" if e.is_tree else b"")
+
+        body = io.BytesIO()
+        for e in sorted(entries, key=key):
+            body.write(f"{e.mode} {e.name}\0".encode() + bytes.fromhex(e.sha))
+        return self.write_object("tree", body.getvalue())
+
+    def write_commit(self, tree: str, parents: list[str], message: str, when: float | None = None) -> str:
+        ts = int(when if when is not None else time.time())
+        ident = f"wms <wms@localhost> {ts} +0000"
+        lines = [f"tree {tree}"] + [f"parent {p}" for p in parents] + [f"author {ident}", f"committer {ident}", "", message]
+        return self.write_object("commit", ("\n".join(lines) + ("\n" if not message.endswith("\n") else "")).encode())
+
+    def edit_tree(self, root: str | None, changes: dict[str, str | None]) -> str:
+        """A new root tree: ``changes`` maps file paths to blob shas (None deletes)."""
+        nested: dict[str, dict | str | None] = {}
+        for path, sha in changes.items():
+            parts = [p for p in path.split("/") if p]
+            node = nested
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})  # type: ignore[assignment]
+                if not isinstance(node, dict):
+                    raise ValueError(f"path conflict at {path}")
+            node[parts[-1]] = sha
+        return self._edit(root, nested) or EMPTY_TREE
+
+    def _edit(self, tree_sha: str | None, changes: dict) -> str | None:
+        entries = {e.name: e for e in self.read_tree(tree_sha)} if tree_sha else {}
+        for name, change in changes.items():
+            if isinstance(change, dict):
+                old = entries.get(name)
+                sub = self._edit(old.sha if old is not None and old.is_tree else None, change)
+                if sub is None:
+                    entries.pop(name, None)
+                else:
+                    entries[name] = TreeEntry(_MODE_TREE, name, sub)
+            elif change is None:
+                entries.pop(name, None)
+            else:
+                entries[name] = TreeEntry(_MODE_BLOB, name, change)
+        if not entries:
+            return None
+        return self.write_tree(entries.values())
+
+    def gc(self) -> None:
+        self._run(["gc", "--quiet", "--prune=now"], network=False, timeout=600)
+
+
+def _parse_tree(data: bytes):
+    i = 0
+    n = len(data)
+    while i < n:
+        space = data.index(b" ", i)
+        nul = data.index(b"\0", space)
+        mode = data[i:space].decode()
+        name = data[space + 1:nul].decode("utf-8", "surrogateescape")
+        sha = data[nul + 1:nul + 21].hex()
+        yield TreeEntry(mode, name, sha)
+        i = nul + 21
+
+
+def _last_lines(text: str, n: int = 3) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return " ".join(lines[-n:])
+
+
+
+class TreeFileReader:
+    """Reads files of one board commit for a processor thread (its own git processes, thread-safe).
+
+    Refuses absolute paths, paths that climb out of the board, symbolic links and folders.
+    """
+
+    def __init__(self, repo_path: Path, commit: str, max_bytes: int = 200 * 1024 * 1024, timeout: float = 120):
+        self.repo_path = Path(repo_path)
+        self.commit = commit
+        self.max_bytes = max_bytes
+        self.timeout = timeout
+
+    def read_file(self, path: str) -> bytes:
+        clean = _safe_board_path(path)
+        listing = subprocess.run(
+            ["git", "-C", str(self.repo_path), "ls-tree", "-z", "-l", self.commit, "--", clean],
+            capture_output=True, timeout=self.timeout,
+        )
+        if listing.returncode != 0 or not listing.stdout:
+            raise FileNotFoundError(f"{clean} is not on the board")
+        meta, _, name = listing.stdout.rstrip(b"\0").partition(b"\t")
+        mode, kind, sha, size = meta.decode().split()
+        if mode == _MODE_LINK:
+            raise PermissionError(f"{clean} is a symbolic link on the board; refused")
+        if kind != "blob":
+            raise IsADirectoryError(f"{clean} is a folder, not a file")
+        if int(size) > self.max_bytes:
+            raise ValueError(f"{clean} is {int(size)} bytes, over the {self.max_bytes}-byte limit")
+        blob = subprocess.run(["git", "-C", str(self.repo_path), "cat-file", "blob", sha],
+                              capture_output=True, timeout=self.timeout)
+        if blob.returncode != 0:
+            raise FileNotFoundError(f"{clean} could not be read from the local clone")
+        return blob.stdout
+
+
+def _safe_board_path(path: str) -> str:
+    if not isinstance(path, str) or not path or "\0" in path or "\\" in path:
+        raise PermissionError(f"board path {path!r} is not a plain relative path; refused")
+    if path.startswith("/") or any(part in ("..", ".", "") for part in path.split("/")):
+        raise PermissionError(f"board path {path!r} leaves the board or is not normalised; refused")
+    return path

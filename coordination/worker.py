@@ -1,0 +1,537 @@
+"""The volunteer's worker: claim, process, submit, and stop by itself.
+
+One manager loop (the calling thread) owns every git operation; orders are
+processed in worker threads (`--jobs N`). Each turn of the loop is a short,
+named step:
+
+    collect_finished_jobs -> stop_reason -> exchange (fetch; push results, claims,
+    a fold of main and a heartbeat in one push) -> start_jobs -> wait
+
+A finished attempt goes to the local spool before anything is pushed
+(Invariant 3). A claim is a create-only ref decided by the server (Invariant 2);
+it is used only once the worker has confirmed that `main` still offered the
+order when the claim was made.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from coordination.board import Board, BoardSettings, BoardView, Candidate, Located, RESULT_FILE, dumps
+from coordination.defaults import CLAIMS_PREFIX, HEARTBEATS_PREFIX, MAIN_REF, MAX_RESULT_BYTES, RESULTS_PREFIX
+from coordination.exceptions import BoardPermissionError, BoardUnreachable, WmsError, WorkdirError
+from coordination.gitio import LocalRepo, RefUpdate, TreeFileReader
+from coordination.liveness import LivenessTracker
+from coordination.processors import OrderError, ProcessorRegistry, WorkContext
+from coordination.remote import Remote, parse_repo_url
+from coordination.sleep_prevention import SleepPreventer
+from coordination.spool import Spool, SpoolEntry
+from coordination.states import OrderState
+
+log = logging.getLogger("wms.worker")
+BOARD_FIELDS = ("seq", "attempts", "errors", "not_before", "worker_id", "claimed_at", "lease_until", "attempt",
+                "failed_at")
+
+
+def make_worker_id() -> str:
+    host = "".join(c if c.isalnum() or c in "-_" else "-" for c in socket.gethostname())[:40] or "host"
+    return f"{host}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class Job:
+    work_id: str
+    seq: int
+    order: dict
+    claimed_at: float
+    attempt: int
+    commit: str
+    started_at: float = 0.0
+    thread: threading.Thread | None = None
+    outcome: SpoolEntry | None = None
+    progress: tuple = (0, 0, "")
+
+
+@dataclass
+class WorkerStats:
+    started_at: float
+    completed: int = 0
+    failed: int = 0
+    released: int = 0
+    claims: int = 0
+    lost_races: int = 0
+    empty_polls: int = 0
+    busy_seconds: float = 0.0
+    stop_reason: str = ""
+    ended_at: float | None = None
+
+    @property
+    def work_done(self) -> int:
+        return self.completed + self.failed
+
+    def runtime(self, now: float | None = None) -> float:
+        end = self.ended_at if self.ended_at is not None else (now if now is not None else time.time())
+        return max(end - self.started_at, 1e-9)
+
+    def jobs_per_hour(self, now: float | None = None) -> float:
+        return self.work_done / self.runtime(now) * 3600
+
+    def efficiency(self, jobs: int = 1, now: float | None = None) -> float:
+        """Share of the run's slot-time spent processing orders."""
+        return min(1.0, self.busy_seconds / (self.runtime(now) * max(jobs, 1)))
+
+
+class Worker:
+    def __init__(self, config, registry: ProcessorRegistry, *, remote: Remote | None = None,
+                 now=time.time, rng: random.Random | None = None):
+        self.config = config
+        self.registry = registry
+        self.remote = remote or parse_repo_url(config.repo_url)
+        self.worker_id = config.worker_id or make_worker_id()
+        self.now = now
+        self.rng = rng or random.Random()
+        self.workdir = Path(config.workdir)
+        self.settings = BoardSettings(max_attempts=config.max_attempts, retry_backoff=config.retry_backoff,
+                                      offline_after=config.offline_after)
+        self.stats = WorkerStats(started_at=now())
+        self.jobs: dict[str, Job] = {}
+        self.outbox: dict[str, SpoolEntry] = {}
+        self.unfolded: dict[tuple, float] = {}  # (kind, work_id, seq) -> pushed at
+        self.liveness = LivenessTracker(config.offline_after)
+        self.sleep = SleepPreventer(enabled=config.prevent_sleep)
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._signals = 0
+        self._stop_now = False
+        self._scan_lapsed = False
+        self._heartbeat_seq = 0
+        self._last_heartbeat = 0.0
+        self._last_activity = now()
+        self._board_delay = 0.0
+        self._next_poll_at = 0.0
+        self.repo: LocalRepo | None = None
+        self.board: Board | None = None
+        self.spool: Spool | None = None
+        self.remaining: int | None = None  # orders the board still offers, as last seen
+
+    # ---------------------------------------------------------------- life cycle
+    def run(self) -> WorkerStats:
+        self.install_signal_handlers()
+        try:
+            self.start()
+            self.work_loop()
+        finally:
+            self.shutdown()
+        return self.stats
+
+    def start(self) -> None:
+        try:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WorkdirError(f"Cannot create the workdir {self.workdir}: {exc.strerror}. Choose another --workdir.")
+        self.repo = LocalRepo.open(self.workdir / "board.git", self.remote, timeout=self.config.git_timeout)
+        self.board = Board(self.repo, self.settings)
+        self.spool = Spool(self.workdir / "spool")
+        for entry in self.spool.entries():
+            self.outbox[entry.key] = entry
+        if self.outbox:
+            log.info("Found %d unsent result(s) in the spool; pushing them first", len(self.outbox))
+        log.info("Worker %s starting on %s", self.worker_id, self.remote.url)
+        self.with_board_retries(lambda: self.exchange(0, heartbeat=True))
+
+    def work_loop(self) -> None:
+        while True:
+            self.collect_finished_jobs()
+            reason = self.stop_reason()
+            if reason and not self.stats.stop_reason:
+                self.stats.stop_reason = reason
+                log.info("STOPPING: %s", reason)
+            if self._stop_now:
+                self.release_jobs()
+                return
+            if self.stats.stop_reason and not self.jobs:
+                return
+            free = self.free_slots()
+            claim = free > 0 and self.now() >= self._next_poll_at
+            if claim or self.outbox or self.fold_due():
+                started = self.with_board_retries(lambda: self.exchange(free if claim else 0))
+                if started is None:
+                    continue  # the board was unreachable and we waited
+                if started:
+                    self.stats.empty_polls = 0
+                    continue  # there may be more slots to fill
+                if claim:
+                    self.handle_empty_poll()
+            elif self.heartbeat_due():
+                self.with_board_retries(lambda: self.exchange(0, heartbeat=True, sync=False))
+            self.wait(self.next_timeout())
+
+    def free_slots(self) -> int:
+        if self.stats.stop_reason or self.paused():
+            return 0
+        left = self.config.max_work - self.stats.work_done - len(self.jobs)
+        return max(0, min(self.config.jobs - len(self.jobs), left))
+
+    def shutdown(self) -> None:
+        self.stats.ended_at = self.now()
+        self.sleep.stop_prevention()
+        if self.board is None:
+            return
+        try:
+            for _ in range(5):
+                self.collect_finished_jobs()
+                self.exchange(0, heartbeat=True, state="stopped")
+                if not self.outbox and not self.unfolded:
+                    break
+                time.sleep(0.2 + self.rng.random() * 0.3)
+        except WmsError as exc:
+            log.warning("Could not reach the board while stopping: %s. %d result(s) stay in the spool "
+                        "and are pushed on the next start.", exc.message, len(self.outbox))
+        if self.repo is not None:
+            self.repo.close()
+
+    # ---------------------------------------------------------------- stopping and pausing
+    def install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+
+    def _on_signal(self, signum, frame) -> None:
+        self._signals += 1
+        name = signal.Signals(signum).name
+        if self._signals == 1:
+            log.info("%s received: finishing the current order, then stopping (again to stop at once)", name)
+            self.request_stop(f"{name} received")
+        else:
+            log.info("%s received again: releasing claims and stopping now", name)
+            self._stop_now = True
+        self._wake.set()
+
+    def request_stop(self, reason: str) -> None:
+        if not self.stats.stop_reason:
+            self.stats.stop_reason = reason
+            log.info("STOPPING: %s", reason)
+        self._wake.set()
+
+    def paused(self) -> bool:
+        return (self.workdir / "PAUSE").exists()
+
+    def stop_reason(self) -> str | None:
+        if self.stats.stop_reason:
+            return self.stats.stop_reason
+        if (self.workdir / "STOP").exists():
+            return f"STOP file found in {self.workdir}"
+        if self.stats.work_done >= self.config.max_work:
+            return f"Reached max work orders ({self.config.max_work})"
+        if self.stats.empty_polls >= self.config.max_failures:
+            return f"No work available after {self.stats.empty_polls} consecutive attempts"
+        idle = self.now() - self._last_activity
+        if not self.jobs and idle >= self.config.max_idle_hours * 3600:
+            return f"Idle for {idle / 3600:.2f} hours (limit {self.config.max_idle_hours:g})"
+        return None
+
+    # ---------------------------------------------------------------- talking to the board
+    def with_board_retries(self, step):
+        """Run a board step; on an unreachable board back off (with jitter) and report None."""
+        try:
+            result = step()
+            self._board_delay = 0.0
+            return result
+        except BoardPermissionError:
+            raise
+        except BoardUnreachable as exc:
+            self._board_delay = min(max(self._board_delay * 2, self.config.poll_seconds), self.config.poll_cap_seconds)
+            wait = self._board_delay * (0.75 + 0.5 * self.rng.random())
+            log.warning("Board unreachable (%s); results are kept in the spool. Retrying in %.0f s",
+                        exc.message, wait)
+            self.wait(wait)
+            return None
+
+    def exchange(self, want: int, *, heartbeat: bool = False, sync: bool = True, state: str = "running") -> list[Job]:
+        """Fetch, then push results, claims, a fold of main and a heartbeat together; retry lost races."""
+        for _ in range(20):
+            jobs = self._exchange_once(want, heartbeat=heartbeat, sync=sync, state=state)
+            if jobs is not None:
+                return jobs
+            time.sleep(self.rng.random() * 0.05)
+        return []
+
+    def _exchange_once(self, want: int, *, heartbeat: bool, sync: bool, state: str) -> list[Job] | None:
+        """One round trip. None when every claim lost its race (the caller tries again)."""
+        assert self.board is not None and self.repo is not None
+        now = self.now()
+        view = self.board.sync(heartbeats=self._scan_lapsed) if sync else None
+        updates: list[RefUpdate] = []
+        if view is not None:
+            self.board.require_main(view)
+            if self._scan_lapsed:
+                self.observe_heartbeats(view)
+            self.forget_reflected(view)
+            self.remaining = view.count(OrderState.AVAILABLE) + view.count(OrderState.RETRY)
+        pushed_results = []
+        for entry in list(self.outbox.values()):
+            files = {RESULT_FILE: dumps(entry.record)} if entry.record is not None else None
+            sha = self.board.ref_commit(entry.info, files, when=entry.info.get("at"))
+            ref = f"{RESULTS_PREFIX}{entry.work_id}/{entry.seq}"
+            updates.append(RefUpdate(ref, sha, ""))
+            pushed_results.append((entry, ref))
+            if view is not None:
+                view.add_local("results", entry.work_id, entry.seq, ref, sha)
+        candidates: list[Candidate] = []
+        if view is not None and want > 0:
+            candidates = view.candidates(now, exclude=self.jobs.keys(), limit=want, rng=self.rng,
+                                         lapsed=self.lapsed_holder if self._scan_lapsed else None)
+            for cand in candidates:
+                info = {"kind": "claim", "work_id": cand.work_id, "seq": cand.seq, "worker_id": self.worker_id,
+                        "claimed_at": now, "lease_seconds": self.config.offline_after}
+                if cand.takeover_of:
+                    info["takeover_of"] = cand.takeover_of
+                updates.append(RefUpdate(f"{CLAIMS_PREFIX}{cand.work_id}/{cand.seq}", self.board.ref_commit(info, when=now), ""))
+        fold_main = None
+        if view is not None:
+            fold, fold_updates = self.board.fold_update(view, now)
+            creating = {u.ref for u in updates}
+            updates += [u for u in fold_updates if u.ref not in creating]
+            fold_main = next((u for u in fold_updates if u.ref == MAIN_REF), None)
+        if heartbeat or self.heartbeat_due():
+            updates.append(self.heartbeat_update(state))
+        if not updates:
+            return []
+        result = self.repo.push(updates)
+        main_ok = fold_main is not None and result.accepted(MAIN_REF)
+        for entry, ref in pushed_results:
+            # a create-only ref is refused only when it exists: only we hold that seq, so it is ours
+            self.outbox.pop(entry.key, None)
+            self.spool.remove(entry)
+            if not main_ok:
+                self.unfolded[("result", entry.work_id, entry.seq)] = self.now()
+        claimed: list[Candidate] = []
+        for cand in candidates:
+            ref = f"{CLAIMS_PREFIX}{cand.work_id}/{cand.seq}"
+            if result.accepted(ref):
+                claimed.append(cand)
+            else:
+                self.stats.lost_races += 1
+                log.info("lost claim race for %s; choosing another", cand.work_id)
+        if not claimed:
+            if candidates:
+                return None
+            if want > 0:
+                self._scan_lapsed = True
+            return []
+        self._scan_lapsed = False
+        if main_ok:
+            confirmed = claimed  # main did not move since we chose: the orders were still on offer
+            for cand in claimed:
+                self.unfolded[("claim", cand.work_id, cand.seq)] = self.now()
+            return self.start_jobs(view, confirmed, now)
+        return self.confirm_claims(claimed, now)
+
+    def confirm_claims(self, claimed: list[Candidate], now: float) -> list[Job]:
+        """Main moved while we claimed: fetch again and keep only claims main still agrees with."""
+        view = self.board.sync()
+        valid = []
+        for cand in claimed:
+            loc = view.locate(cand.work_id)
+            note = view.claims.get(cand.work_id, {}).get(cand.seq)
+            mine = note is not None and note.info.get("worker_id") == self.worker_id
+            ok = mine and (
+                (loc.state in (OrderState.AVAILABLE, OrderState.RETRY) and loc.seq == cand.seq - 1)
+                or (loc.state == OrderState.ACTIVE and loc.seq == cand.seq - 1 and cand.takeover_of)
+                or (loc.state == OrderState.ACTIVE and loc.seq == cand.seq and loc.record.get("worker_id") == self.worker_id)
+            )
+            if ok:
+                valid.append(cand)
+            else:
+                self.stats.lost_races += 1
+                log.info("lost claim race for %s (the board moved on); choosing another", cand.work_id)
+        if not valid:
+            return []
+        fold, updates = self.board.fold_update(view, self.now())
+        main_ok = False
+        if updates:
+            result = self.repo.push(updates)
+            main_ok = any(u.ref == MAIN_REF for u in updates) and result.accepted(MAIN_REF)
+        for cand in valid:
+            if not main_ok:
+                self.unfolded[("claim", cand.work_id, cand.seq)] = self.now()
+        return self.start_jobs(view, valid, now)
+
+    def forget_reflected(self, view: BoardView) -> None:
+        for key in list(self.unfolded):
+            kind, work_id, seq = key
+            loc = view.locate(work_id)
+            if kind == "claim":
+                done = loc.seq >= seq or (loc.state is not None and loc.state.terminal)
+            else:
+                note = view.results.get(work_id, {}).get(seq)
+                done = note is None or view._result_reflected(work_id, seq, note, loc)
+            if done:
+                self.unfolded.pop(key, None)
+
+    def fold_due(self) -> bool:
+        now = self.now()
+        return any(now - t >= self.config.fold_delay for t in self.unfolded.values())
+
+    # ---------------------------------------------------------------- heartbeats and leases
+    def heartbeat_due(self) -> bool:
+        return self.now() - self._last_heartbeat >= self.config.heartbeat_seconds
+
+    def heartbeat_update(self, state: str = "running") -> RefUpdate:
+        self._heartbeat_seq += 1
+        now = self.now()
+        self._last_heartbeat = now
+        info = {"kind": "heartbeat", "worker_id": self.worker_id, "seq": self._heartbeat_seq, "sent_at": now,
+                "state": "paused" if state == "running" and self.paused() else state,
+                "holding": sorted([j.work_id, j.seq] for j in self.jobs.values()),
+                "completed": self.stats.completed, "failed": self.stats.failed, "host": socket.gethostname(),
+                "pid": os.getpid(), "started_at": self.stats.started_at}
+        return RefUpdate(f"{HEARTBEATS_PREFIX}{self.worker_id}", self.board.ref_commit(info, when=now), None)
+
+    def observe_heartbeats(self, view: BoardView) -> None:
+        for worker, note in view.heartbeats.items():
+            self.liveness.observe(worker, note.sha, note.info)
+
+    def lapsed_holder(self, work_id: str, loc: Located) -> str | None:
+        """The silent worker holding ``work_id``, or None while its lease lives."""
+        holder = str(loc.record.get("worker_id", ""))
+        if not holder or holder == self.worker_id:
+            return None
+        if not self.liveness.known(holder):
+            claimed_at = loc.record.get("claimed_at", 0)
+            self.liveness.observe(holder, f"claim:{work_id}:{loc.seq}", {"sent_at": claimed_at})
+        return None if self.liveness.online(holder) else holder
+
+    # ---------------------------------------------------------------- jobs
+    def start_jobs(self, view: BoardView, claimed: list[Candidate], now: float) -> list[Job]:
+        started = []
+        for cand in claimed:
+            loc = view.locate(cand.work_id)
+            order = {k: v for k, v in loc.record.items() if k not in BOARD_FIELDS}
+            order.setdefault("work_id", cand.work_id)
+            attempt = loc.attempts + 1
+            job = Job(cand.work_id, cand.seq, order, now, attempt, view.main or "")
+            self.stats.claims += 1
+            log.info("Claimed work: %s", cand.work_id)
+            self.jobs[cand.work_id] = job
+            self.perform_job_in_thread(job)
+            started.append(job)
+        self._last_activity = self.now()
+        return started
+
+    def perform_job_in_thread(self, job: Job) -> None:
+        self.sleep.start_prevention()
+        job.started_at = self.now()
+        job.thread = threading.Thread(target=self.perform_job, args=(job,), name=f"job-{job.work_id}", daemon=True)
+        job.thread.start()
+
+    def perform_job(self, job: Job) -> None:
+        scratch = self.workdir / "jobs" / f"{job.work_id}--{job.seq}"
+        try:
+            scratch.mkdir(parents=True, exist_ok=True)
+            ctx = WorkContext(
+                work_id=job.work_id, workdir=scratch, board=TreeFileReader(self.repo.path, job.commit),
+                log=logging.getLogger(f"wms.job.{job.work_id}"),
+                on_progress=lambda done, total, msg: setattr(job, "progress", (done, total, msg)),
+                stop_requested=lambda: self._stop_now,
+            )
+            if "_invalid" in job.order:
+                raise OrderError(str(job.order["_invalid"]), permanent=True)
+            result = self.registry.process(job.order, ctx)
+            job.outcome = self.handle_job_success(job, result)
+        except OrderError as exc:
+            job.outcome = self.handle_job_failure(job, str(exc), permanent=exc.permanent)
+        except WorkdirError as exc:
+            job.outcome = self.handle_job_failure(job, exc.message, permanent=False)
+        except Exception as exc:  # a processor bug or an unexpected input must not stop the worker
+            log.exception("Order %s raised an unexpected error", job.work_id)
+            job.outcome = self.handle_job_failure(job, f"{type(exc).__name__}: {exc}", permanent=False)
+        finally:
+            self._wake.set()
+
+    def handle_job_success(self, job: Job, result: dict) -> SpoolEntry:
+        now = self.now()
+        record = {"schema": 1, "work_id": job.work_id, "kind": job.order.get("kind"), "worker_id": self.worker_id,
+                  "seq": job.seq, "attempt": job.attempt, "claimed_at": job.claimed_at,
+                  "started_at": job.started_at, "completed_at": now,
+                  "duration_seconds": round(now - job.started_at, 3), "order": job.order, "result": result}
+        for key in ("series", "chapter"):
+            if key in job.order:
+                record[key] = job.order[key]
+        size = len(dumps(record))
+        if size > MAX_RESULT_BYTES:
+            return self.handle_job_failure(job, f"result is {size} bytes, over the {MAX_RESULT_BYTES}-byte limit",
+                                           permanent=True)
+        info = {"status": "completed", "work_id": job.work_id, "seq": job.seq, "worker_id": self.worker_id, "at": now}
+        return self.spool.put(job.work_id, job.seq, info, record)
+
+    def handle_job_failure(self, job: Job, message: str, *, permanent: bool) -> SpoolEntry:
+        log.warning("Failed work: %s: %s", job.work_id, message)
+        info = {"status": "failed", "work_id": job.work_id, "seq": job.seq, "worker_id": self.worker_id,
+                "at": self.now(), "error": message[:2000], "permanent": permanent}
+        return self.spool.put(job.work_id, job.seq, info, None)
+
+    def collect_finished_jobs(self) -> None:
+        for work_id, job in list(self.jobs.items()):
+            if job.thread is not None and job.thread.is_alive():
+                continue
+            del self.jobs[work_id]
+            self.stats.busy_seconds += self.now() - job.started_at
+            self._last_activity = self.now()
+            if job.outcome is None:
+                continue
+            self.outbox[job.outcome.key] = job.outcome
+            if job.outcome.info["status"] == "completed":
+                self.stats.completed += 1
+                log.info("Completed work: %s", work_id)
+            else:
+                self.stats.failed += 1
+            log.info("Progress: %d/%d (%.1f jobs/hour)", self.stats.work_done, self.config.max_work,
+                     self.stats.jobs_per_hour(self.now()))
+        if not self.jobs:
+            self.sleep.stop_prevention()
+
+    def release_jobs(self) -> None:
+        """Hand every running order back to the board (second Ctrl+C, or shutting down early)."""
+        for work_id, job in list(self.jobs.items()):
+            info = {"status": "released", "work_id": work_id, "seq": job.seq, "worker_id": self.worker_id,
+                    "at": self.now()}
+            entry = self.spool.put(work_id, job.seq, info, None)
+            self.outbox[entry.key] = entry
+            self.stats.released += 1
+            log.info("Released work: %s", work_id)
+            del self.jobs[work_id]
+
+    # ---------------------------------------------------------------- waiting
+    def handle_empty_poll(self) -> None:
+        self.stats.empty_polls += 1
+        if self.stats.empty_polls >= self.config.max_failures:
+            return
+        base = min(self.config.poll_cap_seconds, self.config.poll_seconds * (1.5 ** (self.stats.empty_polls - 1)))
+        wait = base * (0.8 + 0.4 * self.rng.random())
+        self._next_poll_at = self.now() + wait
+        log.info("No work available, waiting %s seconds", f"{wait:.0f}" if wait >= 10 else f"{wait:.1f}")
+
+    def next_timeout(self) -> float:
+        now = self.now()
+        timeouts = [self.config.heartbeat_seconds - (now - self._last_heartbeat)]
+        if self.unfolded:
+            timeouts.append(self.config.fold_delay - (now - min(self.unfolded.values())))
+        if self.free_slots() > 0:
+            timeouts.append(self._next_poll_at - now)
+        if self.paused() or self.jobs:
+            timeouts.append(1.0)
+        return max(0.02, min(timeouts))
+
+    def wait(self, seconds: float) -> None:
+        self._wake.wait(max(0.0, seconds))
+        self._wake.clear()

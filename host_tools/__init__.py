@@ -1,0 +1,1 @@
+"""The host admin's tools: `python -m host_tools --help`."""

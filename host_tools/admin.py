@@ -1,0 +1,195 @@
+"""The host's side of the board as a library: init, publish, status.
+
+The click commands in `host_tools/cli.py` are a thin layer over these functions.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from coordination.board import Board, BoardSettings, BoardView, dumps
+from coordination.defaults import ORDER_SCHEMA
+from coordination.gitio import LocalRepo
+from coordination.remote import Remote, parse_repo_url
+from coordination.states import BOARD_FOLDERS, OrderState, state_path, valid_work_id
+
+BOARD_README = """# wms coordination board
+
+This repository is a work board for wms, a tool that turns manga pages into searchable
+text with the help of volunteers' machines. Do not edit it by hand while workers run.
+
+| folder | what is in it |
+|---|---|
+| `available_work/` | orders waiting to be claimed |
+| `active_work/` | orders a worker is processing (with its id and lease) |
+| `completed_work/` | results, sharded in sub-folders |
+| `retry_queue/` | failed attempts with their error history, claimable after a back-off |
+| `failed_work/` | orders out of attempts: they need a person |
+| `work_queue/` | the audit trail of claims |
+| `pages/` | page images of chapters published from local files |
+| `archive/` | collected results |
+
+Volunteers run: `python wms_worker_processor.py --repo-url URL`
+"""
+
+
+def host_workdir(remote: Remote, base: Path | None = None) -> Path:
+    base = Path(base) if base else Path.home() / ".cache" / "wms" / "boards"
+    return base / hashlib.sha1(remote.url.encode()).hexdigest()[:12]
+
+
+def open_board(repo_url: str, workdir: Path | None = None, settings: BoardSettings | None = None,
+               git_timeout: float = 120.0) -> Board:
+    remote = parse_repo_url(repo_url)
+    path = Path(workdir) / "board.git" if workdir else host_workdir(remote) / "board.git"
+    return Board(LocalRepo.open(path, remote, timeout=git_timeout), settings or BoardSettings())
+
+
+# ------------------------------------------------------------------ init
+def init_board(board: Board, now: float | None = None) -> str:
+    """Lay out the board on ``main``. Returns 'created', 'completed' (folders added) or 'exists'."""
+    now = now or time.time()
+    created = {"value": "exists"}
+
+    def mutate(view: BoardView):
+        changes = {}
+        for folder in BOARD_FOLDERS:
+            if not view.has_path(folder):
+                changes[f"{folder}/.gitkeep"] = board.repo.write_blob(b"")
+        if not view.has_path("README.md"):
+            changes["README.md"] = board.repo.write_blob(BOARD_README.encode())
+        if not view.has_path("board.json"):
+            changes["board.json"] = board.repo.write_blob(dumps({"wms_board": 1, "created_at": now}))
+        if not changes:
+            return None
+        created["value"] = "created" if view.main is None else "completed"
+        return changes, "wms: lay out the board"
+
+    board.update_main(mutate)
+    return created["value"]
+
+
+# ------------------------------------------------------------------ publish
+@dataclass
+class PageFile:
+    name: str
+    data: bytes | None = None  # local page stored under pages/<id>/
+    url: str | None = None  # a page already online
+
+
+@dataclass
+class Chapter:
+    series: str
+    chapter: str
+    pages: list[PageFile]
+    work_id: str | None = None
+    kind: str = "ocr_chapter"
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class PublishReport:
+    published: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (work id, state it is in)
+    bytes_added: int = 0
+    commit: str | None = None
+
+
+def chapter_order(ch: Chapter, work_id: str, now: float) -> tuple[dict, dict[str, bytes]]:
+    files: dict[str, bytes] = {}
+    pages = []
+    for page in ch.pages:
+        if page.data is not None:
+            path = f"pages/{work_id}/{page.name}"
+            files[path] = page.data
+            pages.append({"name": page.name, "path": path, "sha256": hashlib.sha256(page.data).hexdigest()})
+        else:
+            pages.append({"name": page.name, "url": page.url})
+    order = {"schema": ORDER_SCHEMA, "work_id": work_id, "kind": ch.kind, "series": ch.series,
+             "chapter": ch.chapter, "pages": pages, "created_at": now}
+    if ch.options:
+        order["options"] = ch.options
+    return order, files
+
+
+def simulate_orders(count: int, seconds: float, now: float | None = None, prefix: str | None = None) -> list[dict]:
+    now = now or time.time()
+    batch = prefix or f"sim-{time.strftime('%Y%m%d-%H%M%S', time.gmtime(now))}-{uuid.uuid4().hex[:4]}"
+    return [{"schema": ORDER_SCHEMA, "work_id": f"{batch}-{i:05d}", "kind": "simulate", "seconds": seconds,
+             "created_at": now} for i in range(1, count + 1)]
+
+
+def publish(board: Board, orders: list[dict], files: dict[str, bytes] | None = None,
+            dry_run: bool = False, now: float | None = None) -> PublishReport:
+    """Add orders to ``available_work/``; an id already on the board in any state is skipped."""
+    files = files or {}
+    now = now or time.time()
+    for order in orders:
+        if not valid_work_id(str(order.get("work_id", ""))):
+            raise ValueError(f"invalid work id {order.get('work_id')!r}")
+    report = PublishReport()
+
+    def mutate(view: BoardView):
+        board.require_main(view)
+        report.published, report.skipped, report.bytes_added = [], [], 0
+        changes = {}
+        for order in orders:
+            work_id = order["work_id"]
+            loc = view.locate(work_id)
+            if loc.state is not None:
+                report.skipped.append((work_id, loc.state.value))
+                continue
+            data = dumps(order)
+            changes[state_path(OrderState.AVAILABLE, work_id)] = board.repo.write_blob(data)
+            report.bytes_added += len(data)
+            for path, blob in files.items():
+                if path.startswith(f"pages/{work_id}/"):
+                    changes[path] = board.repo.write_blob(blob)
+                    report.bytes_added += len(blob)
+            report.published.append(work_id)
+        if dry_run or not changes:
+            return None
+        return changes, f"wms: publish {len(report.published)} order(s)"
+
+    _, commit = board.update_main(mutate)
+    report.commit = commit
+    return report
+
+
+# ------------------------------------------------------------------ status
+def board_status(board: Board, now: float | None = None, offline_after: float | None = None) -> dict:
+    """Counts per state (pending claims and results applied), and the workers seen by heartbeat."""
+    now = now or time.time()
+    offline_after = offline_after or board.settings.offline_after
+    raw = board.sync(heartbeats=True)
+    board.require_main(raw)
+    view = raw.folded(now, board.settings)
+    counts = {state.value: view.count(state) for state in OrderState}
+    workers = []
+    for worker_id, note in sorted(raw.heartbeats.items()):
+        info = note.info
+        sent = info.get("sent_at") if isinstance(info.get("sent_at"), (int, float)) else None
+        online = sent is not None and info.get("state") != "stopped" and now - sent < offline_after
+        workers.append({"id": worker_id, "last_heartbeat": sent, "online": online,
+                        "state": info.get("state"), "completed": info.get("completed"),
+                        "holding": [h[0] for h in info.get("holding", []) if isinstance(h, list) and h]})
+    total = sum(counts.values())
+    return {"available": counts["available"], "active": counts["active"], "completed": counts["completed"],
+            "retry": counts["retry"], "failed": counts["failed"], "total": total,
+            "pending_refs": sum(len(v) for v in raw.claims.values()) + sum(len(v) for v in raw.results.values()),
+            "workers": workers, "main": raw.main, "checked_at": now}
+
+
+def read_completed(board: Board, view: BoardView | None = None) -> list[dict]:
+    """Every completion record on the board (used by tests and the collect command)."""
+    view = view or board.sync()
+    out = []
+    for work_id in view.list_ids(OrderState.COMPLETED):
+        found = view.read_path(state_path(OrderState.COMPLETED, work_id), limit=None)
+        if found:
+            out.append(json.loads(found[1]))
+    return out
