@@ -46,6 +46,7 @@ class WorkerConfig:
     workdir: Path = field(default_factory=lambda: Path("wms_workdir"))
     worker_id: str | None = None
     jobs: int = 1
+    prefetch: int = 1  # orders claimed ahead of free slots, so git overlaps with processing
     git_timeout: float = defaults.GIT_TIMEOUT_SECONDS
     log_file: Path | None = None
     prevent_sleep: bool = True
@@ -62,6 +63,8 @@ class WorkerConfig:
         for name in ("max_work", "max_failures", "jobs", "max_attempts"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)}).")
+        if self.prefetch < 0:
+            raise ConfigurationError(f"prefetch must be 0 or more (got {self.prefetch}).")
         for name in ("max_idle_hours", "poll_seconds", "heartbeat_seconds", "offline_after", "git_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{name.replace('_', '-')} must be positive (got {getattr(self, name)}).")
@@ -113,6 +116,7 @@ _ENV_WORKER = {
     "WMS_WORKDIR": ("workdir", Path),
     "WMS_WORKER_ID": ("worker_id", str),
     "WMS_JOBS": ("jobs", int),
+    "WMS_PREFETCH": ("prefetch", int),
     "WMS_GIT_TIMEOUT": ("git_timeout", float),
     "WMS_LOG_FILE": ("log_file", Path),
     "WMS_PREVENT_SLEEP": ("prevent_sleep", bool),

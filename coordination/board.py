@@ -272,13 +272,24 @@ class BoardView:
         return chosen
 
     # -- folding refs into main --------------------------------------------------------------
-    def plan_fold(self, now: float, settings: BoardSettings, worker_id: str = "") -> Fold:
+    def plan_fold(self, now: float, settings: BoardSettings, worker_id: str | None = None,
+                  prune_others_after: float = 60.0) -> Fold:
+        """The changes that bring main up to date with the pending refs.
+
+        Reflected refs are pruned by the worker that made them; refs of other workers
+        only once they are ``prune_others_after`` seconds old (their owner may be gone),
+        so that workers do not race each other to delete the same refs.
+        With ``worker_id`` None (host tools) every reflected ref is pruned.
+        """
         changes: dict[str, str | None] = {}
         prune: list[RefUpdate] = []
         summary: list[str] = []
         folded: set[str] = set()
         for work_id in sorted(set(self.claims) | set(self.results)):
             self._fold_one(work_id, now, settings, changes, prune, summary, folded)
+        if worker_id is not None:
+            notes = {n.ref: n for by_id in (*self.claims.values(), *self.results.values()) for n in by_id.values()}
+            prune = [u for u in prune if _owned_or_old(notes.get(u.ref), worker_id, now, prune_others_after)]
         return Fold(changes, prune, summary, folded)
 
     def _fold_one(self, work_id, now, settings, changes, prune, summary, folded) -> None:
@@ -439,6 +450,15 @@ class BoardView:
         return record
 
 
+def _owned_or_old(note: RefNote | None, worker_id: str, now: float, age: float) -> bool:
+    if note is None:
+        return False
+    if note.info.get("worker_id") == worker_id:
+        return True
+    made = note.info.get("at", note.info.get("claimed_at"))
+    return isinstance(made, (int, float)) and now - made > age
+
+
 def _without_claim(record: dict) -> dict:
     return {k: v for k, v in record.items() if k not in CLAIM_FIELDS}
 
@@ -486,9 +506,10 @@ class Board:
             self.repo.write_tree([])
         return self.repo.write_commit(tree, [], json.dumps(info, sort_keys=True, ensure_ascii=False), when)
 
-    def fold_update(self, view: BoardView, now: float, message: str = "") -> tuple[Fold, list[RefUpdate]]:
+    def fold_update(self, view: BoardView, now: float, message: str = "", worker_id: str | None = None
+                    ) -> tuple[Fold, list[RefUpdate]]:
         """The ref updates that fold ``view``'s pending refs into main (empty when nothing is pending)."""
-        fold = view.plan_fold(now, self.settings)
+        fold = view.plan_fold(now, self.settings, worker_id)
         updates: list[RefUpdate] = list(fold.prune)
         if not fold.empty and view.main:
             tree = self.repo.edit_tree(view.tree, fold.changes)

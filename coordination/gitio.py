@@ -47,8 +47,8 @@ CLONE_MARKER = "wms-clone"
 _PERMISSION_HINTS = (
     "authentication failed",
     "permission denied",
-    "403",
-    "401",
+    "returned error: 403",
+    "returned error: 401",
     "could not read username",
     "access denied",
     "not authorized",
@@ -197,7 +197,7 @@ class LocalRepo:
         env["LANG"] = "C"
         return env
 
-    def _run(self, args: list[str], *, cwd: Path | None = None, network: bool = True,
+    def _run(self, args: list[str], *, cwd: Path | None = None, network: bool = True, classify: bool = True,
              input_bytes: bytes | None = None, timeout: float | None = None) -> tuple[int, str, str]:
         cmd = ["git"] + (["-C", str(self.path)] if cwd is None else []) + args
         try:
@@ -216,7 +216,7 @@ class LocalRepo:
             raise WorkdirError(f"Cannot run git in {self.path}: {exc}") from exc
         out = redact(proc.stdout.decode("utf-8", "replace"))
         err = redact(proc.stderr.decode("utf-8", "replace"))
-        if proc.returncode != 0 and network:
+        if proc.returncode != 0 and network and classify:
             self._classify_failure(args[0], err)
         if proc.returncode != 0 and not network:
             if "No space left" in err or "Read-only file system" in err:
@@ -262,7 +262,7 @@ class LocalRepo:
             if u.expect is not None:
                 args.append(f"--force-with-lease={u.ref}:{u.expect}")
         args += ["origin"] + [u.refspec() for u in updates]
-        code, out, err = self._run(args)
+        code, out, err = self._run(args, classify=False)
         self.counters["push"] += 1
         ok: dict[str, bool] = {}
         messages: dict[str, str] = {}
@@ -280,6 +280,7 @@ class LocalRepo:
                 for ref in missing:
                     ok[ref] = True
             else:
+                self._classify_failure("push", err)
                 raise BoardUnreachable(f"git push failed: {_last_lines(err) or _last_lines(out)}")
         self.counters["push_rejected_refs"] += sum(1 for v in ok.values() if not v)
         return PushResult(ok, messages)

@@ -5,7 +5,10 @@ processed in worker threads (`--jobs N`). Each turn of the loop is a short,
 named step:
 
     collect_finished_jobs -> stop_reason -> exchange (fetch; push results, claims,
-    a fold of main and a heartbeat in one push) -> start_jobs -> wait
+    a fold of main and a heartbeat in one push) -> start_ready_jobs -> wait
+
+With `prefetch` (default 1) the worker claims the next order while the current one
+runs, so git round trips overlap with processing instead of adding to it.
 
 A finished attempt goes to the local spool before anything is pushed
 (Invariant 3). A claim is a create-only ref decided by the server (Invariant 2);
@@ -56,7 +59,10 @@ class Job:
     commit: str
     started_at: float = 0.0
     thread: threading.Thread | None = None
+    takeover_of: str | None = None
+    confirmed: bool = False  # main agreed the order was on offer when we claimed it
     outcome: SpoolEntry | None = None
+    finished: bool = False
     progress: tuple = (0, 0, "")
 
 
@@ -72,6 +78,7 @@ class WorkerStats:
     busy_seconds: float = 0.0
     stop_reason: str = ""
     ended_at: float | None = None
+    git: dict = field(default_factory=dict)
 
     @property
     def work_done(self) -> int:
@@ -102,7 +109,8 @@ class Worker:
         self.settings = BoardSettings(max_attempts=config.max_attempts, retry_backoff=config.retry_backoff,
                                       offline_after=config.offline_after)
         self.stats = WorkerStats(started_at=now())
-        self.jobs: dict[str, Job] = {}
+        self.jobs: dict[str, Job] = {}  # running
+        self.ready: dict[str, Job] = {}  # claimed ahead, waiting for a free slot
         self.outbox: dict[str, SpoolEntry] = {}
         self.unfolded: dict[tuple, float] = {}  # (kind, work_id, seq) -> pushed at
         self.liveness = LivenessTracker(config.offline_after)
@@ -117,6 +125,7 @@ class Worker:
         self._last_activity = now()
         self._board_delay = 0.0
         self._next_poll_at = 0.0
+        self._claimed_last = 0
         self.repo: LocalRepo | None = None
         self.board: Board | None = None
         self.spool: Spool | None = None
@@ -155,30 +164,44 @@ class Worker:
                 self.stats.stop_reason = reason
                 log.info("STOPPING: %s", reason)
             if self._stop_now:
-                self.release_jobs()
+                self.release_jobs(running=True)
                 return
+            if self.stats.stop_reason or self.paused():
+                self.release_jobs(running=False)
             if self.stats.stop_reason and not self.jobs:
                 return
-            free = self.free_slots()
-            claim = free > 0 and self.now() >= self._next_poll_at
-            if claim or self.outbox or self.fold_due():
-                started = self.with_board_retries(lambda: self.exchange(free if claim else 0))
+            self.start_ready_jobs()
+            want = self.claims_wanted()
+            claim = want > 0 and self.now() >= self._next_poll_at
+            unconfirmed = any(not j.confirmed for j in self.ready.values())
+            if unconfirmed and not (claim or self.outbox or self.free_threads() > 0):
+                # the current order is running: confirm the next one now (a fetch only), so it
+                # can start the moment a slot frees instead of waiting for a round trip then
+                self.with_board_retries(self.confirm_step)
+                continue
+            if claim or unconfirmed or self.outbox or self.fold_due():
+                started = self.with_board_retries(lambda: self.exchange(want if claim else 0))
                 if started is None:
                     continue  # the board was unreachable and we waited
-                if started:
+                if started or self._claimed_last:
                     self.stats.empty_polls = 0
-                    continue  # there may be more slots to fill
-                if claim:
+                    continue  # there may be more slots to fill, or claims to confirm
+                if claim and not self.ready:
                     self.handle_empty_poll()
             elif self.heartbeat_due():
                 self.with_board_retries(lambda: self.exchange(0, heartbeat=True, sync=False))
             self.wait(self.next_timeout())
 
-    def free_slots(self) -> int:
+    def free_threads(self) -> int:
+        return self.config.jobs - len(self.jobs)
+
+    def claims_wanted(self) -> int:
+        """How many more orders to claim: enough to fill the threads plus a small claim-ahead queue."""
         if self.stats.stop_reason or self.paused():
             return 0
-        left = self.config.max_work - self.stats.work_done - len(self.jobs)
-        return max(0, min(self.config.jobs - len(self.jobs), left))
+        held = len(self.jobs) + len(self.ready)
+        left = self.config.max_work - self.stats.work_done - held
+        return max(0, min(self.config.jobs + self.config.prefetch - held, left))
 
     def shutdown(self) -> None:
         self.stats.ended_at = self.now()
@@ -196,6 +219,9 @@ class Worker:
             log.warning("Could not reach the board while stopping: %s. %d result(s) stay in the spool "
                         "and are pushed on the next start.", exc.message, len(self.outbox))
         if self.repo is not None:
+            self.stats.git = dict(self.repo.counters)
+            log.info("Git traffic: %d fetches, %d pushes, %d refused ref updates", self.repo.counters["fetch"],
+                     self.repo.counters["push"], self.repo.counters["push_rejected_refs"])
             self.repo.close()
 
     # ---------------------------------------------------------------- stopping and pausing
@@ -235,7 +261,7 @@ class Worker:
         if self.stats.empty_polls >= self.config.max_failures:
             return f"No work available after {self.stats.empty_polls} consecutive attempts"
         idle = self.now() - self._last_activity
-        if not self.jobs and idle >= self.config.max_idle_hours * 3600:
+        if not self.jobs and not self.ready and idle >= self.config.max_idle_hours * 3600:
             return f"Idle for {idle / 3600:.2f} hours (limit {self.config.max_idle_hours:g})"
         return None
 
@@ -271,11 +297,14 @@ class Worker:
         now = self.now()
         view = self.board.sync(heartbeats=self._scan_lapsed) if sync else None
         updates: list[RefUpdate] = []
+        started: list[Job] = []
         if view is not None:
             self.board.require_main(view)
             if self._scan_lapsed:
                 self.observe_heartbeats(view)
             self.forget_reflected(view)
+            self.confirm_ready_jobs(view)
+            started += self.start_ready_jobs()
             self.remaining = view.count(OrderState.AVAILABLE) + view.count(OrderState.RETRY)
         pushed_results = []
         for entry in list(self.outbox.values()):
@@ -283,88 +312,83 @@ class Worker:
             sha = self.board.ref_commit(entry.info, files, when=entry.info.get("at"))
             ref = f"{RESULTS_PREFIX}{entry.work_id}/{entry.seq}"
             updates.append(RefUpdate(ref, sha, ""))
-            pushed_results.append((entry, ref))
+            pushed_results.append(entry)
             if view is not None:
                 view.add_local("results", entry.work_id, entry.seq, ref, sha)
         candidates: list[Candidate] = []
         if view is not None and want > 0:
-            candidates = view.candidates(now, exclude=self.jobs.keys(), limit=want, rng=self.rng,
+            candidates = view.candidates(now, exclude=set(self.jobs) | set(self.ready), limit=want, rng=self.rng,
                                          lapsed=self.lapsed_holder if self._scan_lapsed else None)
             for cand in candidates:
                 info = {"kind": "claim", "work_id": cand.work_id, "seq": cand.seq, "worker_id": self.worker_id,
                         "claimed_at": now, "lease_seconds": self.config.offline_after}
                 if cand.takeover_of:
                     info["takeover_of"] = cand.takeover_of
-                updates.append(RefUpdate(f"{CLAIMS_PREFIX}{cand.work_id}/{cand.seq}", self.board.ref_commit(info, when=now), ""))
-        fold_main = None
+                updates.append(RefUpdate(f"{CLAIMS_PREFIX}{cand.work_id}/{cand.seq}",
+                                         self.board.ref_commit(info, when=now), ""))
+        fold_main = False
         if view is not None:
-            fold, fold_updates = self.board.fold_update(view, now)
+            _, fold_updates = self.board.fold_update(view, now, worker_id=self.worker_id)
             creating = {u.ref for u in updates}
             updates += [u for u in fold_updates if u.ref not in creating]
-            fold_main = next((u for u in fold_updates if u.ref == MAIN_REF), None)
+            fold_main = any(u.ref == MAIN_REF for u in fold_updates)
         if heartbeat or self.heartbeat_due():
             updates.append(self.heartbeat_update(state))
         if not updates:
-            return []
+            return started
         result = self.repo.push(updates)
-        main_ok = fold_main is not None and result.accepted(MAIN_REF)
-        for entry, ref in pushed_results:
+        main_ok = fold_main and result.accepted(MAIN_REF)
+        for entry in pushed_results:
             # a create-only ref is refused only when it exists: only we hold that seq, so it is ours
             self.outbox.pop(entry.key, None)
             self.spool.remove(entry)
             if not main_ok:
                 self.unfolded[("result", entry.work_id, entry.seq)] = self.now()
-        claimed: list[Candidate] = []
+        claimed = 0
+        self._claimed_last = 0
         for cand in candidates:
-            ref = f"{CLAIMS_PREFIX}{cand.work_id}/{cand.seq}"
-            if result.accepted(ref):
-                claimed.append(cand)
-            else:
+            if not result.accepted(f"{CLAIMS_PREFIX}{cand.work_id}/{cand.seq}"):
                 self.stats.lost_races += 1
                 log.info("lost claim race for %s; choosing another", cand.work_id)
-        if not claimed:
-            if candidates:
-                return None
-            if want > 0:
-                self._scan_lapsed = True
-            return []
-        self._scan_lapsed = False
-        if main_ok:
-            confirmed = claimed  # main did not move since we chose: the orders were still on offer
-            for cand in claimed:
-                self.unfolded[("claim", cand.work_id, cand.seq)] = self.now()
-            return self.start_jobs(view, confirmed, now)
-        return self.confirm_claims(claimed, now)
+                continue
+            claimed += 1
+            self._claimed_last += 1
+            # if main did not move since we chose, the order was still on offer: the claim is good
+            self.add_ready_job(view, cand, now, confirmed=main_ok)
+            self.unfolded[("claim", cand.work_id, cand.seq)] = self.now()
+        if candidates and not claimed:
+            return None
+        if want > 0 and not candidates:
+            self._scan_lapsed = True
+        elif claimed:
+            self._scan_lapsed = False
+        return started + self.start_ready_jobs()
 
-    def confirm_claims(self, claimed: list[Candidate], now: float) -> list[Job]:
-        """Main moved while we claimed: fetch again and keep only claims main still agrees with."""
+    def confirm_step(self) -> None:
         view = self.board.sync()
-        valid = []
-        for cand in claimed:
-            loc = view.locate(cand.work_id)
-            note = view.claims.get(cand.work_id, {}).get(cand.seq)
-            mine = note is not None and note.info.get("worker_id") == self.worker_id
-            ok = mine and (
-                (loc.state in (OrderState.AVAILABLE, OrderState.RETRY) and loc.seq == cand.seq - 1)
-                or (loc.state == OrderState.ACTIVE and loc.seq == cand.seq - 1 and cand.takeover_of)
-                or (loc.state == OrderState.ACTIVE and loc.seq == cand.seq and loc.record.get("worker_id") == self.worker_id)
-            )
-            if ok:
-                valid.append(cand)
+        self.forget_reflected(view)
+        self.confirm_ready_jobs(view)
+
+    def confirm_ready_jobs(self, view: BoardView) -> None:
+        """Check claims made while main moved: keep those main still agrees with, drop the others."""
+        for work_id, job in list(self.ready.items()):
+            if job.confirmed:
+                continue
+            loc = view.locate(work_id)
+            note = view.claims.get(work_id, {}).get(job.seq)
+            mine_ref = note is not None and note.info.get("worker_id") == self.worker_id
+            folded_mine = (loc.state == OrderState.ACTIVE and loc.seq == job.seq
+                           and loc.record.get("worker_id") == self.worker_id)
+            on_offer = mine_ref and loc.seq == job.seq - 1 and (
+                loc.state in (OrderState.AVAILABLE, OrderState.RETRY)
+                or (loc.state == OrderState.ACTIVE and job.takeover_of))
+            if folded_mine or on_offer:
+                job.confirmed = True
             else:
+                del self.ready[work_id]
+                self.unfolded.pop(("claim", work_id, job.seq), None)
                 self.stats.lost_races += 1
-                log.info("lost claim race for %s (the board moved on); choosing another", cand.work_id)
-        if not valid:
-            return []
-        fold, updates = self.board.fold_update(view, self.now())
-        main_ok = False
-        if updates:
-            result = self.repo.push(updates)
-            main_ok = any(u.ref == MAIN_REF for u in updates) and result.accepted(MAIN_REF)
-        for cand in valid:
-            if not main_ok:
-                self.unfolded[("claim", cand.work_id, cand.seq)] = self.now()
-        return self.start_jobs(view, valid, now)
+                log.info("lost claim race for %s (the board moved on); choosing another", work_id)
 
     def forget_reflected(self, view: BoardView) -> None:
         for key in list(self.unfolded):
@@ -392,7 +416,7 @@ class Worker:
         self._last_heartbeat = now
         info = {"kind": "heartbeat", "worker_id": self.worker_id, "seq": self._heartbeat_seq, "sent_at": now,
                 "state": "paused" if state == "running" and self.paused() else state,
-                "holding": sorted([j.work_id, j.seq] for j in self.jobs.values()),
+                "holding": sorted([j.work_id, j.seq] for j in (*self.jobs.values(), *self.ready.values())),
                 "completed": self.stats.completed, "failed": self.stats.failed, "host": socket.gethostname(),
                 "pid": os.getpid(), "started_at": self.stats.started_at}
         return RefUpdate(f"{HEARTBEATS_PREFIX}{self.worker_id}", self.board.ref_commit(info, when=now), None)
@@ -412,20 +436,29 @@ class Worker:
         return None if self.liveness.online(holder) else holder
 
     # ---------------------------------------------------------------- jobs
-    def start_jobs(self, view: BoardView, claimed: list[Candidate], now: float) -> list[Job]:
+    def add_ready_job(self, view: BoardView, cand: Candidate, now: float, *, confirmed: bool) -> Job:
+        loc = view.locate(cand.work_id)
+        order = {k: v for k, v in loc.record.items() if k not in BOARD_FIELDS}
+        order.setdefault("work_id", cand.work_id)
+        job = Job(cand.work_id, cand.seq, order, now, loc.attempts + 1, view.main or "", confirmed=confirmed)
+        job.takeover_of = cand.takeover_of
+        self.ready[cand.work_id] = job
+        self.stats.claims += 1
+        self._last_activity = self.now()
+        return job
+
+    def start_ready_jobs(self) -> list[Job]:
         started = []
-        for cand in claimed:
-            loc = view.locate(cand.work_id)
-            order = {k: v for k, v in loc.record.items() if k not in BOARD_FIELDS}
-            order.setdefault("work_id", cand.work_id)
-            attempt = loc.attempts + 1
-            job = Job(cand.work_id, cand.seq, order, now, attempt, view.main or "")
-            self.stats.claims += 1
-            log.info("Claimed work: %s", cand.work_id)
-            self.jobs[cand.work_id] = job
+        for work_id, job in list(self.ready.items()):
+            if self.free_threads() <= 0 or self.stats.stop_reason or self.paused():
+                break
+            if not job.confirmed:
+                continue
+            del self.ready[work_id]
+            log.info("Claimed work: %s", work_id)
+            self.jobs[work_id] = job
             self.perform_job_in_thread(job)
             started.append(job)
-        self._last_activity = self.now()
         return started
 
     def perform_job_in_thread(self, job: Job) -> None:
@@ -456,6 +489,7 @@ class Worker:
             log.exception("Order %s raised an unexpected error", job.work_id)
             job.outcome = self.handle_job_failure(job, f"{type(exc).__name__}: {exc}", permanent=False)
         finally:
+            job.finished = True
             self._wake.set()
 
     def handle_job_success(self, job: Job, result: dict) -> SpoolEntry:
@@ -482,7 +516,7 @@ class Worker:
 
     def collect_finished_jobs(self) -> None:
         for work_id, job in list(self.jobs.items()):
-            if job.thread is not None and job.thread.is_alive():
+            if not job.finished:
                 continue
             del self.jobs[work_id]
             self.stats.busy_seconds += self.now() - job.started_at
@@ -500,16 +534,18 @@ class Worker:
         if not self.jobs:
             self.sleep.stop_prevention()
 
-    def release_jobs(self) -> None:
-        """Hand every running order back to the board (second Ctrl+C, or shutting down early)."""
-        for work_id, job in list(self.jobs.items()):
+    def release_jobs(self, *, running: bool) -> None:
+        """Hand orders back to the board: those claimed ahead, and with ``running`` those in progress."""
+        held = list(self.ready.items()) + (list(self.jobs.items()) if running else [])
+        for work_id, job in held:
             info = {"status": "released", "work_id": work_id, "seq": job.seq, "worker_id": self.worker_id,
                     "at": self.now()}
             entry = self.spool.put(work_id, job.seq, info, None)
             self.outbox[entry.key] = entry
+            self.ready.pop(work_id, None)
+            self.jobs.pop(work_id, None)
             self.stats.released += 1
             log.info("Released work: %s", work_id)
-            del self.jobs[work_id]
 
     # ---------------------------------------------------------------- waiting
     def handle_empty_poll(self) -> None:
@@ -526,7 +562,7 @@ class Worker:
         timeouts = [self.config.heartbeat_seconds - (now - self._last_heartbeat)]
         if self.unfolded:
             timeouts.append(self.config.fold_delay - (now - min(self.unfolded.values())))
-        if self.free_slots() > 0:
+        if self.claims_wanted() > 0:
             timeouts.append(self._next_poll_at - now)
         if self.paused() or self.jobs:
             timeouts.append(1.0)

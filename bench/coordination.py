@@ -1,0 +1,89 @@
+"""Coordination benchmark: W workers on a board served by git daemon (or HTTP), 1-s simulate orders.
+
+    python bench/coordination.py                 # W = 1, 2, 4, 8 over git daemon
+    python bench/coordination.py --workers 1 2 4 8 16 --orders-per-worker 12 --http
+
+Prints per W: makespan (first claim to last completion, from the board's records),
+ideal (orders x seconds / W), parallel efficiency (ideal / makespan), claims/s,
+lost-race rate (lost / claim attempts), pushes and fetches per completed order.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.helpers import git_out, host, make_bare, start_worker  # noqa: E402
+from tests.servers import GitDaemon, GitHttpServer  # noqa: E402
+
+
+def completion_records(bare: Path) -> list[dict]:
+    files = [f for f in git_out(bare, "ls-tree", "-r", "--name-only", "main").split()
+             if f.startswith("completed_work/") and f.endswith(".json")]
+    return [json.loads(git_out(bare, "show", f"main:{f}")) for f in files]
+
+
+def run_once(workers: int, orders: int, seconds: float, http: bool, tmp: Path) -> dict:
+    root = tmp / f"served-{workers}"
+    root.mkdir()
+    bare = make_bare(root / "board.git")
+    server = GitHttpServer(root) if http else GitDaemon(root)
+    with server:
+        url = server.url("board.git")
+        host("init", "--repo-url", url)
+        host("publish", "--repo-url", url, "--simulate", str(orders), "--seconds", str(seconds), "--prefix", "b")
+        started = time.time()
+        procs = [start_worker(url, tmp / f"w{workers}-{i}", "--max-failures", "2", "--max-work", "100000",
+                              log=tmp / f"w{workers}-{i}.log") for i in range(workers)]
+        codes = [p.wait(timeout=3600) for p in procs]
+        wall = time.time() - started
+        records = completion_records(bare)
+    logs = [(tmp / f"w{workers}-{i}.log").read_text() for i in range(workers)]
+    lost = sum(text.count("lost claim race") for text in logs)
+    pushes = fetches = 0
+    for text in logs:
+        m = re.search(r"Git traffic: (\d+) fetches, (\d+) pushes", text)
+        if m:
+            fetches += int(m.group(1))
+            pushes += int(m.group(2))
+    first = min(r["claimed_at"] for r in records)
+    last = max(r["completed_at"] for r in records)
+    makespan = last - first
+    ideal = orders * seconds / workers
+    done = len(records)
+    return {"workers": workers, "orders": orders, "completed": done, "exit_codes_ok": codes == [0] * workers,
+            "makespan": makespan, "ideal": ideal, "efficiency": ideal / makespan, "wall": wall,
+            "claims_per_s": done / makespan, "lost_race_rate": lost / (done + lost) if done + lost else 0.0,
+            "pushes_per_order": pushes / done, "fetches_per_order": fetches / done}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4, 8])
+    ap.add_argument("--orders-per-worker", type=int, default=12)
+    ap.add_argument("--seconds", type=float, default=1.0)
+    ap.add_argument("--http", action="store_true", help="serve the board with git http-backend instead of git daemon")
+    args = ap.parse_args()
+    print(f"board served by {'git http-backend' if args.http else 'git daemon'} on 127.0.0.1; "
+          f"{args.seconds:g}-s simulate orders, {args.orders_per_worker} per worker")
+    print(f"{'W':>3} {'orders':>6} {'done':>5} {'makespan':>9} {'ideal':>7} {'effic.':>7} {'claims/s':>9} "
+          f"{'lost-race':>9} {'push/ord':>9} {'fetch/ord':>9}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for w in args.workers:
+            r = run_once(w, w * args.orders_per_worker, args.seconds, args.http, Path(tmp))
+            print(f"{w:>3} {r['orders']:>6} {r['completed']:>5} {r['makespan']:>8.2f}s {r['ideal']:>6.1f}s "
+                  f"{r['efficiency']:>7.3f} {r['claims_per_s']:>9.2f} {r['lost_race_rate']:>9.3f} "
+                  f"{r['pushes_per_order']:>9.2f} {r['fetches_per_order']:>9.2f}"
+                  + ("" if r["exit_codes_ok"] else "  (a worker exited non-zero)"), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.helpers import host, make_bare  # noqa: E402
+from tests.servers import GitDaemon, GitHttpServer  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path, monkeypatch):
+    """No .env or user settings leak into tests; host tools keep their clones in tmp_path."""
+    for key in list(os.environ):
+        if key.startswith("WMS_") or key in ("GITHUB_REPO_URL", "ENVIRONMENT", "MAX_WORK_ORDERS",
+                                             "MAX_CONSECUTIVE_FAILURES", "MAX_IDLE_HOURS"):
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("WMS_HOST_WORKDIR", str(tmp_path / "host"))
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def board(tmp_path):
+    """A board on a local bare repository, initialised: returns its path (the --repo-url)."""
+    path = make_bare(tmp_path / "board.git")
+    host("init", "--repo-url", str(path))
+    return path
+
+
+@pytest.fixture
+def daemon_board(tmp_path):
+    """A board served by `git daemon` on 127.0.0.1: returns (url, bare path)."""
+    root = tmp_path / "served"
+    root.mkdir()
+    path = make_bare(root / "board.git")
+    with GitDaemon(root) as daemon:
+        url = daemon.url("board.git")
+        host("init", "--repo-url", url)
+        yield url, path
+
+
+@pytest.fixture
+def http_board(tmp_path):
+    """A board behind `git http-backend` with basic auth: returns (server, url with token, bare path)."""
+    root = tmp_path / "served-http"
+    root.mkdir()
+    path = make_bare(root / "board.git")
+    with GitHttpServer(root) as server:
+        url = server.url("board.git")
+        host("init", "--repo-url", url)
+        yield server, url, path
