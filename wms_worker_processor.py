@@ -1,6 +1,21 @@
-"""The volunteer's one command: python wms_worker_processor.py --repo-url URL"""
+"""The volunteer's one command: python wms_worker_processor.py --repo-url URL
+
+Also the seed manual's Python API: DistributedWorker, GitHubWorkBridge, SleepPreventer.
+"""
+from coordination import api
 from coordination.cli import build_worker_cli
 from pipelines import default_registry
+
+GitHubWorkBridge = api.GitHubWorkBridge
+SleepPreventer = api.SleepPreventer
+
+
+class DistributedWorker(api.DistributedWorker):
+    """The worker with this project's order kinds (simulate, ocr_chapter)."""
+
+    def default_registry(self):
+        return default_registry()
+
 
 cli = build_worker_cli(default_registry)
 

@@ -233,6 +233,21 @@ class BoardView:
         view.invalid_refs = list(self.invalid_refs)
         return view
 
+    def claim_holds(self, work_id: str, seq: int, worker_id: str, takeover: bool = False) -> bool:
+        """Does this (newer) view agree that ``worker_id``'s claim ``seq`` of ``work_id`` is good?
+
+        Good when main already shows our claim folded, or when main still offers the order
+        at ``seq - 1`` and the server holds our claim ref. Otherwise the order moved on
+        (a pruned claim name was re-created by a worker with a stale view).
+        """
+        loc = self.locate(work_id)
+        if loc.state == OrderState.ACTIVE and loc.seq == seq and loc.record.get("worker_id") == worker_id:
+            return True
+        note = self.claims.get(work_id, {}).get(seq)
+        if note is None or note.info.get("worker_id") != worker_id or loc.seq != seq - 1:
+            return False
+        return loc.state in (OrderState.AVAILABLE, OrderState.RETRY) or (loc.state == OrderState.ACTIVE and takeover)
+
     # -- choosing work ----------------------------------------------------------------------
     def pending_claim(self, work_id: str, main_seq: int) -> bool:
         return any(s > main_seq for s in self.claims.get(work_id, {}))
@@ -301,7 +316,7 @@ class BoardView:
             if seq <= before.seq or before.state is None or before.state.terminal:
                 prune.append(RefUpdate(note.ref, None, note.sha))
         for seq, note in results.items():
-            if self._result_reflected(work_id, seq, note, before):
+            if self.result_reflected(work_id, seq, note, before):
                 prune.append(RefUpdate(note.ref, None, note.sha))
 
         state, record, seq = before.state, dict(before.record), before.seq
@@ -423,7 +438,7 @@ class BoardView:
             return None
         return entry.sha if entry is not None and not entry.is_tree and not entry.is_link else None
 
-    def _result_reflected(self, work_id: str, seq: int, note: RefNote, before: Located) -> bool:
+    def result_reflected(self, work_id: str, seq: int, note: RefNote, before: Located) -> bool:
         status = note.info.get("status")
         if status == "completed":
             if before.state == OrderState.COMPLETED and before.record.get("seq") == seq:

@@ -374,15 +374,7 @@ class Worker:
         for work_id, job in list(self.ready.items()):
             if job.confirmed:
                 continue
-            loc = view.locate(work_id)
-            note = view.claims.get(work_id, {}).get(job.seq)
-            mine_ref = note is not None and note.info.get("worker_id") == self.worker_id
-            folded_mine = (loc.state == OrderState.ACTIVE and loc.seq == job.seq
-                           and loc.record.get("worker_id") == self.worker_id)
-            on_offer = mine_ref and loc.seq == job.seq - 1 and (
-                loc.state in (OrderState.AVAILABLE, OrderState.RETRY)
-                or (loc.state == OrderState.ACTIVE and job.takeover_of))
-            if folded_mine or on_offer:
+            if view.claim_holds(work_id, job.seq, self.worker_id, bool(job.takeover_of)):
                 job.confirmed = True
             else:
                 del self.ready[work_id]
@@ -398,7 +390,7 @@ class Worker:
                 done = loc.seq >= seq or (loc.state is not None and loc.state.terminal)
             else:
                 note = view.results.get(work_id, {}).get(seq)
-                done = note is None or view._result_reflected(work_id, seq, note, loc)
+                done = note is None or view.result_reflected(work_id, seq, note, loc)
             if done:
                 self.unfolded.pop(key, None)
 
