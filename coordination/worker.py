@@ -334,6 +334,8 @@ class Worker:
             fold_main = any(u.ref == MAIN_REF for u in fold_updates)
         if heartbeat or self.heartbeat_due():
             updates.append(self.heartbeat_update(state))
+        if want > 0 and not candidates:
+            self._scan_lapsed = True  # nothing on offer: next time look for leases that lapsed
         if not updates:
             return started
         result = self.repo.push(updates)
@@ -358,9 +360,7 @@ class Worker:
             self.unfolded[("claim", cand.work_id, cand.seq)] = self.now()
         if candidates and not claimed:
             return None
-        if want > 0 and not candidates:
-            self._scan_lapsed = True
-        elif claimed:
+        if claimed:
             self._scan_lapsed = False
         return started + self.start_ready_jobs()
 
