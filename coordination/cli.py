@@ -19,6 +19,14 @@ from coordination.secrets import RedactingFilter, redact
 EXIT_OK = 0
 
 
+class WmsClickException(click.ClickException):
+    """A library error shown as a plain message, with the error's own exit code."""
+
+    def __init__(self, exc: WmsError):
+        super().__init__(redact(exc.message))
+        self.exit_code = exc.exit_code
+
+
 def setup_logging(log_file: Path | None, console: Console, verbose: bool = False) -> None:
     root = logging.getLogger()
     for handler in list(root.handlers):
@@ -91,6 +99,7 @@ def build_worker_cli(registry_factory: Callable[[], ProcessorRegistry]) -> click
 
         console = Console(highlight=False)
         load_dotenv_once()
+        logging_ready = False
         try:
             config = ConfigFactory.worker(
                 environment, repo_url=repo_url, max_work=max_work, max_failures=max_failures,
@@ -104,6 +113,7 @@ def build_worker_cli(registry_factory: Callable[[], ProcessorRegistry]) -> click
                 sys.exit(0 if ok else 1)
             log_file = config.log_file or Path(config.workdir) / "worker.log"
             setup_logging(log_file, console, verbose)
+            logging_ready = True
             worker = Worker(config, registry_factory())
             console.print(f"wms worker [bold]{worker.worker_id}[/bold] on {worker.remote.url} "
                           f"(max {config.max_work} orders, {config.jobs} at once); log: {log_file}")
@@ -112,8 +122,11 @@ def build_worker_cli(registry_factory: Callable[[], ProcessorRegistry]) -> click
             worker.sleep.stop_prevention()
             stats = worker.run()
         except WmsError as exc:
-            logging.getLogger("wms").error(redact(exc.message))
-            raise click.ClickException(redact(exc.message)) from None
+            if logging_ready:
+                logging.getLogger("wms").error(redact(exc.message))
+            raise WmsClickException(exc) from None
         print_statistics(console, stats, worker.worker_id, config.jobs)
+        if stats.exit_code:
+            sys.exit(stats.exit_code)
 
     return worker_cli

@@ -44,6 +44,12 @@ class BoardNotInitialized(WmsError):
     exit_code = 6
 
 
+class BoardNotFound(WmsError):
+    """No repository at that URL: a set-up problem, not a passing outage."""
+
+    exit_code = 6
+
+
 class GitTimeout(BoardUnreachable):
     pass
 

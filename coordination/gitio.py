@@ -30,6 +30,7 @@ import git
 
 from coordination.defaults import GIT_TIMEOUT_SECONDS
 from coordination.exceptions import (
+    BoardNotFound,
     BoardPermissionError,
     BoardUnreachable,
     GitNotFound,
@@ -235,7 +236,7 @@ class LocalRepo:
         if "rejected" in low or "stale info" in low or "failed to push some refs" in low or "[remote rejected]" in low:
             return  # per-ref results are parsed by the caller
         if "does not appear to be a git repository" in low or "repository not found" in low:
-            raise BoardUnreachable(
+            raise BoardNotFound(
                 f"No board found at {self.remote.url}: {_last_lines(err)} Check the URL (the host runs "
                 "`python -m host_tools init --repo-url URL` once to create a board)."
             )

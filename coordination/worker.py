@@ -79,6 +79,7 @@ class WorkerStats:
     stop_reason: str = ""
     ended_at: float | None = None
     git: dict = field(default_factory=dict)
+    exit_code: int = 0
 
     @property
     def work_done(self) -> int:
@@ -277,6 +278,11 @@ class Worker:
         except BoardUnreachable as exc:
             self._board_delay = min(max(self._board_delay * 2, self.config.poll_seconds), self.config.poll_cap_seconds)
             wait = self._board_delay * (0.75 + 0.5 * self.rng.random())
+            self.stats.empty_polls += 1
+            if self.stats.empty_polls >= self.config.max_failures:
+                self.stats.exit_code = exc.exit_code
+                self.request_stop(f"Board unreachable after {self.stats.empty_polls} consecutive attempts")
+                return None
             log.warning("Board unreachable (%s); results are kept in the spool. Retrying in %.0f s",
                         exc.message, wait)
             self.wait(wait)

@@ -45,7 +45,7 @@ def host_workdir(remote: Remote, base: Path | None = None) -> Path:
 def open_board(repo_url: str, workdir: Path | None = None, settings: BoardSettings | None = None,
                git_timeout: float = 120.0) -> Board:
     remote = parse_repo_url(repo_url)
-    path = Path(workdir) / "board.git" if workdir else host_workdir(remote) / "board.git"
+    path = host_workdir(remote, workdir) / "board.git"
     return Board(LocalRepo.open(path, remote, timeout=git_timeout), settings or BoardSettings())
 
 

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from configurations import ConfigFactory, load_dotenv_once
 from coordination.board import Board, BoardSettings
+from coordination.cli import WmsClickException
 from coordination.exceptions import WmsError
 from coordination.secrets import redact
 from coordination.states import make_work_id
@@ -34,8 +35,9 @@ class HostContext:
 
 
 def fail(exc: Exception) -> None:
-    message = exc.message if isinstance(exc, WmsError) else str(exc)
-    raise click.ClickException(redact(message))
+    if isinstance(exc, WmsError):
+        raise WmsClickException(exc)
+    raise click.ClickException(redact(str(exc)))
 
 
 repo_option = click.option("--repo-url", envvar=None, help="The board: https/ssh/git URL, file:// URL or a path to a bare repo. "
