@@ -24,7 +24,7 @@ import json
 import logging
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
 from coordination.defaults import (
@@ -67,6 +67,17 @@ class BoardSettings:
 
     def backoff(self, attempts: int) -> float:
         return min(self.retry_backoff_cap, self.retry_backoff * (2 ** max(0, attempts - 1)))
+
+    def with_policy(self, policy: dict) -> "BoardSettings":
+        """The board's own retry policy (board.json on main) wins over this client's defaults,
+        so every client folds the same way."""
+        values = {}
+        for key, kind, low, high in (("max_attempts", int, 1, 100), ("retry_backoff", (int, float), 0, 86400),
+                                     ("retry_backoff_cap", (int, float), 0, 7 * 86400)):
+            value = policy.get(key)
+            if isinstance(value, kind) and not isinstance(value, bool) and low <= value <= high:
+                values[key] = value
+        return replace(self, **values) if values else self
 
 
 @dataclass
@@ -220,6 +231,14 @@ class BoardView:
                 record = {"_invalid": f"order file refused: {exc}"}
         return Located(state, path, blob, record, [p for _, p, _ in found[1:]])
 
+    def policy(self) -> dict:
+        """The board-wide settings in board.json (retry policy), or {}."""
+        found = self.read_path("board.json", limit=64 * 1024)
+        if not found:
+            return {}
+        policy = parse_json_record(found[1])
+        return policy if "_invalid" not in policy else {}
+
     def has_path(self, path: str) -> bool:
         return bool(self.tree) and self.repo.lookup(self.tree, path) is not None
 
@@ -296,6 +315,7 @@ class BoardView:
         so that workers do not race each other to delete the same refs.
         With ``worker_id`` None (host tools) every reflected ref is pruned.
         """
+        settings = settings.with_policy(self.policy())
         changes: dict[str, str | None] = {}
         prune: list[RefUpdate] = []
         summary: list[str] = []

@@ -63,7 +63,10 @@ def init_board(board: Board, now: float | None = None) -> str:
         if not view.has_path("README.md"):
             changes["README.md"] = board.repo.write_blob(BOARD_README.encode())
         if not view.has_path("board.json"):
-            changes["board.json"] = board.repo.write_blob(dumps({"wms_board": 1, "created_at": now}))
+            policy = {"wms_board": 1, "created_at": now, "max_attempts": board.settings.max_attempts,
+                      "retry_backoff": board.settings.retry_backoff,
+                      "retry_backoff_cap": board.settings.retry_backoff_cap}
+            changes["board.json"] = board.repo.write_blob(dumps(policy))
         if not changes:
             return None
         created["value"] = "created" if view.main is None else "completed"

@@ -19,6 +19,7 @@ def _isolated_env(tmp_path, monkeypatch):
                                              "MAX_CONSECUTIVE_FAILURES", "MAX_IDLE_HOURS"):
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("WMS_HOST_WORKDIR", str(tmp_path / "host"))
+    monkeypatch.setenv("ENVIRONMENT", "testing")  # host tools too: boards get the testing retry policy
     monkeypatch.chdir(tmp_path)
 
 
