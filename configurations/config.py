@@ -15,6 +15,7 @@ from dotenv import load_dotenv
 
 from coordination import defaults
 from coordination.exceptions import ConfigurationError
+from coordination.politeness import default_jobs
 
 ENVIRONMENTS = ("development", "testing", "production")
 _loaded = False
@@ -50,6 +51,9 @@ class WorkerConfig:
     git_timeout: float = defaults.GIT_TIMEOUT_SECONDS
     log_file: Path | None = None
     prevent_sleep: bool = True
+    nice: int = 10  # lower CPU priority while running (0 keeps it)
+    pause_on_battery: bool = True
+    max_cpu_percent: float = 100.0  # long-run share of time spent processing (100 = no throttle)
 
     def with_overrides(self, **overrides) -> "WorkerConfig":
         clean = {k: v for k, v in overrides.items() if v is not None}
@@ -63,6 +67,10 @@ class WorkerConfig:
         for name in ("max_work", "max_failures", "jobs", "max_attempts"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)}).")
+        if not 1 <= self.max_cpu_percent <= 100:
+            raise ConfigurationError(f"max-cpu-percent must be between 1 and 100 (got {self.max_cpu_percent:g}).")
+        if not 0 <= self.nice <= 19:
+            raise ConfigurationError(f"nice must be between 0 and 19 (got {self.nice}).")
         if self.prefetch < 0:
             raise ConfigurationError(f"prefetch must be 0 or more (got {self.prefetch}).")
         for name in ("max_idle_hours", "poll_seconds", "heartbeat_seconds", "offline_after", "git_timeout"):
@@ -93,10 +101,11 @@ class HostConfig:
 
 
 _PRESETS = {
-    "development": dict(poll_seconds=5.0, poll_cap_seconds=30.0, max_idle_hours=0.5),
+    "development": dict(jobs=default_jobs(), poll_seconds=5.0, poll_cap_seconds=30.0, max_idle_hours=0.5),
     "testing": dict(poll_seconds=0.5, poll_cap_seconds=2.0, max_failures=5, heartbeat_seconds=2.0,
-                    offline_after=6.0, retry_backoff=1.0, max_idle_hours=0.1, prevent_sleep=False),
-    "production": dict(),
+                    offline_after=6.0, retry_backoff=1.0, max_idle_hours=0.1, prevent_sleep=False,
+                    pause_on_battery=False),
+    "production": dict(jobs=default_jobs()),
 }
 
 # environment variable -> (field, type)
@@ -120,6 +129,9 @@ _ENV_WORKER = {
     "WMS_GIT_TIMEOUT": ("git_timeout", float),
     "WMS_LOG_FILE": ("log_file", Path),
     "WMS_PREVENT_SLEEP": ("prevent_sleep", bool),
+    "WMS_NICE": ("nice", int),
+    "WMS_PAUSE_ON_BATTERY": ("pause_on_battery", bool),
+    "WMS_MAX_CPU_PERCENT": ("max_cpu_percent", float),
 }
 _ENV_HOST = {
     "GITHUB_REPO_URL": ("repo_url", str),

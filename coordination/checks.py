@@ -31,9 +31,10 @@ def run_checks(config, registry: ProcessorRegistry, console: Console) -> bool:
     results = list(iter_checks(config, registry))
     for c in results:
         mark = "[green]OK[/green]  " if c.ok else ("[red]FAIL[/red]" if c.required else "[yellow]WARN[/yellow]")
-        console.print(f"{mark} {c.name}: {c.detail}")
+        console.print(f"{mark} {c.name}: {c.detail}", soft_wrap=True)
     ok = all(c.ok for c in results if c.required)
-    console.print("Ready to run." if ok else "Not ready: fix the lines marked FAIL, then run --check again.")
+    console.print("Ready to run." if ok else "Not ready: fix the lines marked FAIL, then run --check again.",
+                  soft_wrap=True)
     return ok
 
 

@@ -13,6 +13,8 @@ from rich.table import Table
 
 from configurations import ConfigFactory, load_dotenv_once
 from coordination.exceptions import WmsError
+from coordination.live import LiveView
+from coordination.politeness import lower_priority
 from coordination.processors import ProcessorRegistry
 from coordination.secrets import RedactingFilter, redact
 
@@ -84,10 +86,15 @@ def build_worker_cli(registry_factory: Callable[[], ProcessorRegistry]) -> click
     @click.option("--worker-id", default=None, help="Fixed worker id (default host_pid_random).")
     @click.option("--jobs", type=int, default=None, help="Orders processed at once (default 1).")
     @click.option("--heartbeat-seconds", type=float, default=None, help="Seconds between heartbeats (default 60).")
+    @click.option("--nice", type=int, default=None, help="Lower CPU priority by this much (default 10; 0 keeps it).")
+    @click.option("--pause-on-battery/--no-pause-on-battery", default=None,
+                  help="Hold new orders while the machine runs on battery (default on where it can be read).")
+    @click.option("--max-cpu-percent", type=float, default=None,
+                  help="Rest between orders so processing takes at most this share of the time (default 100).")
     @click.option("--check", is_flag=True, help="Verify the set-up (git, board access, OCR engine, disk), then exit.")
     @click.option("--verbose", is_flag=True, help="Log debugging details.")
     def worker_cli(repo_url, environment, max_work, max_failures, max_idle_hours, poll_seconds, workdir,
-                   worker_id, jobs, heartbeat_seconds, check, verbose):
+                   worker_id, jobs, heartbeat_seconds, nice, pause_on_battery, max_cpu_percent, check, verbose):
         """Claim manga chapters from a wms board, OCR them and push the text back; stops by itself.
 
         Example: python wms_worker_processor.py --repo-url https://github.com/ORG/BOARD.git
@@ -104,7 +111,8 @@ def build_worker_cli(registry_factory: Callable[[], ProcessorRegistry]) -> click
             config = ConfigFactory.worker(
                 environment, repo_url=repo_url, max_work=max_work, max_failures=max_failures,
                 max_idle_hours=max_idle_hours, poll_seconds=poll_seconds, workdir=workdir, worker_id=worker_id,
-                jobs=jobs, heartbeat_seconds=heartbeat_seconds,
+                jobs=jobs, heartbeat_seconds=heartbeat_seconds, nice=nice, pause_on_battery=pause_on_battery,
+                max_cpu_percent=max_cpu_percent,
             )
             if check:
                 from coordination.checks import run_checks
@@ -120,7 +128,9 @@ def build_worker_cli(registry_factory: Callable[[], ProcessorRegistry]) -> click
             if worker.sleep.enabled and not worker.sleep.start_prevention():
                 console.print(f"[yellow]{worker.sleep.warning}[/yellow]")
             worker.sleep.stop_prevention()
-            stats = worker.run()
+            lower_priority(config.nice)
+            with LiveView(console, worker):
+                stats = worker.run()
         except WmsError as exc:
             if logging_ready:
                 logging.getLogger("wms").error(redact(exc.message))

@@ -33,6 +33,7 @@ from coordination.defaults import CLAIMS_PREFIX, HEARTBEATS_PREFIX, MAIN_REF, MA
 from coordination.exceptions import BoardPermissionError, BoardUnreachable, WmsError, WorkdirError
 from coordination.gitio import LocalRepo, RefUpdate, TreeFileReader
 from coordination.liveness import LivenessTracker
+from coordination.politeness import BatteryWatch, rest_after
 from coordination.processors import OrderError, ProcessorRegistry, WorkContext
 from coordination.remote import Remote, parse_repo_url
 from coordination.sleep_prevention import SleepPreventer
@@ -116,6 +117,9 @@ class Worker:
         self.unfolded: dict[tuple, float] = {}  # (kind, work_id, seq) -> pushed at
         self.liveness = LivenessTracker(config.offline_after)
         self.sleep = SleepPreventer(enabled=config.prevent_sleep)
+        self.battery = BatteryWatch(config.pause_on_battery)
+        self._rest_until = 0.0
+        self._pause_logged = ""
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._signals = 0
@@ -250,7 +254,25 @@ class Worker:
         self._wake.set()
 
     def paused(self) -> bool:
-        return (self.workdir / "PAUSE").exists()
+        return bool(self.pause_reason())
+
+    def pause_reason(self) -> str:
+        if (self.workdir / "PAUSE").exists():
+            reason = f"PAUSE file in {self.workdir}"
+        elif self.battery.on_battery():
+            reason = "running on battery (--no-pause-on-battery to work anyway)"
+        else:
+            reason = ""
+        if reason != self._pause_logged:
+            if reason:
+                log.info("Paused: %s", reason)
+            else:
+                log.info("Resumed")
+            self._pause_logged = reason
+        return reason
+
+    def resting(self) -> bool:
+        return self.now() < self._rest_until
 
     def stop_reason(self) -> str | None:
         if self.stats.stop_reason:
@@ -448,7 +470,7 @@ class Worker:
     def start_ready_jobs(self) -> list[Job]:
         started = []
         for work_id, job in list(self.ready.items()):
-            if self.free_threads() <= 0 or self.stats.stop_reason or self.paused():
+            if self.free_threads() <= 0 or self.stats.stop_reason or self.paused() or self.resting():
                 break
             if not job.confirmed:
                 continue
@@ -517,7 +539,11 @@ class Worker:
             if not job.finished:
                 continue
             del self.jobs[work_id]
-            self.stats.busy_seconds += self.now() - job.started_at
+            busy = self.now() - job.started_at
+            self.stats.busy_seconds += busy
+            rest = rest_after(busy, self.config.max_cpu_percent)
+            if rest > 0:
+                self._rest_until = max(self._rest_until, self.now() + rest)
             self._last_activity = self.now()
             if job.outcome is None:
                 continue
@@ -564,6 +590,8 @@ class Worker:
             timeouts.append(self._next_poll_at - now)
         if self.paused() or self.jobs:
             timeouts.append(1.0)
+        if self.resting():
+            timeouts.append(self._rest_until - now)
         return max(0.02, min(timeouts))
 
     def wait(self, seconds: float) -> None:
