@@ -50,6 +50,9 @@ from pipelines.engines.base import Line
 MIN_SCORE = 0.5
 PAGE_MARGIN = 0.07
 SFX_SIZE_RATIO = 2.5
+#: A strip is a panel gutter when at least this fraction of it is blank (text masked):
+#: crossing even one panel border (a few pixels of ink) disqualifies a strip.
+GUTTER_BLANK = 0.997
 _CJK = r"\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef"
 _CJK_RE = re.compile(f"[{_CJK}]")
 _SPACE_BETWEEN_CJK = re.compile(f"(?<=[{_CJK}])\\s+(?=[{_CJK}])")
@@ -298,10 +301,13 @@ def order_blocks(blocks: list[Block], width: int, height: int, lang: str, gray: 
         best = None  # (priority, axis, cut)
         for axis in ("y", "x"):
             spans = [(bx[1], bx[3]) if axis == "y" else (bx[0], bx[2]) for bx in boxes.values()]
+            # A gutter must be blank across the blocks' own extent (the region's edges
+            # may lie inside a neighbouring panel).
+            ext = [(bx[0], bx[2]) if axis == "y" else (bx[1], bx[3]) for bx in boxes.values()]
+            lo, hi = min(e[0] for e in ext), max(e[1] for e in ext)
             for a, b in _gaps(spans):
-                lo, hi = (rx1, rx2) if axis == "y" else (ry1, ry2)
                 s = gutters.score(axis, a, b, lo, hi)
-                gutter = s >= 0.95
+                gutter = s >= GUTTER_BLANK
                 # Priority: gutter first, then rows before columns, then the wider gap.
                 pri = (gutter, axis == "y", b - a)
                 if best is None or pri > best[0]:

@@ -15,6 +15,7 @@ import os
 import queue
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
@@ -39,7 +40,7 @@ class OcrPipeline:
     """Engine + layout. Load once, call `read` for each page (thread-safe with ``jobs``)."""
 
     def __init__(self, engine: str = "rapidocr", lang: str = "auto", *, jobs: int = 1,
-                 threads: int | None = None, timeout: float | None = None):
+                 threads: int | None = None, timeout: float | None = None, **engine_kw):
         check_options(engine, lang)
         self.engine_name = engine
         self.lang = lang
@@ -48,21 +49,30 @@ class OcrPipeline:
         # Each parallel page gets its own engine; together they use the cores once.
         per_engine = threads or max(1, cores // self.jobs)
         self._engines: queue.Queue[Engine] = queue.Queue()
-        first = get_engine(engine, threads=per_engine, timeout=timeout)
+        first = get_engine(engine, threads=per_engine, timeout=timeout, **engine_kw)
         self._engines.put(first)
         for _ in range(self.jobs - 1):
-            self._engines.put(get_engine(engine, threads=per_engine, timeout=timeout))
+            self._engines.put(get_engine(engine, threads=per_engine, timeout=timeout, **engine_kw))
         self.engine_version = first.version
 
-    def read(self, page: PageImage, workdir: str | None = None) -> dict:
-        """OCR one decoded page. Returns ``{name, img_width, img_height, blocks, text, timings}``."""
+    @contextmanager
+    def borrow(self):
+        """Hold one of the pipeline's engines (for callers that need the engine itself)."""
         engine = self._engines.get()
         try:
-            return self._read(engine, page, workdir)
+            yield engine
         finally:
             self._engines.put(engine)
 
-    def _read(self, engine: Engine, page: PageImage, workdir: str | None) -> dict:
+    def read(self, page: PageImage, workdir: str | None = None, *, keep_raw: bool = False) -> dict:
+        """OCR one decoded page. Returns ``{name, img_width, img_height, blocks, text, timings}``.
+
+        ``keep_raw`` adds ``raw_lines``: the engine's lines in its own output order.
+        """
+        with self.borrow() as engine:
+            return self._read(engine, page, workdir, keep_raw)
+
+    def _read(self, engine: Engine, page: PageImage, workdir: str | None, keep_raw: bool = False) -> dict:
         t0 = time.perf_counter()
         arr = np.asarray(page.image)
         lines = engine.read_page(arr)
@@ -82,13 +92,16 @@ class OcrPipeline:
         timing["layout"] = time.perf_counter() - t1 - timing.get("recognize", 0.0)
         out = {"name": page.name, **layout.to_mokuro(), "lang": layout.lang}
         out["timings"] = {k: round(v, 4) for k, v in timing.items()}
+        if keep_raw:
+            out["raw_lines"] = [ln.text for ln in lines]
         return out
 
-    def read_many(self, pages: Iterable[Callable[[], PageImage]], workdir: str | None = None) -> Iterator[dict | OcrError]:
+    def read_many(self, pages: Iterable[Callable[[], PageImage]], workdir: str | None = None,
+                  *, keep_raw: bool = False) -> Iterator[dict | OcrError]:
         """OCR pages in order, ``jobs`` at a time. Each item is a loader; errors are yielded, not raised."""
         def one(loader):
             try:
-                return self.read(loader(), workdir)
+                return self.read(loader(), workdir, keep_raw=keep_raw)
             except OcrError as exc:
                 return exc
         if self.jobs == 1:

@@ -11,9 +11,8 @@ from pipelines.exceptions import OrderFormatError
 ENGINES = ("rapidocr", "tesseract")
 
 
-def get_engine(name: str = "rapidocr", *, threads: int | None = None, timeout: float | None = None) -> Engine:
+def get_engine(name: str = "rapidocr", *, threads: int | None = None, timeout: float | None = None, **kw) -> Engine:
     """Build the engine called ``name`` ("rapidocr" or "tesseract")."""
-    kw = {}
     if threads is not None:
         kw["threads"] = threads
     if timeout is not None:

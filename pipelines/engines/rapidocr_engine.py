@@ -35,6 +35,7 @@ REC_MODEL = "PP-OCRv6_rec_small.onnx"
 #: Pages are scaled so that the long side is at most this many pixels before
 #: detection and recognition (text on a 2400x3400 page stays ~40 px tall).
 MAX_SIDE = 1600
+DET_SIDE = 1024
 DEFAULT_TIMEOUT = 120.0
 
 
@@ -67,7 +68,8 @@ class RapidOcrEngine:
     name = "rapidocr"
     reads_lines = True
 
-    def __init__(self, *, threads: int | None = None, timeout: float = DEFAULT_TIMEOUT, max_side: int = MAX_SIDE):
+    def __init__(self, *, threads: int | None = None, timeout: float = DEFAULT_TIMEOUT, max_side: int = MAX_SIDE,
+                 det_side: int = DET_SIDE):
         self.version = engine_version()
         self.timeout = timeout
         self.max_side = max_side
@@ -86,6 +88,10 @@ class RapidOcrEngine:
             "Det.model_path": str(paths["det"]),
             "Rec.model_path": str(paths["rec"]),
             "Rec.rec_batch_num": 8,
+            # Detection runs on a copy scaled to at most det_side on the long side;
+            # lines are cut for recognition from the max_side image.
+            "Det.limit_type": "max",
+            "Det.limit_side_len": det_side,
             "EngineConfig.onnxruntime.intra_op_num_threads": int(threads),
             "EngineConfig.onnxruntime.inter_op_num_threads": 1,
         }

@@ -132,6 +132,15 @@ class TesseractEngine:
             raise EngineError(f"tesseract ({lang}) returned {len(pages)} pages of text for {count} crops")
         return pages[:count]
 
+    def read_whole_page(self, image: np.ndarray, lang: str) -> list[str]:
+        """Tesseract alone on the whole page (its own layout analysis): the bench's baseline."""
+        self.require(lang)
+        with tempfile.TemporaryDirectory(prefix="tess-") as tmp:
+            p = Path(tmp) / "page.png"
+            Image.fromarray(image).convert("L").save(p)
+            text = self._run(str(p), lang, 3, 1)[0]
+        return [ln.strip() for ln in text.splitlines() if ln.strip()]
+
     def close(self) -> None:
         self._detector.close()
 
