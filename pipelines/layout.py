@@ -56,6 +56,7 @@ GUTTER_BLANK = 0.997
 _CJK = r"\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef"
 _CJK_RE = re.compile(f"[{_CJK}]")
 _SPACE_BETWEEN_CJK = re.compile(f"(?<=[{_CJK}])\\s+(?=[{_CJK}])")
+_SPACE_NEXT_TO_CJK = re.compile(f"(?<=[{_CJK}])\\s+|\\s+(?=[{_CJK}])")
 _PAGE_NUMBER = re.compile(r"^[-‐–—―()\s]*\d{1,4}[-‐–—―()\s]*$")
 _KANA_SFX = re.compile(r"^[\u3040-\u30ff!?！？・ー〜~.…]{1,4}$")
 
@@ -135,9 +136,15 @@ def _overlap(a1: float, a2: float, b1: float, b2: float) -> float:
     return min(a2, b2) - max(a1, b1)
 
 
-def normalize_text(text: str) -> str:
+def normalize_text(text: str, lang: str = "") -> str:
+    """NFKC, collapse whitespace, drop spaces between CJK characters.
+
+    On Japanese pages (``lang="ja"``) a space next to any CJK character goes too.
+    """
     text = unicodedata.normalize("NFKC", text)
     text = _SPACE_BETWEEN_CJK.sub("", text)
+    if lang == "ja":
+        text = _SPACE_NEXT_TO_CJK.sub("", text)
     return re.sub(r"\s+", " ", text).strip()
 
 
@@ -387,9 +394,7 @@ def layout_page(
         for block, texts in zip(blocks, read_blocks(blocks, page_lang)):
             block.texts = texts
     for block in blocks:
-        block.texts = [normalize_text(t) for t in block.texts]
-        if page_lang == "ja":
-            block.texts = [_SPACE_BETWEEN_CJK.sub("", t) for t in block.texts]
+        block.texts = [normalize_text(t, page_lang) for t in block.texts]
     sizes = [_thickness(ln) for b in blocks for ln in b.lines]
     median_size = float(np.median(sizes)) if sizes else 0.0
     final = []

@@ -31,6 +31,7 @@ JA_WORDS = [
     "部屋の", "鍵を", "忘れた", "電車に", "乗り遅れる", "夢を", "見ていた", "ずっと", "好きだった", "信じて",
     "静かに", "して", "約束だよ", "絶対に", "負けない", "空が", "青い", "海へ", "行こう", "宿題を", "手伝って",
 ]
+SMALL_KANA = set("ぁぃぅぇぉっゃゅょゎァィゥェォッャュョヮヵヶ")
 EN_WORDS = [
     "we", "have", "to", "go", "now", "the", "train", "leaves", "at", "noon", "did", "you", "see", "that",
     "light", "over", "there", "I", "never", "said", "it", "was", "easy", "wait", "for", "me", "please",
@@ -200,7 +201,9 @@ def render_page(seed: int = 0, lang: str = "ja", size: tuple[int, int] = (1000, 
                 for ci, col in enumerate(cols):  # first column is the rightmost
                     cx = tx1 + tw - (ci + 1) * col_w + (col_w - fsize) // 2
                     for j, ch in enumerate(col):
-                        draw.text((cx, ty1 + int(j * fsize * 1.05)), ch, font=font, fill=0)
+                        # vertical typesetting puts small kana in the upper right of the cell
+                        dx, dy = (fsize * 0.14, -fsize * 0.14) if ch in SMALL_KANA else (0, 0)
+                        draw.text((cx + dx, ty1 + int(j * fsize * 1.05) + dy), ch, font=font, fill=0)
                 truth.append(TruthBlock((tx1, ty1, tx1 + tw, ty1 + th), "".join(cols), True, cols))
             else:
                 for li, line in enumerate(cols):
