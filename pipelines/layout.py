@@ -16,8 +16,10 @@ Rules (all geometric; no per-page tuning):
 5. **Order inside a block**: vertical columns right to left, horizontal lines
    top to bottom.
 6. **Order of blocks**: recursive XY-cut. At each step the region is cut
-   along a gap between blocks; cuts that run along a panel gutter (a strip of
-   the page that is blank apart from text) win, rows before columns. Japanese
+   along a gap between blocks. Cuts that run along a panel separator win: a
+   blank gutter (a strip blank apart from text) or a straight border line
+   (dark along the whole strip, give or take 2 px); the cleanest separator
+   first, rows before columns on a tie, then the widest gap. Japanese
    pages read rows top to bottom and columns right to left; English pages
    columns left to right.
 7. **Dropped**: page numbers (a block of 1-4 digits, optionally dashed, inside
@@ -53,6 +55,8 @@ SFX_SIZE_RATIO = 2.5
 #: A strip is a panel gutter when at least this fraction of it is blank (text masked):
 #: crossing even one panel border (a few pixels of ink) disqualifies a strip.
 GUTTER_BLANK = 0.997
+#: ...or when a line in it is dark over at least this fraction of its length (a panel border).
+BORDER_LINE = 0.95
 _CJK = r"\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef"
 _CJK_RE = re.compile(f"[{_CJK}]")
 _SPACE_BETWEEN_CJK = re.compile(f"(?<=[{_CJK}])\\s+(?=[{_CJK}])")
@@ -272,28 +276,46 @@ def _gaps(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 
 class _Gutters:
-    """Says whether a strip of the page is blank apart from text (a panel gutter)."""
+    """Says whether a strip of the page separates panels.
+
+    A separator is a blank gutter (a row or column that is blank apart from
+    text) or a panel border drawn as a straight dark line (a row or column,
+    give or take 2 pixels, that is dark along its whole length).
+    """
 
     def __init__(self, gray: np.ndarray | None, blocks: list[Block]):
-        self.blank = None
+        self.blank = self.dark = None
         if gray is None:
             return
         blank = gray > 200
-        for b in blocks:  # text and its bubble do not stop a gutter
+        dark = gray < 110
+        for b in blocks:  # text and its bubble stop neither a gutter nor a border line
             x1, y1, x2, y2 = (int(v) for v in b.box)
             blank[max(0, y1 - 4):y2 + 4, max(0, x1 - 4):x2 + 4] = True
-        self.blank = blank
+            dark[max(0, y1 - 4):y2 + 4, max(0, x1 - 4):x2 + 4] = True
+        self.blank, self.dark = blank, dark
 
-    def score(self, axis: str, a: float, b: float, lo: float, hi: float) -> float:
-        """Best blank fraction over the rows (axis 'y') or columns ('x') in [a, b] across [lo, hi]."""
+    def score(self, axis: str, a: float, b: float, lo: float, hi: float) -> tuple[float, float]:
+        """(best blank fraction, best dark-line fraction) over rows ('y') or columns ('x') in [a, b] across [lo, hi]."""
         if self.blank is None:
-            return 0.0
+            return 0.0, 0.0
         a, b, lo, hi = int(a), int(np.ceil(b)), int(lo), int(np.ceil(hi))
         if axis == "y":
-            strip = self.blank[a:b + 1, lo:hi + 1]
-            return float(strip.mean(axis=1).max()) if strip.size else 0.0
-        strip = self.blank[lo:hi + 1, a:b + 1]
-        return float(strip.mean(axis=0).max()) if strip.size else 0.0
+            blank = self.blank[a:b + 1, lo:hi + 1]
+            dark = self.dark[max(0, a - 2):b + 3, lo:hi + 1]
+            if not blank.size:
+                return 0.0, 0.0
+            # a border line may wander by 2 px: OR five neighbouring rows
+            k = min(5, dark.shape[0])
+            thick = np.logical_or.reduce([dark[i:dark.shape[0] - k + 1 + i] for i in range(k)])
+            return float(blank.mean(axis=1).max()), float(thick.mean(axis=1).max())
+        blank = self.blank[lo:hi + 1, a:b + 1]
+        dark = self.dark[lo:hi + 1, max(0, a - 2):b + 3]
+        if not blank.size:
+            return 0.0, 0.0
+        k = min(5, dark.shape[1])
+        thick = np.logical_or.reduce([dark[:, i:dark.shape[1] - k + 1 + i] for i in range(k)])
+        return float(blank.mean(axis=0).max()), float(thick.mean(axis=0).max())
 
 
 def order_blocks(blocks: list[Block], width: int, height: int, lang: str, gray: np.ndarray | None = None) -> list[Block]:
@@ -313,10 +335,12 @@ def order_blocks(blocks: list[Block], width: int, height: int, lang: str, gray: 
             ext = [(bx[0], bx[2]) if axis == "y" else (bx[1], bx[3]) for bx in boxes.values()]
             lo, hi = min(e[0] for e in ext), max(e[1] for e in ext)
             for a, b in _gaps(spans):
-                s = gutters.score(axis, a, b, lo, hi)
-                gutter = s >= GUTTER_BLANK
-                # Priority: gutter first, then rows before columns, then the wider gap.
-                pri = (gutter, axis == "y", b - a)
+                blank, line = gutters.score(axis, a, b, lo, hi)
+                gutter = blank >= GUTTER_BLANK or line >= BORDER_LINE
+                clean = round(max(blank, line), 2) if gutter else 0.0
+                # Priority: separators first, the cleanest first; then rows before
+                # columns; then the wider gap.
+                pri = (gutter, clean, axis == "y", b - a)
                 if best is None or pri > best[0]:
                     best = (pri, axis, (a + b) / 2)
         if best is None:
