@@ -170,27 +170,20 @@ def chapter_memory(engine_name: str, pages: int = 20, size=(2400, 3400)) -> dict
 
 
 def _chapter_child(engine_name: str, pages: int, size: str) -> None:
-    import hashlib
     import logging
 
     from coordination.processors import WorkContext
     from pipelines.ocr_chapter import make_processor
-    from tests.synthetic_pages import cjk_font, render_page
+    from tests.synthetic_pages import cjk_font
 
-    w, h = (int(v) for v in size.split("x"))
     lang = "ja" if cjk_font() else "en"
     work_id = "bench--ch-001"
     with tempfile.TemporaryDirectory() as tmp:
         board = Path(tmp) / "board"
-        (board / "pages" / work_id).mkdir(parents=True)
-        order_pages = []
-        for i in range(pages):
-            img = render_page(seed=i, lang=lang, size=(w, h)).image
-            rel = f"pages/{work_id}/{i + 1:03d}.jpg"
-            img.save(board / rel, quality=90)
-            del img
-            data = (board / rel).read_bytes()
-            order_pages.append({"name": f"{i + 1:03d}.jpg", "path": rel, "sha256": hashlib.sha256(data).hexdigest()})
+        # pages are rendered by another process so that this one's peak is the order's alone
+        made = subprocess.run([sys.executable, __file__, "--_render-board", str(board), work_id, str(pages), size, lang],
+                              capture_output=True, text=True, cwd=ROOT, timeout=1800, check=True)
+        order_pages = json.loads(made.stdout.strip().splitlines()[-1])
 
         class Board:
             def read_file(self, path: str) -> bytes:
@@ -209,6 +202,23 @@ def _chapter_child(engine_name: str, pages: int, size: str) -> None:
                       "seconds": round(wall, 1), "size": size}))
 
 
+def _render_board(board: str, work_id: str, pages: int, size: str, lang: str) -> None:
+    import hashlib
+
+    from tests.synthetic_pages import render_page
+
+    w, h = (int(v) for v in size.split("x"))
+    folder = Path(board) / "pages" / work_id
+    folder.mkdir(parents=True)
+    order_pages = []
+    for i in range(pages):
+        rel = f"pages/{work_id}/{i + 1:03d}.jpg"
+        render_page(seed=i, lang=lang, size=(w, h)).image.save(Path(board) / rel, quality=90)
+        data = (Path(board) / rel).read_bytes()
+        order_pages.append({"name": f"{i + 1:03d}.jpg", "path": rel, "sha256": hashlib.sha256(data).hexdigest()})
+    print(json.dumps(order_pages))
+
+
 def fmt(row: dict) -> str:
     return f"CER {row['cer']:.3f}  F1 {row['f1']:.3f}  blocks {row['block_recall']:.2f}"
 
@@ -221,10 +231,17 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="dev pages (default: all)")
     ap.add_argument("--no-dev", action="store_true")
     ap.add_argument("--no-memory", action="store_true", help="skip the 20-page 2400x3400 chapter run")
+    ap.add_argument("--det-side", type=int, default=None,
+                    help="RapidOCR detection size (long side, px); default: the engine's")
     ap.add_argument("--no-floor", action="store_true", help="skip the ground-truth-crop pass")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--_chapter-child", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--_render-board", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args._render_board:
+        b, wid, n, size, lang = args._render_board
+        _render_board(b, wid, int(n), size, lang)
+        return
     if args._chapter_child:
         _chapter_child(args._chapter_child[0], int(args._chapter_child[1]), args._chapter_child[2])
         return
@@ -239,9 +256,10 @@ def main() -> None:
     report = {}
     for engine in args.engines.split(","):
         for set_name, items in sets:
-            row = run_set(engine, items, args.jobs, not args.no_floor)
+            kw = {"det_side": args.det_side} if args.det_side and engine == "rapidocr" else {}
+            row = run_set(engine, items, args.jobs, not args.no_floor, **kw)
             report[f"{engine}/{set_name}"] = row
-            print(f"{engine:9s} {set_name:9s} pages {row['pages']:3d}  {row['pages_per_s']:.2f} pages/s (jobs {args.jobs})")
+            print(f"{engine:9s} {set_name:9s}{' det_side ' + str(args.det_side) if kw else ''} pages {row['pages']:3d}  {row['pages_per_s']:.2f} pages/s (jobs {args.jobs})")
             print(f"    pipeline  {fmt(row['main'])}")
             print(f"    baseline  {fmt(row['baseline'])}")
             print(f"    floor     {fmt(row['floor'])}", flush=True)

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
+from PIL import Image
 
 from pipelines.engines import ENGINES, get_engine
 from pipelines.engines.base import BlockRequest, Engine
@@ -27,6 +28,20 @@ from pipelines.layout import layout_page
 from pipelines.pages import PageImage
 
 LANGS = ("auto", "jpn", "eng")
+#: Pages are read at most this many pixels on the long side.
+WORK_SIDE = 1600
+
+
+def _rescale(page: dict, factor: float, width: int, height: int) -> dict:
+    page["img_width"], page["img_height"] = width, height
+    if factor == 1.0:
+        return page
+    for block in page["blocks"]:
+        block["box"] = [int(round(v * factor)) for v in block["box"]]
+        block["font_size"] = int(round(block["font_size"] * factor))
+        block["lines_coords"] = [[[round(x * factor, 1), round(y * factor, 1)] for x, y in quad]
+                                 for quad in block["lines_coords"]]
+    return page
 
 
 def check_options(engine: str, lang: str) -> None:
@@ -74,7 +89,16 @@ class OcrPipeline:
 
     def _read(self, engine: Engine, page: PageImage, workdir: str | None, keep_raw: bool = False) -> dict:
         t0 = time.perf_counter()
-        arr = np.asarray(page.image)
+        width, height = page.image.size
+        # Work on a copy at most WORK_SIDE px on the long side (the engines would scale
+        # it anyway); coordinates are mapped back to the original image.
+        scale = min(1.0, WORK_SIDE / max(width, height))
+        img = page.image
+        if scale < 1.0:
+            img = img.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BILINEAR,
+                             reducing_gap=2.0)
+        arr = np.asarray(img)
+        del img
         lines = engine.read_page(arr)
         t1 = time.perf_counter()
         lang = {"jpn": "ja", "eng": "en"}.get(self.lang, "auto")
@@ -90,7 +114,7 @@ class OcrPipeline:
                 return out
         layout = layout_page(lines, arr.shape[1], arr.shape[0], lang=lang, image=arr, read_blocks=read_blocks)
         timing["layout"] = time.perf_counter() - t1 - timing.get("recognize", 0.0)
-        out = {"name": page.name, **layout.to_mokuro(), "lang": layout.lang}
+        out = {"name": page.name, **_rescale(layout.to_mokuro(), 1.0 / scale, width, height), "lang": layout.lang}
         out["timings"] = {k: round(v, 4) for k, v in timing.items()}
         if keep_raw:
             out["raw_lines"] = [ln.text for ln in lines]

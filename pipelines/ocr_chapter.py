@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 from coordination.processors import OrderError, WorkContext
 from pipelines.exceptions import OcrError
@@ -68,6 +69,8 @@ def make_processor():
             ocr = get_pipeline(engine, lang)
         except OcrError as exc:
             raise OrderError(str(exc), permanent=exc.permanent) from None
+        workdir = Path(ctx.workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
         out_pages = []
         stages = {"fetch": 0.0}
         total = len(pages)
@@ -79,7 +82,7 @@ def make_processor():
                 t = time.perf_counter()
                 image = load_page(page, work_id, ctx.read_board_file)
                 stages["fetch"] += time.perf_counter() - t
-                result = ocr.read(image, str(ctx.workdir))
+                result = ocr.read(image, str(workdir))
             except OcrError as exc:
                 raise OrderError(f"page {i + 1} of {total}: {exc}", permanent=exc.permanent) from None
             for k, v in result.pop("timings").items():

@@ -258,3 +258,18 @@ def test_module_entry_point_help():
     out = subprocess.run([sys.executable, "-m", "pipelines", "ocr", "--help"], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[1], timeout=60)
     assert out.returncode == 0 and "--jobs" in out.stdout and "Example" in out.stdout
+
+
+def test_large_page_coordinates_are_in_original_pixels(process, tmp_path):
+    truth = render_page(seed=51, lang="en", size=(2000, 2828))  # read at 1600 px, reported at 2000
+    files: dict[str, bytes] = {}
+    ctx, _ = make_ctx(tmp_path, files)
+    page = process(order([board_page(files, "big.jpg", image_bytes(truth.image, "JPEG", quality=90))]), ctx)["pages"][0]
+    assert (page["img_width"], page["img_height"]) == (2000, 2828)
+    assert cer(truth.text, page["text"]) <= 0.03
+    assert len(page["blocks"]) == len(truth.blocks)
+    for block, tb in zip(page["blocks"], truth.blocks):
+        for got, want in zip(block["box"], tb.box):
+            assert abs(got - want) <= 30, (block["box"], tb.box)
+        xs = [x for quad in block["lines_coords"] for x, _ in quad]
+        assert min(xs) >= block["box"][0] - 1 and max(xs) <= block["box"][2] + 1
