@@ -17,6 +17,7 @@ Example::
 """
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 from dataclasses import dataclass
@@ -42,7 +43,10 @@ EN_WORDS = [
 
 @lru_cache(maxsize=None)
 def cjk_font() -> str | None:
-    """Path of an installed Japanese font, or None."""
+    """Path of an installed Japanese font (or $SYNTHETIC_CJK_FONT), or None."""
+    forced = os.environ.get("SYNTHETIC_CJK_FONT")
+    if forced and os.path.isfile(forced):
+        return forced
     try:
         out = subprocess.run(["fc-list", ":lang=ja", "file"], capture_output=True, text=True, timeout=20).stdout
     except (OSError, subprocess.SubprocessError):
