@@ -169,6 +169,18 @@ def chapter_memory(engine_name: str, pages: int = 20, size=(2400, 3400)) -> dict
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _peak_rss_mb() -> float:
+    """Peak RSS of this process. VmHWM, not ru_maxrss: Linux carries ru_maxrss over
+    exec from the forked parent, so a child of a big process would report the parent's size."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _chapter_child(engine_name: str, pages: int, size: str) -> None:
     import logging
 
@@ -189,7 +201,7 @@ def _chapter_child(engine_name: str, pages: int, size: str) -> None:
             def read_file(self, path: str) -> bytes:
                 return (board / path).read_bytes()
 
-        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rss_before = _peak_rss_mb()
         order = {"schema": 1, "work_id": work_id, "kind": "ocr_chapter", "pages": order_pages,
                  "options": {"engine": engine_name, "lang": "auto"}}
         ctx = WorkContext(work_id=work_id, workdir=Path(tmp) / "work", board=Board(), log=logging.getLogger("bench"))
@@ -197,7 +209,7 @@ def _chapter_child(engine_name: str, pages: int, size: str) -> None:
         t0 = time.perf_counter()
         result = make_processor()(order, ctx)
         wall = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _peak_rss_mb()
     print(json.dumps({"peak_mb": round(peak), "rss_before_order_mb": round(rss_before), "pages": len(result["pages"]),
                       "seconds": round(wall, 1), "size": size}))
 
