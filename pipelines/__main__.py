@@ -40,7 +40,7 @@ def ocr(images: tuple[str, ...], engine: str, lang: str, fmt: str, jobs: int) ->
 
     def loader(src: str):
         def load() -> PageImage:
-            if src.lower().startswith(("http://", "https://")):
+            if "://" in src:  # http(s) is fetched; any other scheme is refused by fetch_url
                 return PageImage(src, decode_image(fetch_url(src, src), src))
             return load_file(src)
         return load

@@ -236,6 +236,11 @@ def test_cli_bad_image_is_a_plain_error_and_others_still_print(page_files, tmp_p
     assert len(res.stdout.splitlines()) == 1
 
 
+def test_cli_refuses_other_url_schemes():
+    res = CliRunner().invoke(cli, ["ocr", "file:///etc/hostname"])
+    assert res.exit_code == 1 and "scheme 'file' is not accepted" in res.stderr
+
+
 def test_cli_engine_unavailable_is_a_click_error(monkeypatch, page_files):
     import pytesseract
 
