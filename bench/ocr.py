@@ -1,0 +1,287 @@
+"""OCR benchmark: quality, speed and memory per engine, on the dev set and on synthetic pages.
+
+Usage (from the repository root)::
+
+    python bench/ocr.py                          # both engines, dev set + 10+10 synthetic pages
+    python bench/ocr.py --engines rapidocr --jobs 2 --synthetic 4 --no-memory
+
+The dev set is read from $WMS_OCR_DEVSET or ../shared/eval/openmantra (NAME.jpg,
+NAME.txt with one truth block per line in reading order, NAME.boxes.json). It
+is only read, never copied. When it is missing, only synthetic pages are used.
+
+Figures per engine and set:
+
+* CER: character error rate of the page text (NFKC, whitespace ignored,
+  reading order counts), summed over pages.
+* F1: order-free character F1.
+* block recall: truth blocks read by one output block with CER <= 0.25.
+* pages/s: pages over wall time of the full pipeline (decode, engine, layout)
+  with --jobs pages in parallel.
+* baseline: the engine's raw output order (RapidOCR: its lines as returned;
+  Tesseract: Tesseract alone on the whole page).
+* floor: the engine on ground-truth block crops (recognition only; the best
+  a perfect layout could do).
+* peak memory: max RSS of a separate worker process running one ocr_chapter
+  order of 20 synthetic 2400x3400 pages.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from pipelines.engines.base import BlockRequest  # noqa: E402
+from pipelines.layout import make_block, normalize_text  # noqa: E402
+from pipelines.metrics import block_recall, char_counts, edit_distance, norm  # noqa: E402
+from pipelines.ocr import OcrPipeline  # noqa: E402
+from pipelines.pages import PageImage, decode_image  # noqa: E402
+
+
+def devset_dir() -> Path | None:
+    d = Path(os.environ.get("WMS_OCR_DEVSET", ROOT.parent / "shared" / "eval" / "openmantra"))
+    return d if d.is_dir() else None
+
+
+def load_devset(d: Path, limit: int | None):
+    items = []
+    for jpg in sorted(d.glob("*.jpg"))[:limit]:
+        truth = [ln.strip() for ln in jpg.with_suffix(".txt").read_text(encoding="utf-8").splitlines() if ln.strip()]
+        boxes = json.loads(jpg.with_name(jpg.stem + ".boxes.json").read_text(encoding="utf-8"))["blocks"]
+        rects = [(b["x"], b["y"], b["x"] + b["w"], b["y"] + b["h"]) for b in boxes]
+        items.append((jpg.stem, lambda p=jpg: PageImage(p.name, decode_image(p.read_bytes(), p.name)), truth, rects))
+    return items
+
+
+def load_synthetic(n: int):
+    from tests.synthetic_pages import cjk_font, render_page
+
+    items = []
+    langs = (["ja"] if cjk_font() else []) + ["en"]
+    for lang in langs:
+        for seed in range(n):
+            page = render_page(seed=1000 + seed, lang=lang)
+            items.append((f"syn-{lang}-{seed}", lambda p=page, s=seed, l=lang: PageImage(f"syn-{l}-{s}", p.image),
+                          [b.text for b in page.blocks], [b.box for b in page.blocks]))
+    return items
+
+
+class Score:
+    def __init__(self):
+        self.edits = self.tlen = self.tp = self.nt = self.np = self.bm = self.bt = 0
+
+    def add(self, truth_blocks: list[str], pred_blocks: list[str]):
+        t, p = "".join(truth_blocks), "".join(pred_blocks)
+        self.edits += edit_distance(norm(t), norm(p))
+        self.tlen += len(norm(t))
+        tp, nt, np_ = char_counts(t, p)
+        self.tp, self.nt, self.np = self.tp + tp, self.nt + nt, self.np + np_
+        m, tot = block_recall(truth_blocks, pred_blocks)
+        self.bm, self.bt = self.bm + m, self.bt + tot
+
+    def row(self) -> dict:
+        prec = self.tp / self.np if self.np else 0.0
+        rec = self.tp / self.nt if self.nt else 0.0
+        f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+        return {"cer": self.edits / max(1, self.tlen), "f1": f1, "block_recall": self.bm / max(1, self.bt)}
+
+
+def floor_blocks(engine, arr: np.ndarray, rects, lang: str) -> list[str]:
+    """The engine on each ground-truth block crop."""
+    out = []
+    h, w = arr.shape[:2]
+    page_lang = "ja" if lang == "ja" else "en"
+    for x1, y1, x2, y2 in rects:
+        pad = 6
+        x1, y1, x2, y2 = max(0, x1 - pad), max(0, y1 - pad), min(w, x2 + pad), min(h, y2 + pad)
+        crop = np.ascontiguousarray(arr[y1:y2, x1:x2])
+        if crop.shape[0] < 4 or crop.shape[1] < 4:
+            out.append("")
+            continue
+        lines = engine.read_page(crop)
+        if engine.reads_lines:
+            if not lines:
+                out.append("")
+                continue
+            block = make_block(lines, page_lang)
+            texts = block.texts
+        else:
+            block = make_block(lines, page_lang) if lines else None
+            vertical = block.vertical if block else (page_lang == "ja")
+            req = BlockRequest((0, 0, crop.shape[1], crop.shape[0]), vertical, "jpn" if page_lang == "ja" else "eng",
+                               block.lines if block else [])
+            texts = engine.read_blocks(crop, [req])[0]
+        sep = "" if page_lang == "ja" else " "
+        out.append(sep.join(normalize_text(t) for t in texts))
+    return out
+
+
+def run_set(engine_name: str, items, jobs: int, floor_too: bool = True, **engine_kw) -> dict:
+    pipeline = OcrPipeline(engine_name, "auto", jobs=jobs, **engine_kw)
+    main, base, floor = Score(), Score(), Score()
+    results = {}
+    t0 = time.perf_counter()
+    for (name, loader, truth, rects), res in zip(items, pipeline.read_many([it[1] for it in items], keep_raw=True)):
+        if isinstance(res, Exception):
+            print(f"  {name}: ERROR {res}", file=sys.stderr)
+            continue
+        results[name] = res
+    wall = time.perf_counter() - t0
+    with pipeline.borrow() as engine:
+        for name, loader, truth, rects in items:
+            res = results.get(name)
+            if res is None:
+                continue
+            lang = res["lang"]
+            pred_blocks = [res_text for res_text in res["text"].split("\n")]
+            main.add(truth, pred_blocks)
+            arr = np.asarray(loader().image)
+            if engine.reads_lines:
+                raw = [normalize_text(t) for t in res["raw_lines"]]
+            else:
+                raw = engine.read_whole_page(arr, "jpn_vert" if lang == "ja" else "eng")
+            base.add(truth, raw)
+            if floor_too:
+                floor.add(truth, floor_blocks(engine, arr, rects, lang))
+    pipeline.close()
+    row = {"pages": len(results), "pages_per_s": len(results) / wall if wall else 0.0,
+           "main": main.row(), "baseline": base.row(), "floor": floor.row()}
+    return row
+
+
+def chapter_memory(engine_name: str, pages: int = 20, size=(2400, 3400)) -> dict:
+    """Run one ocr_chapter order in a fresh process; return its peak RSS and time."""
+    out = subprocess.run([sys.executable, __file__, "--_chapter-child", engine_name, str(pages), f"{size[0]}x{size[1]}"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=3600)
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _peak_rss_mb() -> float:
+    """Peak RSS of this process. VmHWM, not ru_maxrss: Linux carries ru_maxrss over
+    exec from the forked parent, so a child of a big process would report the parent's size."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _chapter_child(engine_name: str, pages: int, size: str) -> None:
+    import logging
+
+    from coordination.processors import WorkContext
+    from pipelines.ocr_chapter import make_processor
+    from tests.synthetic_pages import cjk_font
+
+    lang = "ja" if cjk_font() else "en"
+    work_id = "bench--ch-001"
+    with tempfile.TemporaryDirectory() as tmp:
+        board = Path(tmp) / "board"
+        # pages are rendered by another process so that this one's peak is the order's alone
+        made = subprocess.run([sys.executable, __file__, "--_render-board", str(board), work_id, str(pages), size, lang],
+                              capture_output=True, text=True, cwd=ROOT, timeout=1800, check=True)
+        order_pages = json.loads(made.stdout.strip().splitlines()[-1])
+
+        class Board:
+            def read_file(self, path: str) -> bytes:
+                return (board / path).read_bytes()
+
+        rss_before = _peak_rss_mb()
+        order = {"schema": 1, "work_id": work_id, "kind": "ocr_chapter", "pages": order_pages,
+                 "options": {"engine": engine_name, "lang": "auto"}}
+        ctx = WorkContext(work_id=work_id, workdir=Path(tmp) / "work", board=Board(), log=logging.getLogger("bench"))
+        ctx.workdir.mkdir()
+        t0 = time.perf_counter()
+        result = make_processor()(order, ctx)
+        wall = time.perf_counter() - t0
+    peak = _peak_rss_mb()
+    print(json.dumps({"peak_mb": round(peak), "rss_before_order_mb": round(rss_before), "pages": len(result["pages"]),
+                      "seconds": round(wall, 1), "size": size}))
+
+
+def _render_board(board: str, work_id: str, pages: int, size: str, lang: str) -> None:
+    import hashlib
+
+    from tests.synthetic_pages import render_page
+
+    w, h = (int(v) for v in size.split("x"))
+    folder = Path(board) / "pages" / work_id
+    folder.mkdir(parents=True)
+    order_pages = []
+    for i in range(pages):
+        rel = f"pages/{work_id}/{i + 1:03d}.jpg"
+        render_page(seed=i, lang=lang, size=(w, h)).image.save(Path(board) / rel, quality=90)
+        data = (Path(board) / rel).read_bytes()
+        order_pages.append({"name": f"{i + 1:03d}.jpg", "path": rel, "sha256": hashlib.sha256(data).hexdigest()})
+    print(json.dumps(order_pages))
+
+
+def fmt(row: dict) -> str:
+    return f"CER {row['cer']:.3f}  F1 {row['f1']:.3f}  blocks {row['block_recall']:.2f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--engines", default="rapidocr,tesseract")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--synthetic", type=int, default=10, help="synthetic pages per language (0: none)")
+    ap.add_argument("--limit", type=int, default=None, help="dev pages (default: all)")
+    ap.add_argument("--no-dev", action="store_true")
+    ap.add_argument("--no-memory", action="store_true", help="skip the 20-page 2400x3400 chapter run")
+    ap.add_argument("--det-side", type=int, default=None,
+                    help="RapidOCR detection size (long side, px); default: the engine's")
+    ap.add_argument("--no-floor", action="store_true", help="skip the ground-truth-crop pass")
+    ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--_chapter-child", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--_render-board", nargs=5, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args._render_board:
+        b, wid, n, size, lang = args._render_board
+        _render_board(b, wid, int(n), size, lang)
+        return
+    if args._chapter_child:
+        _chapter_child(args._chapter_child[0], int(args._chapter_child[1]), args._chapter_child[2])
+        return
+    sets = []
+    d = None if args.no_dev else devset_dir()
+    if d is not None:
+        sets.append(("dev", load_devset(d, args.limit)))
+    elif not args.no_dev:
+        print("dev set not found (set WMS_OCR_DEVSET); synthetic pages only")
+    if args.synthetic:
+        sets.append(("synthetic", load_synthetic(args.synthetic)))
+    report = {}
+    for engine in args.engines.split(","):
+        for set_name, items in sets:
+            kw = {"det_side": args.det_side} if args.det_side and engine == "rapidocr" else {}
+            row = run_set(engine, items, args.jobs, not args.no_floor, **kw)
+            report[f"{engine}/{set_name}"] = row
+            print(f"{engine:9s} {set_name:9s}{' det_side ' + str(args.det_side) if kw else ''} pages {row['pages']:3d}  {row['pages_per_s']:.2f} pages/s (jobs {args.jobs})")
+            print(f"    pipeline  {fmt(row['main'])}")
+            print(f"    baseline  {fmt(row['baseline'])}")
+            print(f"    floor     {fmt(row['floor'])}", flush=True)
+        if not args.no_memory:
+            mem = chapter_memory(engine)
+            report[f"{engine}/chapter-memory"] = mem
+            print(f"{engine:9s} chapter of 20 pages 2400x3400: {mem}", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

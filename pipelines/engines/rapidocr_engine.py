@@ -1,0 +1,153 @@
+"""RapidOCR (PP-OCR models on ONNX Runtime): the only module that imports rapidocr.
+
+Models load from the files shipped inside the installed ``rapidocr`` wheel; the
+engine passes their paths explicitly, so RapidOCR never reaches its download
+code. Nothing is fetched at run time.
+
+Failure policy:
+
+* rapidocr/onnxruntime missing or a model file missing -> `EngineUnavailable`
+  (permanent; reinstall with ``pip install -r requirements.txt``).
+* a page takes longer than ``timeout`` seconds -> `EngineTimeout` (transient).
+  The stuck inference thread cannot be killed; it is abandoned and later pages
+  run on a fresh thread.
+* any other exception inside RapidOCR -> `EngineError` (transient).
+
+Example::
+
+    >>> from pipelines.engines.rapidocr_engine import RapidOcrEngine, model_paths
+    >>> sorted(model_paths())
+    ['det', 'rec']
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import os
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.engines.base import BlockRequest, Line
+from pipelines.exceptions import EngineError, EngineTimeout, EngineUnavailable
+
+DET_MODEL = "PP-OCRv6_det_small.onnx"
+REC_MODEL = "PP-OCRv6_rec_small.onnx"
+#: Pages are scaled so that the long side is at most this many pixels before
+#: detection and recognition (text on a 2400x3400 page stays ~40 px tall).
+MAX_SIDE = 1600
+DET_SIDE = 1024
+DEFAULT_TIMEOUT = 120.0
+
+
+def _package_dir() -> Path:
+    try:
+        import rapidocr
+    except ImportError as exc:
+        raise EngineUnavailable(
+            f"RapidOCR is not installed ({exc}); run: pip install -r requirements.txt"
+        ) from None
+    return Path(rapidocr.__file__).resolve().parent
+
+
+def model_paths() -> dict[str, Path]:
+    """Paths of the model files this engine loads (inside the rapidocr package)."""
+    models = _package_dir() / "models"
+    return {"det": models / DET_MODEL, "rec": models / REC_MODEL}
+
+
+def engine_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return f"rapidocr {version('rapidocr')} (PP-OCRv6 small det+rec)"
+    except Exception:
+        return "rapidocr (unknown version)"
+
+
+class RapidOcrEngine:
+    name = "rapidocr"
+    reads_lines = True
+
+    def __init__(self, *, threads: int | None = None, timeout: float = DEFAULT_TIMEOUT, max_side: int = MAX_SIDE,
+                 det_side: int = DET_SIDE):
+        self.version = engine_version()
+        self.timeout = timeout
+        self.max_side = max_side
+        paths = model_paths()
+        for kind, path in paths.items():
+            if not path.is_file():
+                raise EngineUnavailable(
+                    f"RapidOCR {kind} model {path} is missing; reinstall: pip install --force-reinstall rapidocr==3.10.0"
+                )
+        threads = threads or os.cpu_count() or 1
+        params = {
+            "Global.log_level": "error",
+            "Global.use_cls": False,  # manga text is never upside down
+            "Global.max_side_len": max_side,
+            "Global.text_score": 0.3,  # low-confidence lines are filtered by the layout rules
+            "Det.model_path": str(paths["det"]),
+            "Rec.model_path": str(paths["rec"]),
+            "Rec.rec_batch_num": 8,
+            # Detection runs on a copy scaled to at most det_side on the long side;
+            # lines are cut for recognition from the max_side image.
+            "Det.limit_type": "max",
+            "Det.limit_side_len": det_side,
+            "EngineConfig.onnxruntime.intra_op_num_threads": int(threads),
+            "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+        }
+        try:
+            from rapidocr import RapidOCR
+
+            self._ocr = RapidOCR(params=params)
+        except EngineUnavailable:
+            raise
+        except ImportError as exc:
+            raise EngineUnavailable(
+                f"RapidOCR cannot be imported ({exc}); run: pip install -r requirements.txt"
+            ) from None
+        except Exception as exc:
+            raise EngineUnavailable(f"RapidOCR failed to start: {exc}") from exc
+        self._pool = cf.ThreadPoolExecutor(1, thread_name_prefix="rapidocr")
+
+    # -- the one place that calls into RapidOCR -------------------------------
+    def _call(self, bgr: np.ndarray, **kw):
+        fut = self._pool.submit(self._ocr, bgr, **kw)
+        try:
+            return fut.result(timeout=self.timeout)
+        except cf.TimeoutError:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = cf.ThreadPoolExecutor(1, thread_name_prefix="rapidocr")
+            raise EngineTimeout(
+                f"RapidOCR took longer than {self.timeout:.0f} s on one page; the page may be huge or the machine overloaded"
+            ) from None
+        except Exception as exc:
+            raise EngineError(f"RapidOCR failed on the page: {type(exc).__name__}: {exc}") from exc
+
+    def read_page(self, image: np.ndarray) -> list[Line]:
+        """Detect and read lines on an RGB page."""
+        bgr = np.ascontiguousarray(image[:, :, ::-1])
+        res = self._call(bgr, use_det=True, use_cls=False, use_rec=True)
+        boxes = getattr(res, "boxes", None)
+        txts = getattr(res, "txts", None)
+        if boxes is None or txts is None or len(boxes) == 0:
+            return []
+        scores = getattr(res, "scores", None) or [1.0] * len(txts)
+        return [
+            Line([[float(x), float(y)] for x, y in np.asarray(box).tolist()], str(txt), float(score))
+            for box, txt, score in zip(boxes, txts, scores)
+        ]
+
+    def detect(self, image: np.ndarray) -> list[Line]:
+        """Detect lines only (no recognition): used to lay out pages for other engines."""
+        bgr = np.ascontiguousarray(image[:, :, ::-1])
+        res = self._call(bgr, use_det=True, use_cls=False, use_rec=False)
+        boxes = getattr(res, "boxes", None)
+        if boxes is None or len(boxes) == 0:
+            return []
+        return [Line([[float(x), float(y)] for x, y in np.asarray(b).tolist()]) for b in boxes]
+
+    def read_blocks(self, image: np.ndarray, blocks: list[BlockRequest], workdir: str | None = None) -> list[list[str]]:
+        return [[line.text for line in block.lines] for block in blocks]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

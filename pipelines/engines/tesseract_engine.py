@@ -1,0 +1,161 @@
+"""Tesseract via pytesseract: the only module that runs Tesseract.
+
+Tesseract cannot find speech bubbles on a manga page, so line detection comes
+from the RapidOCR detector (through `rapidocr_engine`, detection only) and the
+layout step; Tesseract then reads each block crop with the language model that
+fits it: ``jpn_vert`` for vertical blocks, ``jpn`` for horizontal Japanese,
+``eng`` for English. One Tesseract process reads all crops of one page that
+share a model (a list file of crop images), so process start is paid once per
+model per page, not once per bubble.
+
+Failure policy:
+
+* tesseract binary missing -> `EngineUnavailable` naming ``tesseract-ocr``;
+  a language missing -> `EngineUnavailable` naming ``tesseract-ocr-jpn``,
+  ``tesseract-ocr-jpn-vert`` or ``tesseract-ocr-eng`` (permanent).
+* a run longer than ``timeout`` seconds -> the process is killed,
+  `EngineTimeout` (transient).
+* a non-zero exit -> `EngineError` with Tesseract's message (transient).
+
+Example::
+
+    >>> from pipelines.engines.tesseract_engine import DEBIAN_PACKAGES
+    >>> DEBIAN_PACKAGES["jpn_vert"]
+    'tesseract-ocr-jpn-vert'
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from pipelines.engines.base import BlockRequest, Line
+from pipelines.exceptions import EngineError, EngineTimeout, EngineUnavailable
+
+DEBIAN_PACKAGES = {
+    "jpn": "tesseract-ocr-jpn",
+    "jpn_vert": "tesseract-ocr-jpn-vert",
+    "eng": "tesseract-ocr-eng",
+}
+DEFAULT_TIMEOUT = 120.0
+PAD = 12
+MIN_TEXT_PX = 40  # crops whose text is smaller are scaled up to about this size
+
+
+def _pytesseract():
+    try:
+        import pytesseract
+    except ImportError:
+        raise EngineUnavailable("pytesseract is not installed; run: pip install -r requirements.txt") from None
+    return pytesseract
+
+
+class TesseractEngine:
+    name = "tesseract"
+    reads_lines = False
+
+    def __init__(self, *, threads: int | None = None, timeout: float = DEFAULT_TIMEOUT, detector=None):
+        self.timeout = timeout
+        pt = self._pt = _pytesseract()
+        try:
+            self.version = f"tesseract {pt.get_tesseract_version()}"
+            self.languages = set(pt.get_languages(config=""))
+        except pt.TesseractNotFoundError:
+            raise EngineUnavailable(
+                "the tesseract program is not installed; install the Debian package tesseract-ocr "
+                "(apt-get install tesseract-ocr tesseract-ocr-jpn tesseract-ocr-jpn-vert tesseract-ocr-eng)"
+            ) from None
+        except Exception as exc:
+            raise EngineUnavailable(f"tesseract does not run: {exc}") from None
+        # Tesseract's own OpenMP threads fight with parallel pages on 2 cores.
+        os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+        if detector is None:
+            from pipelines.engines.rapidocr_engine import RapidOcrEngine
+
+            detector = RapidOcrEngine(threads=threads, timeout=timeout)
+        self._detector = detector
+
+    def require(self, lang: str) -> None:
+        if lang not in self.languages:
+            pkg = DEBIAN_PACKAGES.get(lang, f"tesseract-ocr-{lang.replace('_', '-')}")
+            raise EngineUnavailable(
+                f"tesseract language {lang!r} is not installed; install the Debian package {pkg} (apt-get install {pkg})"
+            )
+
+    def read_page(self, image: np.ndarray) -> list[Line]:
+        return self._detector.detect(image)
+
+    def read_blocks(self, image: np.ndarray, blocks: list[BlockRequest], workdir: str | None = None) -> list[list[str]]:
+        groups: dict[tuple[str, int], list[int]] = {}
+        for i, block in enumerate(blocks):
+            model = "jpn_vert" if block.vertical and block.lang == "jpn" else block.lang
+            psm = 5 if model == "jpn_vert" else 6
+            groups.setdefault((model, psm), []).append(i)
+        out: list[list[str]] = [[] for _ in blocks]
+        if not blocks:
+            return out
+        with tempfile.TemporaryDirectory(dir=workdir, prefix="tess-") as tmp:
+            for (model, psm), idxs in groups.items():
+                self.require(model)
+                paths = []
+                for i in idxs:
+                    p = Path(tmp) / f"{model}-{i:04d}.png"
+                    _crop(image, blocks[i]).save(p)
+                    paths.append(str(p))
+                listing = Path(tmp) / f"{model}-{psm}.txt"
+                listing.write_text("\n".join(paths) + "\n", encoding="utf-8")
+                texts = self._run(str(listing), model, psm, len(paths))
+                for i, text in zip(idxs, texts):
+                    out[i] = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        return out
+
+    def _run(self, listing: str, lang: str, psm: int, count: int) -> list[str]:
+        pt = self._pt
+        try:
+            raw = pt.image_to_string(listing, lang=lang, config=f"--psm {psm}", timeout=self.timeout)
+        except pt.TesseractNotFoundError:
+            raise EngineUnavailable("the tesseract program disappeared; install the Debian package tesseract-ocr") from None
+        except RuntimeError as exc:
+            if "timeout" in str(exc).lower():
+                raise EngineTimeout(
+                    f"tesseract ({lang}) took longer than {self.timeout:.0f} s on {count} crops and was stopped"
+                ) from None
+            raise EngineError(f"tesseract ({lang}) failed: {exc}") from exc
+        except pt.TesseractError as exc:
+            raise EngineError(f"tesseract ({lang}) failed with status {exc.status}: {exc.message}") from exc
+        pages = raw.split("\f")
+        # Tesseract ends every page with a form feed, so the split leaves one trailing piece.
+        if len(pages) < count:
+            raise EngineError(f"tesseract ({lang}) returned {len(pages)} pages of text for {count} crops")
+        return pages[:count]
+
+    def read_whole_page(self, image: np.ndarray, lang: str) -> list[str]:
+        """Tesseract alone on the whole page (its own layout analysis): the bench's baseline."""
+        self.require(lang)
+        with tempfile.TemporaryDirectory(prefix="tess-") as tmp:
+            p = Path(tmp) / "page.png"
+            Image.fromarray(image).convert("L").save(p)
+            text = self._run(str(p), lang, 3, 1)[0]
+        return [ln.strip() for ln in text.splitlines() if ln.strip()]
+
+    def close(self) -> None:
+        self._detector.close()
+
+
+def _crop(image: np.ndarray, block: BlockRequest) -> Image.Image:
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = block.box
+    x1, y1 = max(0, int(x1) - 2), max(0, int(y1) - 2)
+    x2, y2 = min(w, int(x2) + 2), min(h, int(y2) + 2)
+    crop = Image.fromarray(image[y1:y2, x1:x2]).convert("L")
+    sizes = [min(ln.rect[2] - ln.rect[0], ln.rect[3] - ln.rect[1]) for ln in block.lines] or [MIN_TEXT_PX]
+    text_px = float(np.median(sizes))
+    if 0 < text_px < MIN_TEXT_PX:
+        f = MIN_TEXT_PX / text_px
+        crop = crop.resize((max(1, round(crop.width * f)), max(1, round(crop.height * f))), Image.LANCZOS)
+    canvas = Image.new("L", (crop.width + 2 * PAD, crop.height + 2 * PAD), 255)
+    canvas.paste(crop, (PAD, PAD))
+    return canvas

@@ -1,0 +1,104 @@
+"""The ``ocr_chapter`` order kind: OCR every page of a chapter.
+
+An order names pages by board path (``pages/<work_id>/...`` with sha256) or
+by http(s) URL; see docs/OCR.md. The result holds mokuro-compatible pages.
+
+Example::
+
+    from pipelines.ocr_chapter import make_processor
+    process = make_processor()          # engines load on first use, then stay
+    result = process(order, ctx)        # ctx: coordination.processors.WorkContext
+    print(result["pages"][0]["text"])
+"""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from coordination.processors import OrderError, WorkContext
+from pipelines.exceptions import OcrError
+from pipelines.ocr import OcrPipeline, check_options
+from pipelines.pages import load_page
+
+MAX_PAGES = 1000
+
+
+def _validate(order: dict) -> tuple[str, list[dict], str, str]:
+    if not isinstance(order, dict):
+        raise OrderError("order is not a JSON object", permanent=True)
+    work_id = order.get("work_id")
+    if not isinstance(work_id, str) or not work_id or "/" in work_id or ".." in work_id:
+        raise OrderError(f"order has no usable work_id ({work_id!r})", permanent=True)
+    pages = order.get("pages")
+    if not isinstance(pages, list) or not pages:
+        raise OrderError("order lists no pages", permanent=True)
+    if len(pages) > MAX_PAGES:
+        raise OrderError(f"order lists {len(pages)} pages; split chapters over {MAX_PAGES} pages", permanent=True)
+    for i, page in enumerate(pages):
+        if not isinstance(page, dict) or not ("path" in page or "url" in page):
+            raise OrderError(f"page #{i + 1} needs a 'path' or a 'url'", permanent=True)
+    options = order.get("options") or {}
+    if not isinstance(options, dict):
+        raise OrderError("order options must be an object", permanent=True)
+    engine = str(options.get("engine", "rapidocr"))
+    lang = str(options.get("lang", "auto"))
+    try:
+        check_options(engine, lang)
+    except OcrError as exc:
+        raise OrderError(str(exc), permanent=True) from None
+    return work_id, pages, engine, lang
+
+
+def make_processor():
+    """Return ``process(order, ctx)``; each engine is loaded once and reused."""
+    pipelines: dict[tuple[str, str], OcrPipeline] = {}
+    lock = threading.Lock()
+
+    def get_pipeline(engine: str, lang: str) -> OcrPipeline:
+        with lock:
+            key = (engine, lang)
+            if key not in pipelines:
+                pipelines[key] = OcrPipeline(engine, lang)
+            return pipelines[key]
+
+    def process(order: dict, ctx: WorkContext) -> dict:
+        start = time.perf_counter()
+        work_id, pages, engine, lang = _validate(order)
+        try:
+            ocr = get_pipeline(engine, lang)
+        except OcrError as exc:
+            raise OrderError(str(exc), permanent=exc.permanent) from None
+        workdir = Path(ctx.workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        out_pages = []
+        stages = {"fetch": 0.0}
+        total = len(pages)
+        ctx.progress(0, total, "starting")
+        for i, page in enumerate(pages):
+            if ctx.stop_requested():
+                raise OrderError(f"stopped on request after {i} of {total} pages", permanent=False)
+            try:
+                t = time.perf_counter()
+                image = load_page(page, work_id, ctx.read_board_file)
+                stages["fetch"] += time.perf_counter() - t
+                result = ocr.read(image, str(workdir))
+            except OcrError as exc:
+                raise OrderError(f"page {i + 1} of {total}: {exc}", permanent=exc.permanent) from None
+            for k, v in result.pop("timings").items():
+                stages[k] = stages.get(k, 0.0) + v
+            out_pages.append(result)
+            ctx.progress(i + 1, total, f"page {result['name']}")
+        total_s = time.perf_counter() - start
+        return {
+            "schema": 1,
+            "work_id": work_id,
+            "series": order.get("series"),
+            "chapter": order.get("chapter"),
+            "engine": engine,
+            "engine_version": ocr.engine_version,
+            "timings": {"total": round(total_s, 3), **{k: round(v, 3) for k, v in stages.items()}},
+            "pages": out_pages,
+        }
+
+    return process

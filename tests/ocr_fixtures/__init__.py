@@ -1,0 +1,1 @@
+"""Helpers for the OCR tests: a local HTTP server, a network guard, image bytes."""

@@ -1,0 +1,136 @@
+"""Layout rules on hand-placed lines (no engine): grouping, orientation, order, filters."""
+from __future__ import annotations
+
+import numpy as np
+
+from pipelines.engines.base import Line
+from pipelines.layout import detect_lang, layout_page, normalize_text
+
+
+def vline(x, y, text, w=30, score=0.99):
+    """A vertical column of ``len(text)`` characters, ``w`` pixels wide."""
+    return Line([[x, y], [x + w, y], [x + w, y + w * len(text)], [x, y + w * len(text)]], text, score)
+
+
+def hline(x, y, text, h=24, score=0.99):
+    return Line([[x, y], [x + h * 0.6 * len(text), y], [x + h * 0.6 * len(text), y + h], [x, y + h]], text, score)
+
+
+def test_vertical_block_reads_columns_right_to_left():
+    lines = [vline(100, 50, "ですね"), vline(170, 50, "そうか"), vline(135, 50, "いい")]  # engine order is arbitrary
+    page = layout_page(lines, 800, 1200)
+    assert len(page.blocks) == 1
+    block = page.blocks[0]
+    assert block.vertical and block.texts == ["そうか", "いい", "ですね"]
+    assert page.text == "そうかいいですね"
+    m = block.to_mokuro()
+    assert m["box"] == [100, 50, 200, 140] and m["vertical"] is True and m["font_size"] == 30
+    assert m["lines"] == ["そうか", "いい", "ですね"] and len(m["lines_coords"]) == 3
+
+
+def test_horizontal_block_reads_top_to_bottom():
+    lines = [hline(100, 140, "the door"), hline(100, 110, "open")]
+    page = layout_page(lines, 800, 1200, lang="en")
+    assert [b.texts for b in page.blocks] == [["open", "the door"]]
+    assert not page.blocks[0].vertical
+    assert page.text == "open the door"
+
+
+def test_distant_columns_are_separate_blocks():
+    lines = [vline(600, 50, "みぎ"), vline(100, 50, "ひだり")]
+    page = layout_page(lines, 800, 1200)
+    assert len(page.blocks) == 2
+
+
+def test_japanese_blocks_read_right_to_left_then_down():
+    lines = [
+        vline(100, 100, "さん"),   # top left
+        vline(600, 100, "いち"),   # top right
+        vline(600, 700, "よん"),   # bottom right
+        vline(100, 700, "ご"),     # bottom left
+        vline(350, 100, "に"),     # top middle
+    ]
+    page = layout_page(lines, 800, 1200)
+    assert page.lang == "ja"
+    assert page.text.split("\n") == ["いち", "に", "さん", "よん", "ご"]
+
+
+def test_english_blocks_read_left_to_right():
+    lines = [hline(500, 100, "second"), hline(50, 100, "first"), hline(50, 700, "third")]
+    page = layout_page(lines, 800, 1200)
+    assert page.lang == "en"
+    assert page.text.split("\n") == ["first", "second", "third"]
+
+
+def test_tall_panel_on_the_right_is_read_before_the_left_column():
+    """Gutters decide: a white column gutter beats the gap between rows of bubbles."""
+    img = np.full((1000, 800, 3), 255, np.uint8)
+    # right panel x 420..780 (full height), left panels x 20..380 stacked; 4 px borders
+    for x1, y1, x2, y2 in [(420, 20, 780, 980), (20, 20, 380, 480), (20, 520, 380, 980)]:
+        img[y1:y1 + 4, x1:x2] = 0
+        img[y2 - 4:y2, x1:x2] = 0
+        img[y1:y2, x1:x1 + 4] = 0
+        img[y1:y2, x2 - 4:x2] = 0
+    lines = [vline(600, 60, "いち"), vline(100, 100, "さん"), vline(600, 600, "に"), vline(100, 600, "よん")]
+    page = layout_page(lines, 800, 1000, image=img)
+    assert page.text.split("\n") == ["いち", "に", "さん", "よん"]
+    # without the image there are no gutters and rows win
+    assert layout_page(lines, 800, 1000).text.split("\n") == ["いち", "さん", "に", "よん"]
+
+
+def test_page_number_in_margin_is_dropped_but_digits_in_a_bubble_kept():
+    lines = [vline(600, 100, "それは"), hline(390, 1170, "12", h=20), vline(300, 500, "１９８５", w=30)]
+    page = layout_page(lines, 800, 1200)
+    assert ("page number", "12") in page.dropped
+    assert "1985" in page.text and "12" not in page.text.split("\n")
+
+
+def test_large_drawn_kana_is_a_sound_effect_and_dropped():
+    lines = [vline(600, 100, "それは"), vline(640, 500, "ほんと", w=30), vline(100, 300, "ドン", w=120)]
+    page = layout_page(lines, 800, 1200)
+    assert ("sound effect", "ドン") in page.dropped
+    assert "ドン" not in page.text
+
+
+def test_low_confidence_lines_dropped():
+    lines = [vline(600, 100, "それは"), vline(100, 100, "ゴゴゴ", score=0.3)]
+    page = layout_page(lines, 800, 1200)
+    assert page.text == "それは" and ("low confidence", "ゴゴゴ") in page.dropped
+
+
+def test_normalisation():
+    assert normalize_text("ＡＢＣ　１２３") == "ABC 123"
+    assert normalize_text("そう …  だね", "ja") == "そう...だね"
+    assert normalize_text("日本 語") == "日本語"
+    assert normalize_text("ｶﾀｶﾅ") == "カタカナ"
+    assert normalize_text("hello   world ") == "hello world"
+
+
+def test_language_detection():
+    assert detect_lang([vline(0, 0, "日本語のテキスト")]) == "ja"
+    assert detect_lang([hline(0, 0, "plain English text")]) == "en"
+    tall = [Line([[x, 0], [x + 30, 0], [x + 30, 200], [x, 200]]) for x in (0, 40)]
+    wide = [Line([[0, y], [200, y], [200, y + 30], [0, y + 30]]) for y in (0, 40)]
+    assert detect_lang(tall) == "ja"  # no text: vertical lines mean Japanese
+    assert detect_lang(wide) == "en"
+
+
+def test_bubbles_keep_neighbouring_columns_apart():
+    """Two columns close together but in different bubbles are two blocks."""
+    import cv2
+
+    img = np.full((600, 600, 3), 255, np.uint8)
+    img[:] = 120  # screentone-grey art around the bubbles
+    cv2.ellipse(img, (240, 150), (60, 100), 0, 0, 360, (255, 255, 255), -1)
+    cv2.ellipse(img, (360, 150), (56, 100), 0, 0, 360, (255, 255, 255), -1)
+    cv2.ellipse(img, (240, 150), (60, 100), 0, 0, 360, (0, 0, 0), 3)
+    cv2.ellipse(img, (360, 150), (56, 100), 0, 0, 360, (0, 0, 0), 3)
+    lines = [vline(266, 100, "みぎ"), vline(306, 100, "ひだり")]
+    assert len(layout_page(lines, 600, 600).blocks) == 1
+    assert len(layout_page(lines, 600, 600, image=img).blocks) == 2
+
+
+def test_empty_page():
+    page = layout_page([], 800, 1200)
+    assert page.blocks == [] and page.text == ""
+    assert page.to_mokuro() == {"img_width": 800, "img_height": 1200, "blocks": [], "text": ""}
