@@ -95,7 +95,7 @@ def main() -> int:
     if chapter.exists() and not args.no_ocr:
         done = subprocess.run(["git", "--git-dir", str(board), "ls-tree", "-r", "--name-only", "main",
                                "completed_work"], capture_output=True, text=True).stdout.split()
-        for path in done:
+        for path in (p for p in done if p.endswith(".json")):
             record = json.loads(subprocess.run(["git", "--git-dir", str(board), "show", f"main:{path}"],
                                                capture_output=True, text=True).stdout)
             if record.get("kind") == "ocr_chapter":

@@ -218,3 +218,18 @@ def render_page(seed: int = 0, lang: str = "ja", size: tuple[int, int] = (1000, 
     num_font = ImageFont.truetype(latin_font(), int(22 * s))
     draw.text((w / 2 - 12 * s, h - margin * 0.7), str(rng.randint(2, 199)), font=num_font, fill=0)
     return SyntheticPage(img.convert("RGB"), truth, lang)
+
+
+def write_sample_chapter(folder, pages: int = 3) -> list[SyntheticPage]:
+    """Write a small chapter of synthetic pages (Japanese first, then English) as PNG files."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rendered = []
+    for i in range(pages):
+        lang = "ja" if i < pages - 1 and cjk_font() else "en"
+        page = render_page(seed=100 + i, lang=lang)
+        page.image.save(folder / f"{i + 1:03d}.png")
+        rendered.append(page)
+    return rendered
