@@ -39,7 +39,7 @@ def _read_page(path: Path) -> PageFile:
         raise SourceError(f"{path} is a symbolic link; copy the image itself")
     size = path.stat().st_size
     if size > MAX_PAGE_BYTES:
-        raise SourceError(f"{path} is {size / 1e6:.0f} MB; pages over {MAX_PAGE_BYTES // 10**6} MB cannot be "
+        raise SourceError(f"{path} is {size / 2**20:.0f} MB; pages over {MAX_PAGE_BYTES // 2**20} MB cannot be "
                           "stored on GitHub. Shrink it or publish it by URL.")
     return PageFile(name=path.name, data=path.read_bytes())
 
@@ -78,7 +78,7 @@ def chapter_from_cbz(path: Path) -> Chapter:
             for n in names:
                 info = zf.getinfo(n)
                 if info.file_size > MAX_PAGE_BYTES:
-                    raise SourceError(f"{path}: page {n} is over {MAX_PAGE_BYTES // 10**6} MB")
+                    raise SourceError(f"{path}: page {n} is over {MAX_PAGE_BYTES // 2**20} MB")
                 name = Path(n).name
                 if name in seen:
                     name = n.replace("/", "_")
