@@ -180,17 +180,19 @@ class JsonlWriter(Writer):
         self.path = out / "results.jsonl"
         self.ids: set[str] = set()
         if self.path.exists():
-            with open(self.path, "rb") as fh:
-                for line in fh:
-                    try:
-                        obj = json.loads(line)
-                    except ValueError:
-                        continue  # a line cut short by a crash: that chapter is written again
-                    if isinstance(obj, dict) and isinstance(obj.get("work_id"), str):
-                        self.ids.add(obj["work_id"])
+            data = self.path.read_bytes()
+            if data and not data.endswith(b"\n"):  # a line cut short by a crash: drop it, write it again
+                data = data[:data.rfind(b"\n") + 1]
+                with open(self.path, "r+b") as fh:
+                    fh.truncate(len(data))
+            for line in data.splitlines():
+                try:
+                    obj = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(obj, dict) and isinstance(obj.get("work_id"), str):
+                    self.ids.add(obj["work_id"])
         self.fh = open(self.path, "ab")
-        if self.fh.tell() and not self.path.read_bytes().endswith(b"\n"):
-            self.fh.write(b"\n")
 
     def has(self, ch):
         return ch["work_id"] in self.ids
