@@ -55,8 +55,6 @@ class PollReport:
         out = [f"Took back {t.work_id} from {t.holder}" + (f" (silent {t.silent_for:.0f} s)" if t.silent_for else "")
                for t in self.taken_back]
         out += [f"Repaired: {r}" for r in self.repaired]
-        if self.retry_ready:
-            out.append(f"{self.retry_ready} retry item(s) past their back-off: workers claim them next")
         out += [f"Emailed: {i.subject}" for i in self.alerts_sent]
         return out
 
