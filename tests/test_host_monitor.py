@@ -270,3 +270,20 @@ def test_mailer_rejects_unknown_security():
     from host_tools.alerts import AlertError
     with pytest.raises(AlertError, match="SMTP security must be one of starttls, ssl, none"):
         Mailer(SmtpSettings(host="h", security="tls", to=("a@b",)))
+
+
+def test_an_active_record_nobody_holds_is_taken_back_and_stopped_workers_are_no_incident(board, tmp_path):
+    b = admin.open_board(str(board), tmp_path / "mon")
+    admin.publish(b, admin.simulate_orders(1, 0, prefix="o"))
+
+    def orphan(view):  # someone moved the order to active_work/ by hand: no holder, no claim
+        data = view.read_path("available_work/o-00001.json")[1]
+        return {"available_work/o-00001.json": None, "active_work/o-00001.json": b.repo.write_blob(data)}, "by hand"
+
+    b.update_main(orphan)
+    now = time.time()
+    _heartbeat(b, "finished", now - 3600, state="stopped")
+    report = Monitor(b, offline_after=180, ledger=AlertLedger(tmp_path / "ledger.json")).poll(now)
+    assert [x.work_id for x in report.taken_back] == ["o-00001"]
+    assert ids_by_state(board)["retry"] == ["o-00001"]
+    assert report.offline == []  # it said it was stopping: not an incident
