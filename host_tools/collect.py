@@ -439,6 +439,8 @@ def collect(board: Board, out: Path, fmt: str = "jsonl", *, now: float | None = 
                 if not entry.is_tree or not valid_work_id(entry.name):
                     continue
                 wid = entry.name
+                if wid in bad:
+                    continue  # quarantined: its pages are needed to redo it
                 if v.locate(wid).state == OrderState.COMPLETED or wid in report.archived or index.month_of(wid):
                     changes[f"pages/{wid}"] = None
                     report.pages_pruned.append(wid)

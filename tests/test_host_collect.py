@@ -201,3 +201,20 @@ def test_collect_errors(board, tmp_path):
     assert result.exit_code == 2 and "'csv' is not one of 'jsonl', 'text', 'mokuro', 'sqlite'" in result.stderr
     result = invoke("collect", "--repo-url", str(tmp_path / "missing.git"), "--out", str(tmp_path / "o"))
     assert result.exit_code == 1 and result.stderr.startswith("Error: ") and "Traceback" not in result.output
+
+
+def test_prune_pages_keeps_the_pages_of_a_quarantined_chapter(board, tmp_path):
+    lib = chapter_tree(tmp_path / "lib", {"S": {"good": 1, "bad": 1}})
+    assert invoke("publish", "--repo-url", str(board), str(lib)).exit_code == 0
+    bridge = GitHubWorkBridge(repo_url=str(board), workdir=tmp_path / "bridge")
+    claimed = {o["work_id"]: o for o in (bridge.claim_available_work("w1") for _ in range(2))}
+    good, bad = make_work_id("S", "good"), make_work_id("S", "bad")
+    page = {"name": "001.png", "img_width": 31, "img_height": 51, "text": "t",
+            "blocks": [{"box": [0, 0, 1, 1], "vertical": False, "font_size": 9, "lines_coords": [], "lines": ["t"]}]}
+    bridge.submit_completed_work(claimed[good], {"engine": "x", "pages": [page]})
+    bridge.submit_completed_work(claimed[bad], {"engine": "x", "pages": [dict(page, blocks="oops")]})
+    result = invoke("collect", "--repo-url", str(board), "--out", str(tmp_path / "out"), "--prune-pages")
+    assert result.stderr == f"Quarantined {bad}: result.pages[0].blocks must be a list\n"
+    pages = [f for f in main_files(board) if f.startswith("pages/") and f != "pages/.gitkeep"]
+    assert pages == [f"pages/{bad}/001.png"]
+    assert ids_by_state(board)["failed"] == [bad]

@@ -12,7 +12,7 @@ import yaml
 
 from tests.helpers import PY, ROOT
 
-SHARED = Path(os.environ.get("WMS_SHARED", ROOT.parent.parent / "shared"))
+SHARED = Path(os.environ.get("WMS_SHARED", ROOT.parent / "shared"))  # shared/ sits beside the checkout
 
 
 def compose():
