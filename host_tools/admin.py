@@ -178,16 +178,17 @@ def publish(board: Board, orders: list[dict], files: dict[str, bytes] | None = N
         report.published, report.skipped, report.bytes_added, report.largest_file = [], [], 0, None
         archived = ArchiveIndex(view)
         report.repo_bytes = repo_size(board)
-        changes = {}
+        changes, seen = {}, set()
         for order in orders:
             work_id = order["work_id"]
             loc = view.locate(work_id)
             if loc.state is not None:
                 report.skipped.append((work_id, loc.state.value))
                 continue
-            if work_id in report.published:
+            if work_id in seen:
                 report.skipped.append((work_id, "twice in this publish"))
                 continue
+            seen.add(work_id)
             month = archived.month_of(work_id)
             if month is not None:
                 report.skipped.append((work_id, f"archived {month}"))

@@ -6,7 +6,6 @@ import io
 import json
 import os
 import subprocess
-import sys
 import time
 from email import message_from_bytes
 from email.message import Message
@@ -154,4 +153,4 @@ def main_files(bare: Path) -> list[str]:
 
 
 __all__ = ["invoke", "SmtpSink", "self_signed_cert", "png", "chapter_tree", "fake_ocr", "fake_registry",
-           "run_ocr_worker", "jsonl", "main_files", "sys"]
+           "run_ocr_worker", "jsonl", "main_files"]
