@@ -84,3 +84,39 @@ def test_podman_build_and_run():
         assert proc.returncode == 0, shlex.join(argv) + "\n" + proc.stderr
         if argv[0] == "tesseract":
             assert {"jpn", "jpn_vert", "eng"} <= set((proc.stdout + proc.stderr).split())
+
+
+def _compose_cmd() -> list[str]:
+    if shutil.which("podman-compose"):
+        return ["podman-compose"]
+    probe = subprocess.run([PY, "-c", "import podman_compose"], capture_output=True)
+    if probe.returncode == 0:
+        return [PY, "-m", "podman_compose"]
+    pytest.fail("podman-compose is needed: pip install podman-compose")
+
+
+@pytest.mark.container
+def test_compose_scaled_workers_finish_the_board(tmp_path, daemon_board):
+    """`compose up --scale worker=2` against a git daemon on 127.0.0.1 (host networking via an override)."""
+    from tests.helpers import host, ids_by_state
+    url, bare = daemon_board
+    host("publish", "--repo-url", url, "--simulate", "6", "--seconds", "1", "--prefix", "c")
+    image = subprocess.run(["podman", "images", "-q", "localhost/wms-test"], capture_output=True, text=True).stdout
+    if not image.strip():
+        pytest.fail("build the image first: pytest -m container -k podman_build")
+    project = tmp_path / "compose"
+    project.mkdir()
+    shutil.copy(ROOT / "docker-compose.yml", project)
+    (project / ".env").write_text(f"GITHUB_REPO_URL={url}\nENVIRONMENT=testing\nMAX_CONSECUTIVE_FAILURES=2\n")
+    (project / "docker-compose.override.yml").write_text(
+        "services:\n"
+        "  worker: {image: 'localhost/wms-test:latest', network_mode: host}\n"
+        "  monitor: {image: 'localhost/wms-test:latest', network_mode: host}\n")
+    compose_cmd = _compose_cmd()
+    try:
+        subprocess.run([*compose_cmd, "up", "-d", "--no-build", "--scale", "worker=2"], cwd=project, check=True,
+                       capture_output=True, timeout=300)
+        from tests.helpers import wait_for
+        wait_for(lambda: len(ids_by_state(bare)["completed"]) == 6, timeout=120, what="six completed orders")
+    finally:
+        subprocess.run([*compose_cmd, "down"], cwd=project, capture_output=True, timeout=300)
