@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from configurations import ConfigFactory
+from coordination import archive
 from coordination.board import RESULT_FILE, Board, BoardSettings, dumps
 from coordination.defaults import CLAIMS_PREFIX, RESULTS_PREFIX
 from coordination.gitio import LocalRepo, RefUpdate
@@ -74,6 +75,21 @@ class GitHubWorkBridge:
         info = {"status": "completed", "work_id": work_order["work_id"], "seq": int(work_order["seq"]),
                 "worker_id": worker_id, "at": now}
         return self._submit(work_order, info, record)
+
+    def get_archive_statistics(self) -> dict:
+        """Archived results on the board: totals and per-month counts and sizes.
+
+        Example: GitHubWorkBridge(repo_url="/tmp/board.git").get_archive_statistics()["total_archived"]
+        """
+        return archive.get_archive_statistics(self.board)
+
+    def cleanup_old_archives(self, days_to_keep: int = 90) -> dict:
+        """Remove archived records of months that ended more than ``days_to_keep`` days ago.
+
+        Their ids stay listed in archive/YYYY-MM/ids.txt, so the chapters are not published again.
+        Example: GitHubWorkBridge(repo_url="/tmp/board.git").cleanup_old_archives(days_to_keep=90)
+        """
+        return archive.cleanup_old_archives(self.board, days_to_keep)
 
     def submit_failed_work(self, work_order: dict, error_message: str, permanent: bool = False) -> bool:
         info = {"status": "failed", "work_id": work_order["work_id"], "seq": int(work_order["seq"]),

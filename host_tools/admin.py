@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from coordination.archive import ArchiveIndex
 from coordination.board import Board, BoardSettings, BoardView, dumps
 from coordination.defaults import ORDER_SCHEMA
 from coordination.gitio import LocalRepo
@@ -99,7 +100,40 @@ class PublishReport:
     published: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (work id, state it is in)
     bytes_added: int = 0
+    largest_file: tuple[str, int] | None = None  # (path, bytes) of the largest file this publish adds
+    repo_bytes: int = 0  # the board's size (packed objects of the host's clone) before this publish
     commit: str | None = None
+
+    @property
+    def projected_bytes(self) -> int:
+        return self.repo_bytes + self.bytes_added
+
+
+GITHUB_FILE_LIMIT = 100 * 1024 * 1024
+REPO_SIZE_WARNING = 1024 ** 3
+
+
+def repo_size(board: Board) -> int:
+    """Bytes on disk of everything reachable from the fetched main (its whole history).
+
+    Measured in the host's clone; close to what the server stores for the board.
+    """
+    code, out, _ = board.repo._run(["rev-list", "--objects", "--disk-usage", "refs/remotes/origin/main"],
+                                   network=False)
+    return int(out.strip()) if code == 0 and out.strip().isdigit() else 0
+
+
+def publish_warnings(report: "PublishReport") -> list[str]:
+    """What the admin should know before this publish is pushed (GitHub's limits)."""
+    out = []
+    if report.largest_file and report.largest_file[1] > GITHUB_FILE_LIMIT:
+        path, size = report.largest_file
+        out.append(f"{path} is {size / 1e6:.0f} MB: GitHub refuses files over 100 MB.")
+    if report.projected_bytes > REPO_SIZE_WARNING:
+        out.append(f"The board would grow to about {report.projected_bytes / 1e9:.2f} GB "
+                   f"({report.bytes_added / 1e6:.0f} MB added); GitHub recommends repositories under 1 GB. "
+                   "Collect with --prune-pages, or publish pages by URL.")
+    return out
 
 
 def chapter_order(ch: Chapter, work_id: str, now: float) -> tuple[dict, dict[str, bytes]]:
@@ -136,23 +170,41 @@ def publish(board: Board, orders: list[dict], files: dict[str, bytes] | None = N
             raise ValueError(f"invalid work id {order.get('work_id')!r}")
     report = PublishReport()
 
+    by_id: dict[str, list[str]] = {}
+    for path in files:
+        parts = path.split("/")
+        if len(parts) == 3 and parts[0] == "pages":
+            by_id.setdefault(parts[1], []).append(path)
+
     def mutate(view: BoardView):
         board.require_main(view)
-        report.published, report.skipped, report.bytes_added = [], [], 0
-        changes = {}
+        report.published, report.skipped, report.bytes_added, report.largest_file = [], [], 0, None
+        archived = ArchiveIndex(view)
+        report.repo_bytes = repo_size(board)
+        changes, seen = {}, set()
         for order in orders:
             work_id = order["work_id"]
             loc = view.locate(work_id)
             if loc.state is not None:
                 report.skipped.append((work_id, loc.state.value))
                 continue
+            if work_id in seen:
+                report.skipped.append((work_id, "twice in this publish"))
+                continue
+            seen.add(work_id)
+            month = archived.month_of(work_id)
+            if month is not None:
+                report.skipped.append((work_id, f"archived {month}"))
+                continue
             data = dumps(order)
             changes[state_path(OrderState.AVAILABLE, work_id)] = board.repo.write_blob(data)
             report.bytes_added += len(data)
-            for path, blob in files.items():
-                if path.startswith(f"pages/{work_id}/"):
-                    changes[path] = board.repo.write_blob(blob)
-                    report.bytes_added += len(blob)
+            for path in by_id.get(work_id, []):
+                blob = files[path]
+                changes[path] = board.repo.write_blob(blob)
+                report.bytes_added += len(blob)
+                if report.largest_file is None or len(blob) > report.largest_file[1]:
+                    report.largest_file = (path, len(blob))
             report.published.append(work_id)
         if dry_run or not changes:
             return None

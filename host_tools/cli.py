@@ -1,4 +1,9 @@
-"""`python -m host_tools COMMAND`: the host admin's commands, a thin layer over host_tools.admin."""
+"""`python -m host_tools COMMAND`: the host admin's commands.
+
+A thin layer: each command parses its options, calls the library (`host_tools.admin`,
+`.status`, `.monitor`, `.collect`, `coordination.archive`) and prints the outcome.
+Library errors become one plain `Error: ...` line and a non-zero exit status.
+"""
 from __future__ import annotations
 
 import json
@@ -8,16 +13,20 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.table import Table
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from configurations import ConfigFactory, load_dotenv_once
+from coordination import archive as archive_lib
 from coordination.board import Board, BoardSettings
 from coordination.cli import WmsClickException
 from coordination.exceptions import WmsError
 from coordination.secrets import redact
-from coordination.states import make_work_id
 from host_tools import admin
-from host_tools.sources import SourceError, read_source
+from host_tools import collect as collect_lib
+from host_tools import status as status_lib
+from host_tools.alerts import AlertError, AlertLedger, Mailer, SmtpSettings, parse_recipients
+from host_tools.monitor import Monitor, PollReport, ledger_path
+from host_tools.sources import SourceError, build_orders
 
 console = Console(highlight=False)
 
@@ -40,17 +49,28 @@ def fail(exc: Exception) -> None:
     raise click.ClickException(redact(str(exc)))
 
 
-repo_option = click.option("--repo-url", envvar=None, help="The board: https/ssh/git URL, file:// URL or a path to a bare repo. "
+LIBRARY_ERRORS = (WmsError, SourceError, collect_lib.CollectError, ValueError, OSError)
+
+repo_option = click.option("--repo-url", help="The board: https/ssh/git URL, file:// URL or a path to a bare repo. "
                            "Default: GITHUB_REPO_URL from .env or the environment.")
+
+
+def progress_bar() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console,
+                    transient=True, disable=not console.is_terminal)
 
 
 @click.group()
 @click.option("--environment", type=click.Choice(["development", "testing", "production"]), default=None)
 @click.option("--workdir", type=click.Path(path_type=Path), default=None,
-              help="Where the host keeps its local clone (default: ~/.cache/wms/boards/...).")
+              help="Where the host keeps its local clone and monitor state (default: WMS_HOST_WORKDIR, "
+                   "else ~/.cache/wms/boards/...).")
 @click.pass_context
 def cli(ctx, environment, workdir):
-    """Host tools for a wms board: create it, publish chapters, watch progress."""
+    """Host tools for a wms board: create it, publish chapters, watch progress, collect results.
+
+    Example: python -m host_tools status --repo-url /srv/board.git
+    """
     try:
         ctx.obj = HostContext(environment, workdir)
     except WmsError as exc:
@@ -82,34 +102,37 @@ def init(obj: HostContext, repo_url):
 @click.option("--engine", type=click.Choice(["rapidocr", "tesseract"]), default=None, help="OCR engine for the chapters.")
 @click.option("--lang", type=click.Choice(["auto", "jpn", "eng"]), default=None, help="Language of the chapters.")
 @click.option("--dry-run", is_flag=True, help="Show what would be published; change nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Publish even past GitHub's size limits, without asking.")
 @click.pass_obj
-def publish(obj: HostContext, repo_url, sources, simulate, seconds, prefix, engine, lang, dry_run):
+def publish(obj: HostContext, repo_url, sources, simulate, seconds, prefix, engine, lang, dry_run, yes):
     """Publish chapters (folders, .cbz, .csv/.json URL manifests) or load-test orders.
 
-    Example: python -m host_tools publish --repo-url /tmp/board.git --simulate 10 --seconds 1
+    A chapter already on the board, in any state or archived, is reported and skipped.
+
+    Example: python -m host_tools publish --repo-url /tmp/board.git ~/manga/MySeries pages.csv --dry-run
     """
     if not sources and simulate is None:
         raise click.UsageError("Give SOURCE folders/files to publish, or --simulate COUNT.")
     if simulate is not None and (simulate < 1 or seconds < 0):
         raise click.UsageError("--simulate needs COUNT >= 1 and --seconds >= 0.")
     now = time.time()
-    orders, files = [], {}
     try:
-        if simulate:
-            orders += admin.simulate_orders(simulate, seconds, now, prefix)
-        for source in sources:
-            for chapter in read_source(source):
-                if engine or lang:
-                    chapter.options = {k: v for k, v in (("engine", engine), ("lang", lang)) if v}
-                work_id = make_work_id(chapter.series, chapter.chapter)
-                order, chapter_files = admin.chapter_order(chapter, work_id, now)
-                orders.append(order)
-                files.update(chapter_files)
-        big = [p for p, data in files.items() if len(data) > 100 * 1024 * 1024]
-        if big:
-            raise SourceError(f"{big[0]} is over 100 MB, GitHub's limit per file; shrink it or publish it by URL.")
-        report = admin.publish(obj.board(repo_url), orders, files, dry_run=dry_run, now=now)
-    except (WmsError, SourceError, ValueError) as exc:
+        orders = admin.simulate_orders(simulate, seconds, now, prefix) if simulate else []
+        with progress_bar() as progress:
+            task = progress.add_task("Reading sources", total=len(sources))
+            chapter_orders, files = build_orders(sources, now=now, engine=engine, lang=lang,
+                                                 on_source=lambda *_: progress.advance(task))
+        orders += chapter_orders
+        board = obj.board(repo_url)
+        report = admin.publish(board, orders, files, dry_run=True, now=now)
+        warnings = admin.publish_warnings(report)
+        for line in warnings:
+            click.echo(f"Warning: {line}", err=True)
+        if not dry_run and report.published:
+            if warnings and not yes and not click.confirm("Publish anyway?", default=False, err=True):
+                raise click.ClickException("Nothing published.")
+            report = admin.publish(board, orders, files, now=now)
+    except LIBRARY_ERRORS as exc:
         fail(exc)
     for work_id, state in report.skipped:
         click.echo(f"Skipped {work_id}: already on the board ({state})")
@@ -120,32 +143,200 @@ def publish(obj: HostContext, repo_url, sources, simulate, seconds, prefix, engi
 
 @cli.command()
 @repo_option
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+@click.option("--write-status-page", is_flag=True, help="Also commit STATUS.md (and a progress line in README.md).")
+@click.option("--offline-after", type=float, default=None, help="Seconds of silence before a worker counts as offline.")
 @click.pass_obj
-def status(obj: HostContext, repo_url, as_json):
-    """Counts per state and the workers seen by heartbeat.
+def status(obj: HostContext, repo_url, as_json, write_status_page, offline_after):
+    """Counts per state, workers (last heartbeat, online), throughput and ETA.
 
-    Example: python -m host_tools status --repo-url /tmp/board.git --json
+    Example: python -m host_tools status --repo-url /tmp/board.git --write-status-page
     """
     try:
-        report = admin.board_status(obj.board(repo_url), offline_after=obj.config.offline_after)
-    except WmsError as exc:
+        board = obj.board(repo_url)
+        report = status_lib.full_status(board, offline_after=offline_after or obj.config.offline_after)
+        commit = status_lib.write_status_page(board, report) if write_status_page else None
+    except LIBRARY_ERRORS as exc:
         fail(exc)
     if as_json:
         click.echo(json.dumps(report, sort_keys=True))
         return
-    table = Table(title="Board")
-    for col in ("available", "active", "retry", "completed", "failed", "total"):
-        table.add_column(col, justify="right")
-    table.add_row(*(str(report[c]) for c in ("available", "active", "retry", "completed", "failed", "total")))
-    console.print(table)
-    workers = Table(title="Workers")
-    for col in ("worker", "state", "last heartbeat", "online", "completed"):
-        workers.add_column(col)
-    for w in report["workers"]:
-        seen = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(w["last_heartbeat"])) if w["last_heartbeat"] else "-"
-        workers.add_row(w["id"], str(w["state"]), seen, "yes" if w["online"] else "no", str(w["completed"]))
-    console.print(workers)
+    status_lib.render(report, console)
+    if write_status_page:
+        click.echo(f"STATUS.md committed ({commit[:10]})." if commit else "STATUS.md unchanged.")
+
+
+def _mailer(obj: HostContext, smtp_host, smtp_port, smtp_user, smtp_security, smtp_ca_file, alert_to, alert_from
+            ) -> Mailer | None:
+    cfg = obj.config
+    host = smtp_host or cfg.smtp_host
+    to = parse_recipients(alert_to or cfg.alert_to)
+    if not host and not to:
+        return None
+    if not host:
+        raise click.ClickException("--alert-to needs a mail server: pass --smtp-host H (or set WMS_SMTP_HOST).")
+    try:
+        return Mailer(SmtpSettings(host=host, port=smtp_port or cfg.smtp_port, user=smtp_user or cfg.smtp_user,
+                                   password=cfg.smtp_password, security=smtp_security or cfg.smtp_security,
+                                   sender=alert_from or cfg.alert_from, to=to, ca_file=smtp_ca_file))
+    except AlertError as exc:
+        fail(exc)
+
+
+def _summary(report: PollReport, monitor: Monitor) -> str:
+    view = monitor.board.view()
+    from coordination.states import OrderState
+    counts = {s: view.count(s) for s in OrderState}
+    return (f"Board: {counts[OrderState.AVAILABLE]} available, {counts[OrderState.ACTIVE]} active, "
+            f"{counts[OrderState.RETRY]} retry ({report.retry_ready} claimable now), "
+            f"{counts[OrderState.COMPLETED]} completed, {counts[OrderState.FAILED]} failed; "
+            f"{len(report.offline)} worker(s) offline.")
+
+
+@cli.command()
+@repo_option
+@click.option("--once", is_flag=True, help="One pass, then exit (for cron).")
+@click.option("--offline-after", type=float, default=None,
+              help="Seconds a worker may be silent before its work is taken back (default 180: three missed "
+                   "heartbeats; WMS_OFFLINE_AFTER).")
+@click.option("--poll-seconds", type=float, default=60.0, show_default=True, help="Pause between passes.")
+@click.option("--smtp-host", default=None, help="Mail server for alerts (WMS_SMTP_HOST).")
+@click.option("--smtp-port", type=int, default=None, help="Its port (WMS_SMTP_PORT; 587 for STARTTLS, 465 for SSL).")
+@click.option("--smtp-user", default=None, help="Login (WMS_SMTP_USER); the password only from WMS_SMTP_PASSWORD.")
+@click.option("--smtp-security", type=click.Choice(["starttls", "ssl", "none"]), default=None,
+              help="WMS_SMTP_SECURITY (default starttls).")
+@click.option("--smtp-ca-file", type=click.Path(exists=True, dir_okay=False), envvar="WMS_SMTP_CA_FILE",
+              default=None, help="Trust this CA certificate (a self-hosted mail server).")
+@click.option("--alert-to", default=None, help="Supervisor's address(es), comma-separated (WMS_ALERT_TO).")
+@click.option("--alert-from", default=None, help="Sender address (WMS_ALERT_FROM).")
+@click.pass_obj
+def monitor(obj: HostContext, repo_url, once, offline_after, poll_seconds, smtp_host, smtp_port, smtp_user,
+            smtp_security, smtp_ca_file, alert_to, alert_from):
+    """Take back work from silent workers, repair the board, email the supervisor.
+
+    Example: python -m host_tools monitor --repo-url /tmp/board.git --once --smtp-host smtp.example.org --alert-to boss@example.org
+    """
+    offline_after = offline_after or obj.config.offline_after
+    if offline_after <= 0 or poll_seconds <= 0:
+        raise click.UsageError("--offline-after and --poll-seconds must be positive.")
+    mailer = _mailer(obj, smtp_host, smtp_port, smtp_user, smtp_security, smtp_ca_file, alert_to, alert_from)
+    try:
+        board = obj.board(repo_url)
+        mon = Monitor(board, offline_after, ledger=AlertLedger(ledger_path(board)), mailer=mailer)
+    except LIBRARY_ERRORS as exc:
+        fail(exc)
+
+    def show(report: PollReport) -> None:
+        stamp = time.strftime("%H:%M:%S")
+        for line in report.lines():
+            click.echo(line if once else f"{stamp} {line}")
+        if report.alert_error is not None and not once:
+            click.echo(f"{stamp} Warning: {report.alert_error.message} Will try again next pass.", err=True)
+
+    if once:
+        try:
+            report = mon.poll(time.time())
+        except LIBRARY_ERRORS as exc:
+            fail(exc)
+        show(report)
+        click.echo(_summary(report, mon))
+        if mailer is None:
+            click.echo("Alerts are off: set WMS_SMTP_HOST and WMS_ALERT_TO (or --smtp-host, --alert-to).")
+        if report.alert_error is not None:
+            raise click.ClickException(f"{report.alert_error.message} The alert(s) will be sent on the next run.")
+        return
+    click.echo(f"Monitoring {redact(board.repo.remote.url)} every {poll_seconds:g} s "
+               f"(offline after {offline_after:g} s). Ctrl+C stops.")
+    try:
+        mon.run(poll_seconds, on_report=show,
+                on_error=lambda exc: click.echo(f"Warning: {redact(getattr(exc, 'message', str(exc)))}", err=True))
+    except KeyboardInterrupt:
+        click.echo("Monitor stopped.")
+
+
+@cli.command()
+@repo_option
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the dataset (created if missing).")
+@click.option("--format", "fmt", type=click.Choice(collect_lib.FORMATS), default="jsonl", show_default=True)
+@click.option("--prune-pages", is_flag=True, help="Delete page images of completed chapters from the board.")
+@click.option("--no-archive", is_flag=True, help="Leave the records in completed_work/ (do not archive them).")
+@click.option("--include-archived", is_flag=True, help="Also export records archived earlier (e.g. into a new format).")
+@click.pass_obj
+def collect(obj: HostContext, repo_url, out_dir, fmt, prune_pages, no_archive, include_archived):
+    """Write completed results into a dataset, then archive them on the board.
+
+    Formats: jsonl (OUT/results.jsonl), text (OUT/SERIES/CHAPTER.txt), mokuro (OUT/SERIES/CHAPTER.mokuro),
+    sqlite (OUT/results.sqlite). Collecting twice adds nothing twice.
+
+    Example: python -m host_tools collect --repo-url /tmp/board.git --out ./dataset --format sqlite --prune-pages
+    """
+    try:
+        board = obj.board(repo_url)
+        with progress_bar() as progress:
+            task = progress.add_task("Collecting", total=None)
+            report = collect_lib.collect(board, out_dir, fmt, archive=not no_archive, prune_pages=prune_pages,
+                                         include_archived=include_archived,
+                                         on_progress=lambda n, total, _: progress.update(task, completed=n, total=total))
+    except LIBRARY_ERRORS as exc:
+        fail(exc)
+    for work_id, reason in report.quarantined:
+        click.echo(f"Quarantined {work_id}: {reason}", err=True)
+    click.echo(f"Collected {len(report.written)} new chapter(s) into {out_dir} ({fmt}); "
+               f"{len(report.already)} already there; {len(report.without_pages)} without pages skipped.")
+    if report.archived:
+        click.echo(f"Archived {len(report.archived)} result(s) on the board.")
+    if report.pages_pruned:
+        click.echo(f"Pruned page images of {len(report.pages_pruned)} chapter(s).")
+    if report.quarantined:
+        click.echo(f"{len(report.quarantined)} invalid result(s) quarantined: see {out_dir / 'quarantine'} "
+                   "and failed_work/ on the board.")
+
+
+@cli.command("archive-stats")
+@repo_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def archive_stats(obj: HostContext, repo_url, as_json):
+    """How many results are archived on the board, per month, and their size.
+
+    Example: python -m host_tools archive-stats --repo-url /tmp/board.git
+    """
+    try:
+        stats = archive_lib.get_archive_statistics(obj.board(repo_url))
+    except LIBRARY_ERRORS as exc:
+        fail(exc)
+    if as_json:
+        click.echo(json.dumps(stats, sort_keys=True))
+        return
+    click.echo(f"Archived: {stats['total_archived']} result(s), {stats['total_size_mb']:.1f} MB"
+               f"; {stats['completed_not_archived']} completed not yet collected.")
+    for month, m in stats["months"].items():
+        click.echo(f"  {month}: {m['records']} result(s), {m['size_bytes'] / 1e6:.1f} MB"
+                   + (f", {m['cleaned_ids']} cleaned up" if m["cleaned_ids"] else ""))
+
+
+@cli.command("cleanup-archives")
+@repo_option
+@click.option("--days-to-keep", type=click.IntRange(min=0), default=90, show_default=True,
+              help="Keep archived results of months that ended less than this many days ago.")
+@click.pass_obj
+def cleanup_archives(obj: HostContext, repo_url, days_to_keep):
+    """Remove old archived results from the board (collect them first: they are not exported here).
+
+    The ids stay listed in archive/YYYY-MM/ids.txt, so those chapters are never published again.
+
+    Example: python -m host_tools cleanup-archives --repo-url /tmp/board.git --days-to-keep 90
+    """
+    try:
+        outcome = archive_lib.cleanup_old_archives(obj.board(repo_url), days_to_keep)
+    except LIBRARY_ERRORS as exc:
+        fail(exc)
+    if not outcome["removed_records"]:
+        click.echo(f"Nothing older than {days_to_keep} days in the archive.")
+        return
+    months = ", ".join(f"{m} ({n})" for m, n in sorted(outcome["months"].items()))
+    click.echo(f"Removed {outcome['removed_records']} archived result(s): {months}.")
 
 
 def main() -> None:

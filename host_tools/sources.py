@@ -39,7 +39,7 @@ def _read_page(path: Path) -> PageFile:
         raise SourceError(f"{path} is a symbolic link; copy the image itself")
     size = path.stat().st_size
     if size > MAX_PAGE_BYTES:
-        raise SourceError(f"{path} is {size / 1e6:.0f} MB; pages over {MAX_PAGE_BYTES // 10**6} MB cannot be "
+        raise SourceError(f"{path} is {size / 2**20:.0f} MB; pages over {MAX_PAGE_BYTES // 2**20} MB cannot be "
                           "stored on GitHub. Shrink it or publish it by URL.")
     return PageFile(name=path.name, data=path.read_bytes())
 
@@ -78,7 +78,7 @@ def chapter_from_cbz(path: Path) -> Chapter:
             for n in names:
                 info = zf.getinfo(n)
                 if info.file_size > MAX_PAGE_BYTES:
-                    raise SourceError(f"{path}: page {n} is over {MAX_PAGE_BYTES // 10**6} MB")
+                    raise SourceError(f"{path}: page {n} is over {MAX_PAGE_BYTES // 2**20} MB")
                 name = Path(n).name
                 if name in seen:
                     name = n.replace("/", "_")
@@ -147,3 +147,28 @@ def read_source(source: Path) -> list[Chapter]:
     if suffix == ".json":
         return chapters_from_json(source)
     raise SourceError(f"{source}: publish takes chapter folders, .cbz files and .csv/.json URL manifests")
+
+
+def build_orders(sources, *, now: float, engine: str | None = None, lang: str | None = None,
+                 on_source=None) -> tuple[list[dict], dict[str, bytes]]:
+    """Read every SOURCE into work orders (stable ids from series + chapter) and page files.
+
+    ``on_source(path, chapters)`` is called after each source is read (for a progress bar).
+    """
+    from coordination.states import make_work_id
+    from host_tools.admin import chapter_order
+
+    orders: list[dict] = []
+    files: dict[str, bytes] = {}
+    for source in sources:
+        chapters = read_source(Path(source))
+        for chapter in chapters:
+            if engine or lang:
+                chapter.options = {k: v for k, v in (("engine", engine), ("lang", lang)) if v}
+            work_id = make_work_id(chapter.series, chapter.chapter)
+            order, chapter_files = chapter_order(chapter, work_id, now)
+            orders.append(order)
+            files.update(chapter_files)
+        if on_source is not None:
+            on_source(source, chapters)
+    return orders, files

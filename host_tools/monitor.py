@@ -1,0 +1,236 @@
+"""The monitor: keeps the board moving when nobody watches it, and tells the supervisor.
+
+One poll (`Monitor.poll(now)`):
+
+1. folds pending claim and result refs into `main` (the board shows the truth);
+2. takes back active orders whose worker is silent longer than `offline_after`, and
+   orders a live worker claimed but no longer reports holding for a whole
+   `offline_after` (it restarted and forgot them): they go to `retry_queue/`, the
+   lapse counted as a failed attempt; out of attempts they go to `failed_work/`;
+3. repairs what should never be there: an id in two state folders (the more advanced
+   state is kept: completed > failed > active > retry > available), a retry item that is
+   out of attempts (moved to `failed_work/`), claim or result refs that can never be
+   folded (stale for longer than `stale_ref_after`);
+4. emails the supervisor once per incident: a worker went offline without stopping,
+   an order failed for good.
+
+Retry items are not moved by the monitor: workers claim them straight from
+`retry_queue/` once their `not_before` has passed, so moving them would only add
+pushes on `main`. The poll reports how many are claimable.
+
+Time is a parameter: `poll(now)` judges liveness and ages by ``now`` alone.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from coordination.board import Board, BoardView, dumps
+from coordination.gitio import RefUpdate
+from coordination.leases import Lapsed, fold_into_main, lapsed_claims, take_back
+from coordination.liveness import LivenessTracker
+from coordination.states import STATE_FOLDERS, OrderState, state_path
+from host_tools.alerts import AlertError, AlertLedger, Incident, Mailer, deliver
+from host_tools.status import fmt_time
+
+PRIORITY = [OrderState.COMPLETED, OrderState.FAILED, OrderState.ACTIVE, OrderState.RETRY, OrderState.AVAILABLE]
+OFFLINE_ALERT_WINDOW = 86400.0  # workers silent for longer than this are old news, not incidents
+
+
+@dataclass
+class PollReport:
+    now: float
+    taken_back: list[Lapsed] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+    retry_ready: int = 0
+    retry_waiting: int = 0
+    offline: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    alerts_sent: list[Incident] = field(default_factory=list)
+    alert_error: AlertError | None = None
+
+    def lines(self) -> list[str]:
+        out = [f"Took back {t.work_id} from {t.holder}" + (f" (silent {t.silent_for:.0f} s)" if t.silent_for else "")
+               for t in self.taken_back]
+        out += [f"Repaired: {r}" for r in self.repaired]
+        out += [f"Emailed: {i.subject}" for i in self.alerts_sent]
+        return out
+
+
+class Monitor:
+    def __init__(self, board: Board, offline_after: float, *, ledger: AlertLedger | None = None,
+                 mailer: Mailer | None = None, stale_ref_after: float | None = None):
+        self.board = board
+        self.offline_after = offline_after
+        self.stale_ref_after = stale_ref_after if stale_ref_after is not None else max(600.0, 2 * offline_after)
+        self.ledger = ledger or AlertLedger(board.repo.path.parent / "monitor-alerts.json")
+        self.mailer = mailer
+        self._now = 0.0
+        self.tracker = LivenessTracker(offline_after, clock=lambda: self._now, wall=lambda: self._now)
+
+    # ------------------------------------------------------------------ one poll
+    def poll(self, now: float) -> PollReport:
+        self._now = now
+        report = PollReport(now)
+        fold_into_main(self.board, now)
+        view = self.board.sync(heartbeats=True)
+        self.board.require_main(view)
+
+        lapsed = lapsed_claims(view, self.tracker)
+        lapsed += self.forgotten_claims(view, {x.work_id for x in lapsed})
+        if lapsed:
+            taken = set(take_back(self.board, lapsed, by="monitor", now=now))
+            report.taken_back = [x for x in lapsed if x.work_id in taken]
+
+        report.repaired += self.repair(now)
+        report.repaired += self.drop_stale_refs(now)
+
+        view = self.board.sync(heartbeats=True)
+        for work_id in view.list_ids(OrderState.RETRY):
+            nb = view.locate(work_id).record.get("not_before", 0)
+            if isinstance(nb, (int, float)) and nb > now:
+                report.retry_waiting += 1
+            else:
+                report.retry_ready += 1
+        incidents = self.incidents(view, now, report)
+        report.alerts_sent, report.alert_error = deliver(incidents, self.ledger, self.mailer, now)
+        return report
+
+    def forgotten_claims(self, view: BoardView, already: set[str]) -> list[Lapsed]:
+        """Active orders of a live worker whose heartbeats have not listed them for ``offline_after``."""
+        found = []
+        for work_id in view.list_ids(OrderState.ACTIVE):
+            if work_id in already:
+                continue
+            loc = view.locate(work_id)
+            holder = str(loc.record.get("worker_id", ""))
+            note = view.heartbeats.get(holder)
+            claimed = loc.record.get("claimed_at")
+            if note is None or not isinstance(claimed, (int, float)) or view.pending_claim(work_id, loc.seq):
+                continue
+            sent = note.info.get("sent_at")
+            holding = {tuple(h) for h in note.info.get("holding", []) if isinstance(h, list) and len(h) == 2}
+            if isinstance(sent, (int, float)) and sent - claimed >= self.offline_after \
+                    and (work_id, loc.seq) not in holding and self.tracker.online(holder):
+                found.append(Lapsed(work_id, loc.seq, holder, None))
+        return found
+
+    def repair(self, now: float) -> list[str]:
+        """Fix ids in two state folders and retry items out of attempts, in one commit."""
+        done: list[str] = []
+
+        def mutate(view: BoardView):
+            done.clear()
+            changes: dict[str, str | None] = {}
+            seen: dict[str, list[OrderState]] = {}
+            for state in PRIORITY:
+                for work_id in view.list_ids(state):
+                    seen.setdefault(work_id, []).append(state)
+            for work_id, states in sorted(seen.items()):
+                if len(states) > 1 and not view.pending_claim(work_id, -1) and work_id not in view.results:
+                    keep = states[0]
+                    for state in states[1:]:
+                        changes[state_path(state, work_id)] = None
+                    done.append(f"{work_id} was in {', '.join(STATE_FOLDERS[s] for s in states)}; "
+                                f"kept {STATE_FOLDERS[keep]}")
+            for work_id in view.list_ids(OrderState.RETRY):
+                if len(seen.get(work_id, [])) > 1 or view.pending_claim(work_id, -1):
+                    continue
+                loc = view.locate(work_id)
+                attempts, limit = loc.attempts, view._max_attempts(loc.record, self.board.settings)
+                if loc.state == OrderState.RETRY and attempts >= limit and "_invalid" not in loc.record:
+                    record = dict(loc.record, failed_at=now)
+                    record.pop("not_before", None)
+                    changes[loc.path] = None
+                    changes[state_path(OrderState.FAILED, work_id)] = self.board.repo.write_blob(dumps(record))
+                    done.append(f"{work_id} is out of attempts ({attempts} of {limit}); moved to failed_work")
+            if not changes:
+                return None
+            return changes, "wms: monitor repairs\n\n" + "\n".join(done)
+
+        self.board.update_main(mutate, now=lambda: now)
+        return list(done)
+
+    def drop_stale_refs(self, now: float) -> list[str]:
+        """Delete claim/result refs the fold can neither apply nor prune, once they are old."""
+        view = self.board.sync()
+        fold = view.plan_fold(now, self.board.settings)
+        pruned = {u.ref for u in fold.prune}
+        stale = []
+        for bucket in (view.claims, view.results):
+            for notes in bucket.values():
+                for note in notes.values():
+                    if note.ref in fold.folded_refs or note.ref in pruned:
+                        continue
+                    made = note.info.get("at", note.info.get("claimed_at"))
+                    if isinstance(made, (int, float)) and now - made > self.stale_ref_after:
+                        stale.append(note)
+        if not stale:
+            return []
+        result = self.board.repo.push([RefUpdate(n.ref, None, n.sha) for n in stale])
+        return [f"deleted stale ref {n.ref} (never foldable)" for n in stale if result.accepted(n.ref)]
+
+    # ------------------------------------------------------------------ incidents
+    def incidents(self, view: BoardView, now: float, report: PollReport) -> list[Incident]:
+        out: list[Incident] = []
+        taken_by_holder: dict[str, list[str]] = {}
+        for t in report.taken_back:
+            taken_by_holder.setdefault(t.holder, []).append(t.work_id)
+        for worker, note in sorted(view.heartbeats.items()):
+            self.tracker.observe(worker, note.sha, note.info)
+            if self.tracker.online(worker) or note.info.get("state") == "stopped":
+                continue
+            silent = self.tracker.silent_for(worker) or 0.0
+            if silent > OFFLINE_ALERT_WINDOW:
+                continue
+            report.offline.append(worker)
+            holding = [h[0] for h in note.info.get("holding", []) if isinstance(h, list) and h]
+            taken = taken_by_holder.get(worker, [])
+            body = (f"Worker {worker} (host {note.info.get('host', '?')}) has sent no heartbeat since "
+                    f"{fmt_time(note.info.get('sent_at'))} and did not say it was stopping.\n"
+                    f"It completed {note.info.get('completed', '?')} order(s) in its last run.\n"
+                    f"It was holding: {', '.join(holding) or 'nothing'}.\n"
+                    + (f"Taken back for other workers: {', '.join(taken)}.\n" if taken else "")
+                    + "Nothing is lost: its orders go back to the queue. If the machine is yours, check it.")
+            out.append(Incident(f"offline:{worker}:{note.sha}", f"[wms] worker {worker} went offline", body))
+        for work_id in view.list_ids(OrderState.FAILED):
+            loc = view.locate(work_id)
+            rec = loc.record
+            report.failed.append(work_id)
+            errors = rec.get("errors") if isinstance(rec.get("errors"), list) else []
+            last = "\n".join(f"  attempt {e.get('attempt', '?')} by {e.get('worker_id', '?')}: {e.get('error', '')}"
+                             for e in errors[-3:] if isinstance(e, dict)) or f"  {rec.get('_invalid', 'no error recorded')}"
+            what = " / ".join(str(rec[k]) for k in ("series", "chapter") if rec.get(k)) or rec.get("kind", "order")
+            body = (f"Order {work_id} ({what}) failed {loc.attempts} time(s) and will not be tried again.\n"
+                    f"Last errors:\n{last}\n"
+                    f"It is in failed_work/{work_id}.json on the board. Fix the cause, then publish it again "
+                    "under a new chapter name, or move the file back to available_work/.")
+            out.append(Incident(f"failed:{work_id}:{loc.seq}:{rec.get('failed_at', '')}",
+                                f"[wms] order {work_id} failed for good", body))
+        return out
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, poll_seconds: float, *, clock: Callable[[], float] = time.time,
+            sleep: Callable[[float], None] = time.sleep, polls: int | None = None,
+            on_report: Callable[[PollReport], None] | None = None,
+            on_error: Callable[[Exception], None] | None = None) -> None:
+        """Poll every ``poll_seconds`` until interrupted (or ``polls`` times)."""
+        n = 0
+        while polls is None or n < polls:
+            try:
+                report = self.poll(clock())
+                if on_report:
+                    on_report(report)
+            except Exception as exc:  # a board hiccup must not end a long-running monitor
+                if on_error is None:
+                    raise
+                on_error(exc)
+            n += 1
+            if polls is None or n < polls:
+                sleep(poll_seconds)
+
+
+def ledger_path(board: Board) -> Path:
+    return board.repo.path.parent / "monitor-alerts.json"

@@ -1,0 +1,219 @@
+"""`status`: how far the board is, who works on it, how fast, and when it will be done.
+
+Counts come from `main` with pending claims and results applied; workers from their
+heartbeat refs; throughput from the completion records' `completed_at` over the last
+hour (records already archived this month count too). Reading a record costs a blob
+read, so the completion time of each record blob is cached in the host workdir.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from coordination.archive import archive_months, month_of, read_month
+from coordination.board import Board, BoardView
+from coordination.defaults import MAX_RESULT_BYTES
+from coordination.states import OrderState, state_path
+from host_tools.admin import board_status
+
+WINDOW = 3600.0
+STATUS_FILE = "STATUS.md"
+README_START = "<!-- wms-status -->"
+README_END = "<!-- /wms-status -->"
+
+
+class CompletionTimes:
+    """blob sha -> completed_at, cached on disk (a blob never changes)."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.data: dict[str, float | None] = {}
+        self.dirty = False
+        if path and path.exists():
+            try:
+                loaded = json.loads(path.read_text())
+                self.data = loaded if isinstance(loaded, dict) else {}
+            except (OSError, ValueError):
+                self.data = {}
+
+    def get(self, view: BoardView, blob: str) -> float | None:
+        if blob in self.data:
+            return self.data[blob]
+        value = None
+        try:
+            record = json.loads(view.repo.read_blob(blob, limit=MAX_RESULT_BYTES))
+            at = record.get("completed_at") if isinstance(record, dict) else None
+            value = float(at) if isinstance(at, (int, float)) and not isinstance(at, bool) else None
+        except (ValueError, UnicodeDecodeError):
+            value = None
+        self.data[blob] = value
+        self.dirty = True
+        return value
+
+    def save(self) -> None:
+        if not (self.path and self.dirty):
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.data))
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # a cache only
+
+
+def completion_blobs(view: BoardView, now: float) -> list[str]:
+    """Blobs of completion records that may have finished within the window."""
+    blobs = []
+    for work_id in view.list_ids(OrderState.COMPLETED):
+        entry = view.repo.lookup(view.tree, state_path(OrderState.COMPLETED, work_id))
+        if entry is not None and not entry.is_tree:
+            blobs.append(entry.sha)
+    recent = {month_of(now), month_of(now - WINDOW)}
+    for month in archive_months(view):
+        if month in recent:
+            blobs.extend(read_month(view, month).records.values())
+    return blobs
+
+
+def throughput(view: BoardView, now: float, cache: CompletionTimes, remaining: int) -> dict:
+    times = [t for t in (cache.get(view, b) for b in completion_blobs(view, now)) if t is not None]
+    last_hour = sum(1 for t in times if now - WINDOW <= t <= now + 60)
+    eta = remaining / last_hour * 3600.0 if last_hour and remaining else (0.0 if not remaining else None)
+    return {"completed_last_hour": last_hour, "chapters_per_hour": float(last_hour), "remaining": remaining,
+            "eta_seconds": round(eta, 1) if eta is not None else None,
+            "eta_at": now + eta if eta is not None else None}
+
+
+def archived_count(view: BoardView) -> int:
+    total = 0
+    for month in archive_months(view):
+        contents = read_month(view, month)
+        total += len(set(contents.records) | contents.tombstones)
+    return total
+
+
+def full_status(board: Board, now: float | None = None, offline_after: float | None = None) -> dict:
+    """`board_status` plus throughput and ETA."""
+    now = now if now is not None else time.time()
+    report = board_status(board, now=now, offline_after=offline_after)
+    view = board.view().folded(now, board.settings)
+    cache = CompletionTimes(board.repo.path.parent / "completion-times.json")
+    remaining = report["available"] + report["active"] + report["retry"]
+    report["archived"] = archived_count(view)
+    report["total"] += report["archived"]
+    report["throughput"] = throughput(view, now, cache, remaining)
+    cache.save()
+    return report
+
+
+# ------------------------------------------------------------------ rendering
+def fmt_time(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts)) if ts else "-"
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown (nothing completed in the last hour)"
+    seconds = int(round(seconds))
+    if seconds == 0:
+        return "done"
+    hours, rest = divmod(seconds, 3600)
+    minutes = rest // 60
+    return f"{hours} h {minutes:02d} min" if hours else f"{max(minutes, 1)} min"
+
+
+def render(report: dict, console: Console) -> None:
+    table = Table(title="Board")
+    cols = ("available", "active", "retry", "completed", "archived", "failed", "total")
+    for col in cols:
+        table.add_column(col, justify="right")
+    table.add_row(*(str(report[c]) for c in cols))
+    console.print(table)
+    workers = Table(title="Workers")
+    for col in ("worker", "state", "last heartbeat", "online", "completed"):
+        workers.add_column(col)
+    for w in report["workers"]:
+        workers.add_row(w["id"], str(w["state"]), fmt_time(w["last_heartbeat"]), "yes" if w["online"] else "no",
+                        str(w["completed"]))
+    if report["workers"]:
+        console.print(workers)
+    else:
+        console.print("No worker has sent a heartbeat yet.")
+    tp = report.get("throughput")
+    if tp:
+        console.print(f"Throughput: {tp['chapters_per_hour']:g} chapters/hour over the last hour; "
+                      f"{tp['remaining']} to go; ETA: {fmt_duration(tp['eta_seconds'])}")
+
+
+def progress_bar(done: int, total: int, width: int = 30) -> str:
+    filled = int(round(width * done / total)) if total else 0
+    return "█" * filled + "░" * (width - filled)
+
+
+def status_markdown(report: dict) -> str:
+    """STATUS.md: progress for volunteers, readable on the repository's page."""
+    completed = report["completed"] + report.get("archived", 0)
+    done = completed + report["failed"]
+    total = report["total"]
+    pct = 100.0 * completed / total if total else 0.0
+    tp = report.get("throughput") or {}
+    online = sum(1 for w in report["workers"] if w["online"])
+    rows = "\n".join(f"| {name} | {report.get(key, 0)} |" for name, key in (
+        ("waiting", "available"), ("in progress", "active"), ("waiting to retry", "retry"),
+        ("done", "completed"), ("done and collected", "archived"), ("failed (needs a person)", "failed")))
+    pie = "\n".join(f'    "{name}" : {report[key]}' for name, key in (
+        ("done", "completed"), ("collected", "archived"), ("in progress", "active"), ("waiting", "available"),
+        ("retry", "retry"), ("failed", "failed")) if report.get(key))
+    lines = [
+        "# Progress", "",
+        f"Updated {fmt_time(report['checked_at'])}.", "",
+        f"`{progress_bar(completed, total)}` **{pct:.0f}%** done "
+        f"({completed} of {total} chapters; {done} finished including failures)", "",
+        "| state | chapters |", "|---|---:|", rows, "",
+        f"Volunteers online: **{online}** (of {len(report['workers'])} seen).", "",
+        f"Speed: **{tp.get('chapters_per_hour', 0):g} chapters/hour** over the last hour. "
+        f"Estimated time left: **{fmt_duration(tp.get('eta_seconds'))}**.", "",
+    ]
+    if pie:
+        lines += ["```mermaid", "pie title Chapters by state", pie, "```", ""]
+    lines += ["Want to help? Run `python wms_worker_processor.py --repo-url URL` (see the README)."]
+    return "\n".join(lines) + "\n"
+
+
+def readme_section(report: dict) -> str:
+    total = report["total"]
+    completed = report["completed"] + report.get("archived", 0)
+    pct = 100.0 * completed / total if total else 0.0
+    return (f"{README_START}\n**Progress:** `{progress_bar(completed, total, 20)}` {pct:.0f}% "
+            f"({completed}/{total} chapters) — details in [STATUS.md](STATUS.md), "
+            f"updated {fmt_time(report['checked_at'])}.\n{README_END}")
+
+
+def with_readme_section(readme: str, section: str) -> str:
+    start, end = readme.find(README_START), readme.find(README_END)
+    if start != -1 and end > start:
+        return readme[:start] + section + readme[end + len(README_END):]
+    head, sep, rest = readme.partition("\n\n")
+    return f"{head}\n\n{section}\n\n{rest}" if sep else f"{readme.rstrip()}\n\n{section}\n"
+
+
+def write_status_page(board: Board, report: dict) -> str | None:
+    """Commit STATUS.md (and a progress line in README.md) to the board. Returns the commit."""
+    page = status_markdown(report).encode("utf-8")
+
+    def mutate(view: BoardView):
+        board.require_main(view)
+        changes = {STATUS_FILE: board.repo.write_blob(page)}
+        found = view.read_path("README.md")
+        readme = found[1].decode("utf-8", "replace") if found else "# wms coordination board\n"
+        changes["README.md"] = board.repo.write_blob(with_readme_section(readme, readme_section(report)).encode())
+        return changes, "wms: update STATUS.md"
+
+    _, commit = board.update_main(mutate)
+    return commit

@@ -1,0 +1,289 @@
+"""monitor: take back work of silent workers, repair the board, email the supervisor once per incident."""
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from coordination.api import GitHubWorkBridge
+from coordination.board import dumps
+from coordination.defaults import CLAIMS_PREFIX, HEARTBEATS_PREFIX
+from coordination.gitio import RefUpdate
+from coordination.states import OrderState, state_path
+from host_tools import admin
+from host_tools.alerts import AlertLedger, Mailer, SmtpSettings
+from host_tools.monitor import Monitor
+from tests.helpers import PY, ROOT, git_out, host, ids_by_state, read_board_json, start_worker, wait_for
+from tests.servers import free_port
+from tests.test_host_support import SmtpSink, invoke, self_signed_cert
+
+
+def smtp_args(port, to="boss@example.org"):
+    return ["--smtp-host", "127.0.0.1", "--smtp-port", str(port), "--smtp-security", "none", "--alert-to", to]
+
+
+def test_worker_killed_holding_a_claim_is_taken_back_and_the_supervisor_emailed(board, tmp_path):
+    url = str(board)
+    host("publish", "--repo-url", url, "--simulate", "1", "--seconds", "120", "--prefix", "long")
+    worker = start_worker(url, tmp_path / "w", log=tmp_path / "w.log")
+    try:
+        wait_for(lambda: ids_by_state(board)["active"] == ["long-00001"], timeout=30, what="the claim on main")
+    finally:
+        worker.kill()  # kill -9: no goodbye heartbeat, no release
+        worker.wait(timeout=10)
+    holder = read_board_json(board, "active_work/long-00001.json")["worker_id"]
+    with SmtpSink() as smtp:
+        args = ["monitor", "--repo-url", url, "--once", "--offline-after", "3", *smtp_args(smtp.port)]
+        result = wait_for(lambda: (r := invoke(*args)).stdout.startswith("Took back") and r, timeout=20,
+                          what="the take-back")
+        assert result.exit_code == 0
+        lines = result.stdout.splitlines()
+        assert re.fullmatch(rf"Took back long-00001 from {holder} \(silent \d+ s\)", lines[0])
+        assert lines[1:] == [f"Emailed: [wms] worker {holder} went offline",
+                             "Board: 0 available, 0 active, 1 retry (1 claimable now), 0 completed, 0 failed; "
+                             "1 worker(s) offline."]
+        mails = smtp.wait(1)
+        assert len(mails) == 1
+        assert mails[0]["Subject"] == f"[wms] worker {holder} went offline"
+        assert mails[0]["To"] == "boss@example.org" and smtp.envelopes[0][1] == ["boss@example.org"]
+        body = mails[0].get_payload(decode=True).decode()
+        assert "Taken back for other workers: long-00001." in body and "did not say it was stopping" in body
+        # the order waits in retry_queue, the lapse counted as a failed attempt
+        record = read_board_json(board, "retry_queue/long-00001.json")
+        assert record["attempts"] == 1 and "lease lapsed" in record["errors"][0]["error"]
+        assert ids_by_state(board)["active"] == []
+        # a second run (cron) sends nothing new
+        again = invoke(*args)
+        assert again.stdout == ("Board: 0 available, 0 active, 1 retry (1 claimable now), 0 completed, 0 failed; "
+                                "1 worker(s) offline.\n")
+        time.sleep(0.3)
+        assert len(smtp.messages) == 1
+
+
+def _fail_for_good(board_path, tmp_path, n=1):
+    admin_board = admin.open_board(str(board_path), tmp_path / "pub")
+    admin.publish(admin_board, admin.simulate_orders(n, 0, prefix="bad"))
+    bridge = GitHubWorkBridge(repo_url=str(board_path), workdir=tmp_path / "bridge")
+    for _ in range(n):
+        order = bridge.claim_available_work("w1")
+        bridge.submit_failed_work(order, "page 3 is not an image", permanent=True)
+    assert len(ids_by_state(board_path)["failed"]) == n
+
+
+def test_smtp_down_gives_a_clear_message_and_the_alert_is_sent_on_the_next_run(board, tmp_path):
+    _fail_for_good(board, tmp_path)
+    port = free_port()  # nothing listens here yet
+    args = ["monitor", "--repo-url", str(board), "--once", *smtp_args(port)]
+    result = invoke(*args)
+    assert result.exit_code == 1
+    assert result.stderr == (f"Error: Cannot reach the mail server 127.0.0.1:{port}: Connection refused. Check "
+                             "WMS_SMTP_HOST and WMS_SMTP_PORT. The alert(s) will be sent on the next run.\n")
+    assert "Traceback" not in result.output
+    smtp = SmtpSink()
+    smtp.port = port  # the mail server comes up where the monitor looked before
+    with smtp:
+        result = invoke(*args)
+        assert result.exit_code == 0
+        assert result.stdout.splitlines()[0] == "Emailed: [wms] order bad-00001 failed for good"
+        mails = smtp.wait(1)
+        body = mails[0].get_payload(decode=True).decode()
+        assert "failed 1 time(s) and will not be tried again" in body and "page 3 is not an image" in body
+        assert invoke(*args).exit_code == 0
+        time.sleep(0.3)
+        assert len(smtp.messages) == 1
+
+
+def test_many_new_incidents_come_in_one_digest(board, tmp_path):
+    _fail_for_good(board, tmp_path, n=6)
+    with SmtpSink() as smtp:
+        result = invoke("monitor", "--repo-url", str(board), "--once", *smtp_args(smtp.port))
+        assert result.exit_code == 0
+        mails = smtp.wait(1)
+        assert [m["Subject"] for m in mails] == ["[wms] 6 new incidents on the board"]
+        body = mails[0].get_payload(decode=True).decode()
+        assert all(f"bad-0000{i}" in body for i in range(1, 7))
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")  # implicit TLS: the server can't tell
+@pytest.mark.parametrize("security", ["starttls", "ssl"])
+def test_tls_and_login_with_settings_from_dotenv(board, tmp_path, security):
+    _fail_for_good(board, tmp_path)
+    cert, key = self_signed_cert(tmp_path)
+    password = "mail-pass-42"
+    sink = SmtpSink(tls=(cert, key), users={"monitor": password})
+    if security == "ssl":
+        sink = SslSmtpSink(cert, key, {"monitor": password})
+    with sink:
+        (tmp_path / ".env").write_text(
+            f"WMS_SMTP_HOST=127.0.0.1\nWMS_SMTP_PORT={sink.port}\nWMS_SMTP_USER=monitor\n"
+            f"WMS_SMTP_PASSWORD={password}\nWMS_SMTP_SECURITY={security}\nWMS_ALERT_FROM=wms@example.org\n"
+            f"WMS_ALERT_TO=a@example.org, b@example.org\nWMS_SMTP_CA_FILE={cert}\n")
+        env = {k: v for k, v in os.environ.items()}
+        proc = subprocess.run([PY, "-m", "host_tools", "monitor", "--repo-url", str(board), "--once"],
+                              cwd=tmp_path, env=dict(env, PYTHONPATH=str(ROOT)), capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert "Emailed: [wms] order bad-00001 failed for good" in proc.stdout
+        assert password not in proc.stdout + proc.stderr
+        mails = sink.wait(1)
+        assert sink.logins == ["monitor"]
+        assert mails[0]["From"] == "wms@example.org" and sink.envelopes[0][1] == ["a@example.org", "b@example.org"]
+        # a wrong password is a plain message, and the password is not in it
+        (tmp_path / ".env").write_text((tmp_path / ".env").read_text().replace(password, "wrong-pass-99"))
+        (tmp_path / "host" / "monitor-alerts.json").unlink()  # forget the alert so it is sent again
+        proc = subprocess.run([PY, "-m", "host_tools", "monitor", "--repo-url", str(board), "--once"],
+                              cwd=tmp_path, env=dict(env, PYTHONPATH=str(ROOT)), capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == 1
+        assert "refused the login for 'monitor'" in proc.stderr and "Check WMS_SMTP_USER and WMS_SMTP_PASSWORD" in proc.stderr
+        assert "wrong-pass-99" not in proc.stderr + proc.stdout
+
+
+class SslSmtpSink(SmtpSink):
+    """SMTP over implicit TLS (port 465 style)."""
+
+    def __init__(self, cert, key, users):
+        super().__init__(users=users)
+        self.cert, self.key = cert, key
+
+    def __enter__(self):
+        import ssl
+        from aiosmtpd.controller import Controller
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(str(self.cert), str(self.key))
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port, ssl_context=ctx,
+                                     authenticator=self._auth, auth_required=True, auth_require_tls=False)
+        self.controller.start()
+        return self
+
+
+def test_alert_settings_errors(board):
+    result = invoke("monitor", "--repo-url", str(board), "--once", "--alert-to", "boss@example.org")
+    assert (result.exit_code, result.stderr) == (
+        1, "Error: --alert-to needs a mail server: pass --smtp-host H (or set WMS_SMTP_HOST).\n")
+    result = invoke("monitor", "--repo-url", str(board), "--once", "--smtp-host", "127.0.0.1")
+    assert (result.exit_code, result.stderr) == (
+        1, "Error: No alert recipient: set WMS_ALERT_TO in .env or pass --alert-to ADDR.\n")
+    result = invoke("monitor", "--repo-url", str(board), "--once")
+    assert result.exit_code == 0
+    assert result.stdout.endswith("Alerts are off: set WMS_SMTP_HOST and WMS_ALERT_TO (or --smtp-host, --alert-to).\n")
+
+
+# ------------------------------------------------------------------ time as a parameter (library level)
+def _heartbeat(board_obj, worker, sent_at, holding=(), state="running"):
+    info = {"kind": "heartbeat", "worker_id": worker, "sent_at": sent_at, "state": state,
+            "holding": [list(h) for h in holding], "completed": 0}
+    ref = f"{HEARTBEATS_PREFIX}{worker}"
+    board_obj.repo.push([RefUpdate(ref, board_obj.ref_commit(info, when=sent_at), None)])
+
+
+def test_lease_lapses_by_the_monitors_now_not_by_the_wall_clock(board, tmp_path):
+    b = admin.open_board(str(board), tmp_path / "mon")
+    admin.publish(b, admin.simulate_orders(1, 0, prefix="t"))
+    bridge = GitHubWorkBridge(repo_url=str(board), workdir=tmp_path / "bridge")
+    order = bridge.claim_available_work("ghost")
+    t0 = time.time()
+    _heartbeat(b, "ghost", t0, holding=[("t-00001", order["seq"])])
+    mon = Monitor(b, offline_after=180, ledger=AlertLedger(tmp_path / "ledger.json"))
+    first = mon.poll(t0 + 10)
+    assert first.taken_back == [] and first.offline == []
+    assert ids_by_state(board)["active"] == ["t-00001"]
+    later = mon.poll(t0 + 200)
+    assert [(x.work_id, x.holder) for x in later.taken_back] == [("t-00001", "ghost")]
+    assert later.offline == ["ghost"]
+    assert ids_by_state(board)["retry"] == ["t-00001"]
+
+
+def test_a_claim_a_live_worker_forgot_is_taken_back(board, tmp_path):
+    b = admin.open_board(str(board), tmp_path / "mon")
+    admin.publish(b, admin.simulate_orders(1, 0, prefix="f"))
+    GitHubWorkBridge(repo_url=str(board), workdir=tmp_path / "bridge").claim_available_work("amnesiac")
+    claimed_at = read_board_json(board, "active_work/f-00001.json")["claimed_at"]
+    mon = Monitor(b, offline_after=60, ledger=AlertLedger(tmp_path / "ledger.json"))
+    _heartbeat(b, "amnesiac", claimed_at + 30)  # alive, holding nothing, but not for long enough yet
+    assert mon.poll(claimed_at + 31).taken_back == []
+    _heartbeat(b, "amnesiac", claimed_at + 61)
+    report = mon.poll(claimed_at + 62)
+    assert [x.work_id for x in report.taken_back] == ["f-00001"] and report.offline == []
+    assert ids_by_state(board)["retry"] == ["f-00001"]
+
+
+def test_repairs_an_id_in_two_folders_a_spent_retry_item_and_stale_refs(board, tmp_path):
+    b = admin.open_board(str(board), tmp_path / "mon")
+    admin.publish(b, admin.simulate_orders(3, 0, prefix="r"))
+    now = time.time()
+
+    def corrupt(view):
+        order = view.read_path("available_work/r-00001.json")[1]
+        spent = dict(json.loads(view.read_path("available_work/r-00002.json")[1]), attempts=3,
+                     errors=[{"attempt": 3, "error": "boom"}], not_before=now)
+        return {state_path(OrderState.RETRY, "r-00001"): b.repo.write_blob(order),
+                "available_work/r-00002.json": None,
+                state_path(OrderState.RETRY, "r-00002"): b.repo.write_blob(dumps(spent))}, "corrupt the board"
+
+    b.update_main(corrupt)
+    # a claim ref that can never fold (seq 7 while the order is at seq 0), made long ago
+    stale = b.ref_commit({"kind": "claim", "work_id": "r-00003", "seq": 7, "worker_id": "old", "claimed_at": now - 5000})
+    b.repo.push([RefUpdate(f"{CLAIMS_PREFIX}r-00003/7", stale, "")])
+    mon = Monitor(b, offline_after=180, ledger=AlertLedger(tmp_path / "ledger.json"))
+    report = mon.poll(now)
+    assert report.repaired == [
+        "r-00001 was in retry_queue, available_work; kept retry_queue",
+        "r-00002 is out of attempts (3 of 3); moved to failed_work",
+        f"deleted stale ref {CLAIMS_PREFIX}r-00003/7 (never foldable)",
+    ]
+    states = ids_by_state(board)
+    assert states["retry"] == ["r-00001"] and states["failed"] == ["r-00002"] and states["available"] == ["r-00003"]
+    assert "refs/wms/claims/r-00003/7" not in git_out(board, "for-each-ref")
+    assert report.failed == ["r-00002"]
+    assert mon.poll(now).repaired == []  # nothing left to repair
+
+
+def test_run_loop_polls_with_the_clock_it_is_given(board, tmp_path):
+    b = admin.open_board(str(board), tmp_path / "mon")
+    mon = Monitor(b, offline_after=180, ledger=AlertLedger(tmp_path / "ledger.json"))
+    times, slept, seen = iter([1000.0, 2000.0, 3000.0]), [], []
+    mon.run(5.0, clock=lambda: next(times), sleep=slept.append, polls=3, on_report=lambda r: seen.append(r.now))
+    assert seen == [1000.0, 2000.0, 3000.0] and slept == [5.0, 5.0]
+
+
+def test_long_running_monitor_stops_cleanly_on_ctrl_c(board, tmp_path):
+    proc = subprocess.Popen([PY, "-m", "host_tools", "monitor", "--repo-url", str(board), "--poll-seconds", "0.5"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith(f"Monitoring {board} every 0.5 s (offline after 180 s). Ctrl+C stops.")
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert out.strip().endswith("Monitor stopped.")
+
+
+def test_mailer_rejects_unknown_security():
+    from host_tools.alerts import AlertError
+    with pytest.raises(AlertError, match="SMTP security must be one of starttls, ssl, none"):
+        Mailer(SmtpSettings(host="h", security="tls", to=("a@b",)))
+
+
+def test_an_active_record_nobody_holds_is_taken_back_and_stopped_workers_are_no_incident(board, tmp_path):
+    b = admin.open_board(str(board), tmp_path / "mon")
+    admin.publish(b, admin.simulate_orders(1, 0, prefix="o"))
+
+    def orphan(view):  # someone moved the order to active_work/ by hand: no holder, no claim
+        data = view.read_path("available_work/o-00001.json")[1]
+        return {"available_work/o-00001.json": None, "active_work/o-00001.json": b.repo.write_blob(data)}, "by hand"
+
+    b.update_main(orphan)
+    now = time.time()
+    _heartbeat(b, "finished", now - 3600, state="stopped")
+    report = Monitor(b, offline_after=180, ledger=AlertLedger(tmp_path / "ledger.json")).poll(now)
+    assert [x.work_id for x in report.taken_back] == ["o-00001"]
+    assert ids_by_state(board)["retry"] == ["o-00001"]
+    assert report.offline == []  # it said it was stopping: not an incident
