@@ -200,7 +200,7 @@ def test_collect_errors(board, tmp_path):
     result = invoke("collect", "--repo-url", str(board), "--out", str(tmp_path / "o"), "--format", "csv")
     assert result.exit_code == 2 and "'csv' is not one of 'jsonl', 'text', 'mokuro', 'sqlite'" in result.stderr
     result = invoke("collect", "--repo-url", str(tmp_path / "missing.git"), "--out", str(tmp_path / "o"))
-    assert result.exit_code == 1 and result.stderr.startswith("Error: ") and "Traceback" not in result.output
+    assert result.exit_code == 6 and result.stderr.startswith("Error: No board found") and "Traceback" not in result.output
 
 
 def test_prune_pages_keeps_the_pages_of_a_quarantined_chapter(board, tmp_path):

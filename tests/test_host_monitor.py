@@ -133,7 +133,8 @@ def test_tls_and_login_with_settings_from_dotenv(board, tmp_path, security):
         assert mails[0]["From"] == "wms@example.org" and sink.envelopes[0][1] == ["a@example.org", "b@example.org"]
         # a wrong password is a plain message, and the password is not in it
         (tmp_path / ".env").write_text((tmp_path / ".env").read_text().replace(password, "wrong-pass-99"))
-        (tmp_path / "host" / "monitor-alerts.json").unlink()  # forget the alert so it is sent again
+        (ledger,) = (tmp_path / "host").glob("*/monitor-alerts.json")
+        ledger.unlink()  # forget the alert so it is sent again
         proc = subprocess.run([PY, "-m", "host_tools", "monitor", "--repo-url", str(board), "--once"],
                               cwd=tmp_path, env=dict(env, PYTHONPATH=str(ROOT)), capture_output=True, text=True,
                               timeout=60)
@@ -251,7 +252,8 @@ def test_run_loop_polls_with_the_clock_it_is_given(board, tmp_path):
 
 
 def test_long_running_monitor_stops_cleanly_on_ctrl_c(board, tmp_path):
-    proc = subprocess.Popen([PY, "-m", "host_tools", "monitor", "--repo-url", str(board), "--poll-seconds", "0.5"],
+    proc = subprocess.Popen([PY, "-m", "host_tools", "--environment", "production", "monitor", "--repo-url",
+                             str(board), "--poll-seconds", "0.5"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         first = proc.stdout.readline()

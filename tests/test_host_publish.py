@@ -171,5 +171,5 @@ def test_publish_needs_sources_and_an_initialised_board(tmp_path):
     assert result.exit_code == 2 and "Give SOURCE folders/files to publish, or --simulate COUNT." in result.stderr
     bare = make_bare(tmp_path / "empty.git")
     result = invoke("publish", "--repo-url", str(bare), "--simulate", "1")
-    assert result.exit_code == 1
+    assert result.exit_code == 6
     assert "has no board yet (no main branch)" in result.stderr and "host_tools init" in result.stderr

@@ -92,9 +92,9 @@ def test_status_page_is_committed_with_a_chart_and_a_readme_line(board, tmp_path
 def test_status_errors(tmp_path):
     bare = make_bare(tmp_path / "empty.git")
     result = invoke("status", "--repo-url", str(bare))
-    assert result.exit_code == 1 and "has no board yet (no main branch)" in result.stderr
+    assert result.exit_code == 6 and "has no board yet (no main branch)" in result.stderr
     result = invoke("status", "--repo-url", str(tmp_path / "nothing-here.git"), "--json")
-    assert result.exit_code == 1 and result.stderr.startswith("Error: ") and result.stdout == ""
+    assert result.exit_code == 6 and result.stderr.startswith("Error: No board found") and result.stdout == ""
     result = invoke("status")
     assert (result.exit_code, result.stderr) == (
-        1, "Error: No board given: pass --repo-url URL (or set GITHUB_REPO_URL in .env).\n")
+        2, "Error: No board given: pass --repo-url URL (or set GITHUB_REPO_URL in .env).\n")
