@@ -49,6 +49,7 @@ class WorkerConfig:
     jobs: int = 1
     prefetch: int = 1  # orders claimed ahead of free slots, so git overlaps with processing
     git_timeout: float = defaults.GIT_TIMEOUT_SECONDS
+    lean_clone: bool = defaults.LEAN_CLONE  # shallow, partial local clone: cost flat in the board's history
     log_file: Path | None = None
     prevent_sleep: bool = True
     nice: int = 10  # lower CPU priority while running (0 keeps it)
@@ -127,6 +128,7 @@ _ENV_WORKER = {
     "WMS_JOBS": ("jobs", int),
     "WMS_PREFETCH": ("prefetch", int),
     "WMS_GIT_TIMEOUT": ("git_timeout", float),
+    "WMS_LEAN_CLONE": ("lean_clone", bool),
     "WMS_LOG_FILE": ("log_file", Path),
     "WMS_PREVENT_SLEEP": ("prevent_sleep", bool),
     "WMS_NICE": ("nice", int),

@@ -38,6 +38,7 @@ from coordination.defaults import (
     RETRY_BACKOFF_SECONDS,
 )
 from coordination.exceptions import BoardNotInitialized, BoardUnreachable
+from coordination import lean
 from coordination.gitio import EMPTY_TREE, LocalRepo, RefUpdate
 from coordination.states import (
     OrderState,
@@ -94,8 +95,15 @@ class Located:
     state: OrderState | None
     path: str | None
     blob: str | None
-    record: dict
+    _record: dict | None
     extra_paths: list = field(default_factory=list)  # the same id found in other state folders too
+    _load: Callable[[], dict] | None = None  # reads the record when first asked for (a lean clone may lack it)
+
+    @property
+    def record(self) -> dict:
+        if self._record is None:
+            self._record = self._load() if self._load is not None else {}
+        return self._record
 
     @property
     def seq(self) -> int:
@@ -222,14 +230,18 @@ class BoardView:
             return Located(None, None, None, {})
         state, path, blob = found[0]
         entry = self.repo.lookup(self.tree, path)
-        if entry.is_link:
-            record = {"_invalid": "order file is a symbolic link; refused"}
-        else:
+
+        def load() -> dict:
+            if entry.is_link:
+                return {"_invalid": "order file is a symbolic link; refused"}
             try:
-                record = parse_json_record(self.repo.read_blob(blob, limit=MAX_ORDER_BYTES))
+                return parse_json_record(self.repo.read_blob(blob, limit=MAX_ORDER_BYTES))
             except ValueError as exc:
-                record = {"_invalid": f"order file refused: {exc}"}
-        return Located(state, path, blob, record, [p for _, p, _ in found[1:]])
+                return {"_invalid": f"order file refused: {exc}"}
+
+        # a completed record (a result) is read only when asked for: a lean clone does not hold results
+        return Located(state, path, blob, None if state == OrderState.COMPLETED else load(),
+                       [p for _, p, _ in found[1:]], load)
 
     def policy(self) -> dict:
         """The board-wide settings in board.json (retry policy), or {}."""
@@ -331,6 +343,11 @@ class BoardView:
         before = self.locate(work_id)
         claims = self.claims.get(work_id, {})
         results = self.results.get(work_id, {})
+        if before.state == OrderState.COMPLETED and all(self._result_blob(n) == before.blob for n in results.values()):
+            # done, and every result ref is the one shown (same blob): nothing to fold, all refs
+            # reflected. Decided without reading the result, which a lean clone does not hold.
+            prune.extend(RefUpdate(n.ref, None, n.sha) for n in (*claims.values(), *results.values()))
+            return
         # refs already reflected by the main on the server may be deleted
         for seq, note in claims.items():
             if seq <= before.seq or before.state is None or before.state.terminal:
@@ -461,7 +478,8 @@ class BoardView:
     def result_reflected(self, work_id: str, seq: int, note: RefNote, before: Located) -> bool:
         status = note.info.get("status")
         if status == "completed":
-            if before.state == OrderState.COMPLETED and before.record.get("seq") == seq:
+            if before.state == OrderState.COMPLETED and (before.blob == self._result_blob(note)
+                                                         or before.record.get("seq") == seq):
                 return True
             return self.has_path(duplicate_path(work_id, seq))
         # failed / released: reflected once main moved past that attempt
@@ -511,14 +529,18 @@ class Board:
                  f"+{RESULTS_PREFIX}*:{TRACK}wms/results/*"]
         if heartbeats:
             specs.append(f"+{HEARTBEATS_PREFIX}*:{TRACK}wms/heartbeats/*")
+        options = lean.fetch_options(self.repo)
         try:
-            self.repo.fetch(specs)
+            self.repo.fetch(specs, **options)
         except BoardUnreachable as exc:
             if "couldn't find remote ref refs/heads/main" not in exc.message:
                 raise
-            self.repo.fetch(specs[1:])  # an empty repository: no main yet
+            self.repo.fetch(specs[1:])  # an empty repository: no main yet (nothing to filter)
             self.repo.delete_local_ref(f"{TRACK}main")
-        return self.view()
+        view = self.view()
+        if self.repo.lean:
+            lean.fill_live_folders(view)
+        return view
 
     def view(self) -> BoardView:
         refs = self.repo.refs(TRACK)

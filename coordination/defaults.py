@@ -21,3 +21,5 @@ MAX_ORDER_BYTES = 5 * 1024 * 1024  # an order file larger than this is refused
 MAX_RESULT_BYTES = 50 * 1024 * 1024
 SHARD_CHARS = 2
 ORDER_SCHEMA = 1
+LEAN_CLONE = True  # workers keep a shallow, partial clone (coordination/lean.py)
+LEAN_BLOB_LIMIT = 16 * 1024  # later fetches of a lean clone bring files up to this size

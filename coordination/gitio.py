@@ -109,22 +109,25 @@ class TreeEntry:
 class LocalRepo:
     """A bare local clone of the board in the worker's workdir."""
 
-    def __init__(self, path: Path, remote: Remote, timeout: float = GIT_TIMEOUT_SECONDS):
+    def __init__(self, path: Path, remote: Remote, timeout: float = GIT_TIMEOUT_SECONDS, lean: bool = False):
         self.path = Path(path)
         self.remote = remote
         self.timeout = timeout
+        self.lean = lean  # shallow, partial clone: see coordination/lean.py
         self._repo: git.Repo | None = None
         self._tree_cache: dict[str, tuple[TreeEntry, ...]] = {}
         self._blob_cache: dict[str, bytes] = {}
-        self.counters = {"fetch": 0, "push": 0, "push_rejected_refs": 0}
+        self.counters = {"fetch": 0, "push": 0, "push_rejected_refs": 0, "fetch_objects": 0}
 
     # -- set-up --------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: Path, remote: Remote, timeout: float = GIT_TIMEOUT_SECONDS) -> "LocalRepo":
-        """Open the clone at ``path``, creating it (or re-creating a corrupt one)."""
+    def open(cls, path: Path, remote: Remote, timeout: float = GIT_TIMEOUT_SECONDS, lean: bool = False) -> "LocalRepo":
+        """Open the clone at ``path``, creating it (or re-creating a corrupt one).
+
+        ``lean``: a shallow, partial clone that fetches no history and only the blobs it reads."""
         if not git_available():
             raise GitNotFound()
-        repo = cls(path, remote, timeout)
+        repo = cls(path, remote, timeout, lean)
         repo._ensure()
         return repo
 
@@ -154,7 +157,14 @@ class LocalRepo:
             self._run(["remote", "add", "origin", self.remote.url], network=False)
         else:
             self._run(["remote", "set-url", "origin", self.remote.url], network=False)
+        if self.lean:
+            # a promisor remote: objects left out by a filtered fetch are fetched on demand
+            for key, value in (("core.repositoryformatversion", "1"), ("extensions.partialClone", "origin"),
+                               ("remote.origin.promisor", "true")):
+                self._run(["config", key, value], network=False)
         self._repo = git.Repo(self.path, odbt=git.GitCmdObjectDB)
+        # the persistent cat-file may fetch a missing object on demand: it needs the remote's credentials
+        self._repo.git.update_environment(**{k: v for k, v in self._env().items() if k.startswith(("GIT_", "LC_", "LANG"))})
 
     def _healthy(self) -> bool:
         try:
@@ -197,6 +207,10 @@ class LocalRepo:
         env["LC_ALL"] = "C"
         env["LANG"] = "C"
         return env
+
+    def reader_env(self) -> dict:
+        """The environment for other git processes reading this clone (a partial clone may fetch)."""
+        return self._env()
 
     def _run(self, args: list[str], *, cwd: Path | None = None, network: bool = True, classify: bool = True,
              input_bytes: bytes | None = None, timeout: float | None = None) -> tuple[int, str, str]:
@@ -243,15 +257,41 @@ class LocalRepo:
         raise BoardUnreachable(f"git {verb} failed talking to {self.remote.url}: {_last_lines(err)}")
 
     # -- network ---------------------------------------------------------------------------
-    def fetch(self, refspecs: Iterable[str], *, depth: int | None = None) -> None:
+    def fetch(self, refspecs: Iterable[str], *, depth: int | None = None, filter_spec: str | None = None) -> None:
         args = ["fetch", "--no-tags", "--prune", "--no-write-fetch-head", "--quiet", "--no-auto-gc",
                 "--no-recurse-submodules"]
         if depth:
             args.append(f"--depth={depth}")
+        if filter_spec:
+            args.append(f"--filter={filter_spec}")
         code, _, err = self._run(args + ["origin", *refspecs])
         self.counters["fetch"] += 1
         if code != 0:
             raise BoardUnreachable(f"git fetch failed: {_last_lines(err)}")
+
+    def missing_objects(self, shas: Iterable[str]) -> list[str]:
+        """Objects reachable from ``shas`` (trees or blobs) that this partial clone lacks; fetches nothing."""
+        shas = list(shas)
+        if not shas:
+            return []
+        code, out, err = self._run(["rev-list", "--objects", "--no-object-names", "--missing=print", "--stdin"],
+                                   network=False, input_bytes=("\n".join(shas) + "\n").encode())
+        if code != 0:
+            raise WmsError(f"git rev-list failed: {_last_lines(err)}")
+        return [line[1:] for line in out.split() if line.startswith("?")]
+
+    def fetch_objects(self, shas: Iterable[str]) -> None:
+        """Fetch these objects by id in one request (protocol v2 serves any object it has)."""
+        shas = sorted(set(shas))
+        if not shas:
+            return
+        code, _, err = self._run(["-c", "fetch.negotiationAlgorithm=noop", "fetch", "--no-tags", "--quiet",
+                                  "--no-write-fetch-head", "--no-auto-gc", "--no-recurse-submodules", "--stdin",
+                                  "origin"], input_bytes=("\n".join(shas) + "\n").encode())
+        self.counters["fetch"] += 1
+        self.counters["fetch_objects"] += len(shas)
+        if code != 0:
+            raise BoardUnreachable(f"git fetch of {len(shas)} object(s) failed: {_last_lines(err)}")
 
     def push(self, updates: list[RefUpdate], *, atomic: bool = False) -> PushResult:
         if not updates:
@@ -471,17 +511,41 @@ class TreeFileReader:
     Refuses absolute paths, paths that climb out of the board, symbolic links and folders.
     """
 
-    def __init__(self, repo_path: Path, commit: str, max_bytes: int = 200 * 1024 * 1024, timeout: float = 120):
+    def __init__(self, repo_path: Path, commit: str, max_bytes: int = 200 * 1024 * 1024, timeout: float = 120,
+                 env: dict | None = None):
         self.repo_path = Path(repo_path)
         self.commit = commit
         self.max_bytes = max_bytes
         self.timeout = timeout
+        self.env = env  # a partial clone fetches missing files on demand: it needs the remote's credentials
+        self._prefetched: set[str] = set()
+
+    def _prefetch(self, folder: str) -> None:
+        """In a partial clone, fetch the files of ``folder`` that are missing in one request, not one by one."""
+        if folder in self._prefetched:
+            return
+        self._prefetched.add(folder)
+        try:
+            listing = subprocess.run(
+                ["git", "-C", str(self.repo_path), "rev-list", "--objects", "--no-object-names", "--missing=print",
+                 f"{self.commit}:{folder}"], capture_output=True, timeout=self.timeout, env=self.env)
+            missing = [ln[1:] for ln in listing.stdout.decode().split() if ln.startswith("?")]
+            if listing.returncode == 0 and missing:
+                subprocess.run(
+                    ["git", "-C", str(self.repo_path), "-c", "fetch.negotiationAlgorithm=noop", "fetch", "--no-tags",
+                     "--quiet", "--no-write-fetch-head", "--no-auto-gc", "--stdin", "origin"],
+                    input=("\n".join(missing) + "\n").encode(), capture_output=True, timeout=self.timeout,
+                    env=self.env)
+        except (OSError, subprocess.TimeoutExpired):
+            pass  # each file is then fetched on demand
 
     def read_file(self, path: str) -> bytes:
         clean = _safe_board_path(path)
+        if self.env is not None and "/" in clean:
+            self._prefetch(clean.rsplit("/", 1)[0])
         listing = subprocess.run(
             ["git", "-C", str(self.repo_path), "ls-tree", "-z", "-l", self.commit, "--", clean],
-            capture_output=True, timeout=self.timeout,
+            capture_output=True, timeout=self.timeout, env=self.env,
         )
         if listing.returncode != 0 or not listing.stdout:
             raise FileNotFoundError(f"{clean} is not on the board")
@@ -494,7 +558,7 @@ class TreeFileReader:
         if int(size) > self.max_bytes:
             raise ValueError(f"{clean} is {int(size)} bytes, over the {self.max_bytes}-byte limit")
         blob = subprocess.run(["git", "-C", str(self.repo_path), "cat-file", "blob", sha],
-                              capture_output=True, timeout=self.timeout)
+                              capture_output=True, timeout=self.timeout, env=self.env)
         if blob.returncode != 0:
             raise FileNotFoundError(f"{clean} could not be read from the local clone")
         return blob.stdout

@@ -151,7 +151,8 @@ class Worker:
             self.workdir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise WorkdirError(f"Cannot create the workdir {self.workdir}: {exc.strerror}. Choose another --workdir.")
-        self.repo = LocalRepo.open(self.workdir / "board.git", self.remote, timeout=self.config.git_timeout)
+        self.repo = LocalRepo.open(self.workdir / "board.git", self.remote, timeout=self.config.git_timeout,
+                                   lean=getattr(self.config, "lean_clone", False))
         self.board = Board(self.repo, self.settings)
         self.spool = Spool(self.workdir / "spool")
         for entry in self.spool.entries():
@@ -492,7 +493,8 @@ class Worker:
         try:
             scratch.mkdir(parents=True, exist_ok=True)
             ctx = WorkContext(
-                work_id=job.work_id, workdir=scratch, board=TreeFileReader(self.repo.path, job.commit),
+                work_id=job.work_id, workdir=scratch,
+                board=TreeFileReader(self.repo.path, job.commit, env=self.repo.reader_env() if self.repo.lean else None),
                 log=logging.getLogger(f"wms.job.{job.work_id}"),
                 on_progress=lambda done, total, msg: setattr(job, "progress", (done, total, msg)),
                 stop_requested=lambda: self._stop_now,

@@ -12,8 +12,12 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
 
-def make_bare(path: Path) -> Path:
+def make_bare(path: Path, *, filters: bool = True) -> Path:
+    """A bare repository to serve as a board; ``filters``: serve partial clones (as GitHub does)."""
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(path)], check=True)
+    if filters:
+        for key in ("uploadpack.allowFilter", "uploadpack.allowAnySHA1InWant"):
+            subprocess.run(["git", "--git-dir", str(path), "config", key, "true"], check=True)
     return path
 
 

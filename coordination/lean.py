@@ -1,0 +1,69 @@
+"""A lean clone: a worker's cost stays flat however much history and how many results the board holds.
+
+A worker never needs the board's history, nor the results of finished orders, nor page
+images of chapters it does not process. Its local clone (`LocalRepo(lean=True)`) is
+
+- **shallow**: every fetch asks for depth 1, so a fresh worker receives main's tip commit,
+  never the thousands of fold commits before it; it still writes commits whose parent is
+  main's tip and pushes them (the server has that parent);
+- **partial** (a promisor clone): the first fetch is `--filter=blob:none` (commits and trees
+  only); later fetches are `--filter=blob:limit=16k`, so small new files (orders, claim
+  records) arrive in the same round trip while large ones (OCR results, page images) stay
+  on the server;
+- **sparse** in what it reads: after each fetch the worker fetches, in one request, whatever
+  it still lacks of the folders it reads (`available_work/`, `retry_queue/`, `active_work/`,
+  `board.json`): the equivalent of a sparse checkout for a clone without a working tree.
+  Anything else it reads later (the pages of the chapter it claimed) is fetched on demand,
+  by git itself, one object at a time, or in bulk with `prefetch_folder`.
+
+Servers must allow filters (`uploadpack.allowFilter=true`; GitHub does). A server that does
+not simply ignores the filter (git prints a warning) and the worker fetches whole trees.
+"""
+from __future__ import annotations
+
+from coordination.defaults import LEAN_BLOB_LIMIT
+from coordination.states import OrderState
+
+LIVE_FOLDERS = (OrderState.AVAILABLE.folder, OrderState.RETRY.folder, OrderState.ACTIVE.folder)
+LIVE_FILES = ("board.json",)
+
+
+def fetch_options(repo) -> dict:
+    """depth and filter for the next fetch of ``repo``: none for a full clone."""
+    if not repo.lean:
+        return {}
+    first = not (repo.path / "shallow").exists()  # no shallow tip yet: nothing fetched in lean mode
+    return {"depth": 1, "filter_spec": "blob:none" if first else f"blob:limit={LEAN_BLOB_LIMIT}"}
+
+
+def fill_live_folders(view) -> int:
+    """Fetch, in one request, the files of the live folders that the clone lacks. Returns how many."""
+    if not view.tree:
+        return 0
+    roots, files = [], []
+    for name in LIVE_FOLDERS + LIVE_FILES:
+        entry = view.repo.lookup(view.tree, name)
+        if entry is None or entry.is_link:
+            continue
+        if entry.is_tree:
+            roots.append(entry.sha)
+        else:
+            files.append(entry)
+    if files:  # a missing object named on rev-list's command line is an error: wrap the files in a tree
+        roots.append(view.repo.write_tree(files))
+    missing = view.repo.missing_objects(roots)
+    view.repo.fetch_objects(missing)
+    return len(missing)
+
+
+def prefetch_folder(repo, commit: str, folder: str) -> int:
+    """Fetch every file under ``folder`` of ``commit`` that the clone lacks, in one request."""
+    if not repo.lean or not commit:
+        return 0
+    tree = repo.commit_info(commit)[0]
+    entry = repo.lookup(tree, folder)
+    if entry is None or not entry.is_tree:
+        return 0
+    missing = repo.missing_objects([entry.sha])
+    repo.fetch_objects(missing)
+    return len(missing)
