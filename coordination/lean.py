@@ -21,7 +21,11 @@ not simply ignores the filter (git prints a warning) and the worker fetches whol
 """
 from __future__ import annotations
 
+import time
+
 from coordination.defaults import LEAN_BLOB_LIMIT
+
+SHALLOW_AFTER_SECONDS = 300.0  # a fetch this long after the previous one cuts history again
 from coordination.states import OrderState
 
 LIVE_FOLDERS = (OrderState.AVAILABLE.folder, OrderState.RETRY.folder, OrderState.ACTIVE.folder)
@@ -29,11 +33,23 @@ LIVE_FILES = ("board.json",)
 
 
 def fetch_options(repo) -> dict:
-    """depth and filter for the next fetch of ``repo``: none for a full clone."""
+    """depth and filter for the next fetch of ``repo``: none for a full clone.
+
+    The first fetch of a process (or one after a long pause) is shallow, so a worker never
+    downloads the history that piled up before it; later fetches bring only the few commits
+    made since the last one (a shallow fetch would cost the server more for the same objects).
+    """
     if not repo.lean:
         return {}
-    first = not (repo.path / "shallow").exists()  # no shallow tip yet: nothing fetched in lean mode
-    return {"depth": 1, "filter_spec": "blob:none" if first else f"blob:limit={LEAN_BLOB_LIMIT}"}
+    now = time.monotonic()
+    last = getattr(repo, "_lean_fetched_at", None)
+    repo._lean_fetched_at = now
+    first = not (repo.path / "shallow").exists()  # nothing fetched in lean mode yet
+    if first:
+        return {"depth": 1, "filter_spec": "blob:none"}
+    if last is None or now - last > SHALLOW_AFTER_SECONDS:
+        return {"depth": 1, "filter_spec": f"blob:limit={LEAN_BLOB_LIMIT}"}
+    return {"filter_spec": f"blob:limit={LEAN_BLOB_LIMIT}"}
 
 
 def fill_live_folders(view) -> int:

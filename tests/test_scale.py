@@ -1,0 +1,102 @@
+"""Scale: a worker's clone is shallow and partial, reads no history and no results, and still folds."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+from pathlib import Path
+
+from coordination.board import Board
+from coordination.gitio import LocalRepo
+from coordination.remote import parse_repo_url
+from tests.helpers import ROOT, git_out, host, ids_by_state, make_bare, worker_cmd
+from tests.servers import GitDaemon
+
+_spec = importlib.util.spec_from_file_location("bench_growth", ROOT / "bench" / "growth.py")
+growth = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(growth)
+
+RESULT_BYTES = 40_000  # over the lean clone's blob limit, like a real OCR result
+
+
+def run_worker(url, workdir, *extra, env=None):
+    return subprocess.run(worker_cmd(str(url), workdir, *extra), cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env=env)
+
+
+def _history_blobs(bare: Path) -> set[str]:
+    out = git_out(bare, "ls-tree", "-r", "main", "completed_work/")
+    return {line.split()[2] for line in out.splitlines() if "hist-" in line}
+
+
+def _missing(clone: Path, rev: str) -> set[str]:
+    out = subprocess.run(["git", "--git-dir", str(clone), "rev-list", "--objects", "--no-object-names",
+                          "--missing=print", rev], capture_output=True, text=True, check=True).stdout
+    return {line[1:] for line in out.split() if line.startswith("?")}
+
+
+def _grown_board(root: Path, results: int, *, filters: bool = True) -> Path:
+    bare = make_bare(root / "board.git", filters=filters)
+    host("init", "--repo-url", str(bare))
+    growth.build_history(bare, results, RESULT_BYTES)
+    host("publish", "--repo-url", str(bare), "--simulate", "4", "--seconds", "0.05")
+    return bare
+
+
+def test_lean_worker_fetches_no_history_and_no_results_yet_folds(tmp_path):
+    root = tmp_path / "served"
+    root.mkdir()
+    bare = _grown_board(root, 40)
+    history = _history_blobs(bare)
+    assert len(history) == 40
+    commits_before = int(git_out(bare, "rev-list", "--count", "main"))
+    with GitDaemon(root) as daemon:
+        proc = run_worker(daemon.url("board.git"), tmp_path / "w", "--max-failures", "2")
+    assert proc.returncode == 0, proc.stdout
+    states = ids_by_state(bare)
+    assert len([i for i in states["completed"] if not i.startswith("hist-")]) == 4
+    assert not states["available"] and not states["active"]
+    clone = tmp_path / "w" / "board.git"
+    # shallow: the local clone holds none of the board's history before the worker came
+    assert (clone / "shallow").exists()
+    local_commits = int(git_out(clone, "rev-list", "--count", "refs/remotes/origin/main"))
+    assert local_commits < 20 < commits_before
+    # partial: no result that was on the board is in the worker's clone
+    assert history <= _missing(clone, "refs/remotes/origin/main")
+    size = sum(f.stat().st_size for f in (clone / "objects").rglob("*") if f.is_file())
+    assert size < RESULT_BYTES * 40 / 4, size
+
+
+def test_lean_worker_works_with_a_server_that_does_not_filter(tmp_path):
+    root = tmp_path / "served"
+    root.mkdir()
+    bare = _grown_board(root, 5, filters=False)
+    with GitDaemon(root) as daemon:
+        proc = run_worker(daemon.url("board.git"), tmp_path / "w", "--max-failures", "2")
+    assert proc.returncode == 0, proc.stdout
+    assert len([i for i in ids_by_state(bare)["completed"] if not i.startswith("hist-")]) == 4
+
+
+def test_lean_clone_fetches_a_missing_file_on_demand_with_credentials(http_board, tmp_path):
+    server, url, bare = http_board
+    growth.build_history(bare, 3, RESULT_BYTES)
+    repo = LocalRepo.open(tmp_path / "clone.git", parse_repo_url(url), lean=True)
+    try:
+        view = Board(repo).sync()
+        loc = view.locate("hist-000001")
+        assert loc.blob in _missing(repo.path, "refs/remotes/origin/main")
+        record = loc.record  # read on demand: git fetches the blob, authenticated like every fetch
+        assert record["work_id"] == "hist-000001"
+    finally:
+        repo.close()
+    assert "s3cr3t" not in (repo.path / "config").read_text()
+
+
+def test_full_clone_stays_available(daemon_board, tmp_path):
+    url, bare = daemon_board
+    host("publish", "--repo-url", url, "--simulate", "2", "--seconds", "0.05")
+    env = dict(os.environ, WMS_LEAN_CLONE="0")
+    proc = run_worker(url, tmp_path / "w", "--max-failures", "2", env=env)
+    assert proc.returncode == 0, proc.stdout
+    assert not (tmp_path / "w" / "board.git" / "shallow").exists()
+    assert len(ids_by_state(bare)["completed"]) == 2
