@@ -5,12 +5,16 @@
 
 Prints per W: makespan (first claim to last completion, from the board's records),
 ideal (orders x seconds / W), parallel efficiency (ideal / makespan), claims/s,
-lost-race rate (lost / claim attempts), pushes and fetches per completed order.
+lost-race rate (lost / claim attempts), pushes and fetches per completed order, CPU
+seconds per order of every process in the run (workers, their git, the server and its
+git) and how busy that kept the machine's cores over the run's wall time.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import re
 import subprocess
 import sys
@@ -36,6 +40,7 @@ def run_once(workers: int, orders: int, seconds: float, http: bool, tmp: Path) -
     root.mkdir()
     bare = make_bare(root / "board.git")
     server = GitHttpServer(root) if http else GitDaemon(root)
+    cpu0 = _cpu()
     with server:
         url = server.url("board.git")
         host("init", "--repo-url", url)
@@ -46,6 +51,7 @@ def run_once(workers: int, orders: int, seconds: float, http: bool, tmp: Path) -
         codes = [p.wait(timeout=3600) for p in procs]
         wall = time.time() - started
         records = completion_records(bare)
+    cpu = _cpu() - cpu0  # every process of the run: workers, their git, the server and its git
     logs = [(tmp / f"w{workers}-{i}.log").read_text() for i in range(workers)]
     lost = sum(text.count("lost claim race") for text in logs)
     pushes = fetches = 0
@@ -62,7 +68,16 @@ def run_once(workers: int, orders: int, seconds: float, http: bool, tmp: Path) -
     return {"workers": workers, "orders": orders, "completed": done, "exit_codes_ok": codes == [0] * workers,
             "makespan": makespan, "ideal": ideal, "efficiency": ideal / makespan, "wall": wall,
             "claims_per_s": done / makespan, "lost_race_rate": lost / (done + lost) if done + lost else 0.0,
-            "pushes_per_order": pushes / done, "fetches_per_order": fetches / done}
+            "pushes_per_order": pushes / done, "fetches_per_order": fetches / done,
+            "cpu_per_order": cpu / done, "cpu_busy": cpu / (wall * (os.cpu_count() or 1))}
+
+
+def _cpu() -> float:
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
 
 
 def main() -> None:
@@ -75,13 +90,14 @@ def main() -> None:
     print(f"board served by {'git http-backend' if args.http else 'git daemon'} on 127.0.0.1; "
           f"{args.seconds:g}-s simulate orders, {args.orders_per_worker} per worker")
     print(f"{'W':>3} {'orders':>6} {'done':>5} {'makespan':>9} {'ideal':>7} {'effic.':>7} {'claims/s':>9} "
-          f"{'lost-race':>9} {'push/ord':>9} {'fetch/ord':>9}")
+          f"{'lost-race':>9} {'push/ord':>9} {'fetch/ord':>9} {'cpu/ord':>8} {'cpu busy':>8}")
     with tempfile.TemporaryDirectory() as tmp:
         for w in args.workers:
             r = run_once(w, w * args.orders_per_worker, args.seconds, args.http, Path(tmp))
             print(f"{w:>3} {r['orders']:>6} {r['completed']:>5} {r['makespan']:>8.2f}s {r['ideal']:>6.1f}s "
                   f"{r['efficiency']:>7.3f} {r['claims_per_s']:>9.2f} {r['lost_race_rate']:>9.3f} "
-                  f"{r['pushes_per_order']:>9.2f} {r['fetches_per_order']:>9.2f}"
+                  f"{r['pushes_per_order']:>9.2f} {r['fetches_per_order']:>9.2f} {r['cpu_per_order']:>7.3f}s "
+                  f"{r['cpu_busy']:>8.0%}"
                   + ("" if r["exit_codes_ok"] else "  (a worker exited non-zero)"), flush=True)
 
 

@@ -49,6 +49,7 @@ class WorkerConfig:
     jobs: int = 1
     prefetch: int = 1  # orders claimed ahead of free slots, so git overlaps with processing
     git_timeout: float = defaults.GIT_TIMEOUT_SECONDS
+    claim_batch: int = defaults.CLAIM_BATCH  # orders per round trip to the board (0 = automatic)
     lean_clone: bool = defaults.LEAN_CLONE  # shallow, partial local clone: cost flat in the board's history
     log_file: Path | None = None
     prevent_sleep: bool = True
@@ -72,6 +73,8 @@ class WorkerConfig:
             raise ConfigurationError(f"max-cpu-percent must be between 1 and 100 (got {self.max_cpu_percent:g}).")
         if not 0 <= self.nice <= 19:
             raise ConfigurationError(f"nice must be between 0 and 19 (got {self.nice}).")
+        if not 0 <= self.claim_batch <= 10:
+            raise ConfigurationError(f"claim batch must be between 0 (automatic) and 10 (got {self.claim_batch}).")
         if self.prefetch < 0:
             raise ConfigurationError(f"prefetch must be 0 or more (got {self.prefetch}).")
         for name in ("max_idle_hours", "poll_seconds", "heartbeat_seconds", "offline_after", "git_timeout"):
@@ -129,6 +132,7 @@ _ENV_WORKER = {
     "WMS_PREFETCH": ("prefetch", int),
     "WMS_GIT_TIMEOUT": ("git_timeout", float),
     "WMS_LEAN_CLONE": ("lean_clone", bool),
+    "WMS_CLAIM_BATCH": ("claim_batch", int),
     "WMS_LOG_FILE": ("log_file", Path),
     "WMS_PREVENT_SLEEP": ("prevent_sleep", bool),
     "WMS_NICE": ("nice", int),

@@ -13,8 +13,8 @@ images of chapters it does not process. Its local clone (`LocalRepo(lean=True)`)
 - **sparse** in what it reads: after each fetch the worker fetches, in one request, whatever
   it still lacks of the folders it reads (`available_work/`, `retry_queue/`, `active_work/`,
   `board.json`): the equivalent of a sparse checkout for a clone without a working tree.
-  Anything else it reads later (the pages of the chapter it claimed) is fetched on demand,
-  by git itself, one object at a time, or in bulk with `prefetch_folder`.
+  Anything else it reads later (the pages of the chapter it claimed) is fetched on demand:
+  `TreeFileReader` fetches the missing files of a folder in one request on its first read.
 
 Servers must allow filters (`uploadpack.allowFilter=true`; GitHub does). A server that does
 not simply ignores the filter (git prints a warning) and the worker fetches whole trees.
@@ -71,15 +71,3 @@ def fill_live_folders(view) -> int:
     view.repo.fetch_objects(missing)
     return len(missing)
 
-
-def prefetch_folder(repo, commit: str, folder: str) -> int:
-    """Fetch every file under ``folder`` of ``commit`` that the clone lacks, in one request."""
-    if not repo.lean or not commit:
-        return 0
-    tree = repo.commit_info(commit)[0]
-    entry = repo.lookup(tree, folder)
-    if entry is None or not entry.is_tree:
-        return 0
-    missing = repo.missing_objects([entry.sha])
-    repo.fetch_objects(missing)
-    return len(missing)

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from coordination.board import Board, BoardSettings, BoardView, Candidate, Located, RESULT_FILE, dumps
-from coordination.defaults import CLAIMS_PREFIX, HEARTBEATS_PREFIX, MAIN_REF, MAX_RESULT_BYTES, RESULTS_PREFIX
+from coordination.defaults import (BATCH_BELOW_SECONDS, CLAIMS_PREFIX, HEARTBEATS_PREFIX, MAIN_REF, MAX_RESULT_BYTES,
+                                   RESULTS_PREFIX)
 from coordination.exceptions import BoardPermissionError, BoardUnreachable, WmsError, WorkdirError
 from coordination.gitio import LocalRepo, RefUpdate, TreeFileReader
 from coordination.liveness import LivenessTracker
@@ -131,6 +132,7 @@ class Worker:
         self._board_delay = 0.0
         self._next_poll_at = 0.0
         self._claimed_last = 0
+        self._last_busy: float | None = None  # how long the last order took
         self.repo: LocalRepo | None = None
         self.board: Board | None = None
         self.spool: Spool | None = None
@@ -178,15 +180,18 @@ class Worker:
                 return
             self.start_ready_jobs()
             want = self.claims_wanted()
-            claim = want > 0 and self.now() >= self._next_poll_at
+            may_claim = want > 0 and self.now() >= self._next_poll_at
+            # with batching, claim only a batch at a time (or when nothing waits to run)
+            claim = may_claim and (want >= self.batch() or not self.ready)
+            flush = self.flush_due()
             unconfirmed = any(not j.confirmed for j in self.ready.values())
-            if unconfirmed and not (claim or self.outbox or self.free_threads() > 0):
+            if unconfirmed and not (claim or flush or self.free_threads() > 0):
                 # the current order is running: confirm the next one now (a fetch only), so it
                 # can start the moment a slot frees instead of waiting for a round trip then
                 self.with_board_retries(self.confirm_step)
                 continue
-            if claim or unconfirmed or self.outbox or self.fold_due():
-                started = self.with_board_retries(lambda: self.exchange(want if claim else 0))
+            if claim or unconfirmed or flush or self.fold_due():
+                started = self.with_board_retries(lambda: self.exchange(want if may_claim else 0))
                 if started is None:
                     continue  # the board was unreachable and we waited
                 if started or self._claimed_last:
@@ -207,7 +212,30 @@ class Worker:
             return 0
         held = len(self.jobs) + len(self.ready)
         left = self.config.max_work - self.stats.work_done - held
-        return max(0, min(self.config.jobs + self.config.prefetch - held, left))
+        return max(0, min(self.config.jobs + max(self.config.prefetch, self.batch()) - held, left))
+
+    def batch(self) -> int:
+        """Orders handled per round trip to the board (`claim_batch`; 0 = automatic).
+
+        Automatic: 2 while orders are short (the last took under BATCH_BELOW_SECONDS), so a
+        worker on quick orders pushes two results and two claims at once and coordination
+        costs half as much per order; 1 for long orders, where it costs little anyway and
+        holding a second order ahead would only keep it from other workers.
+        """
+        configured = getattr(self.config, "claim_batch", 1)
+        if configured:
+            return configured
+        return 2 if self._last_busy is not None and self._last_busy < BATCH_BELOW_SECONDS else 1
+
+    def flush_due(self) -> bool:
+        """Push finished attempts now? At once without batching; else a batch at a time, or when one
+        has waited `fold_delay` seconds, or when nothing runs (results are in the spool meanwhile)."""
+        if not self.outbox:
+            return False
+        if self.batch() <= 1 or len(self.outbox) >= self.batch() or not self.jobs or self.stats.stop_reason:
+            return True
+        oldest = min(e.info.get("at", 0) for e in self.outbox.values())
+        return self.now() - oldest >= self.config.fold_delay
 
     def shutdown(self) -> None:
         self.stats.ended_at = self.now()
@@ -542,6 +570,7 @@ class Worker:
                 continue
             del self.jobs[work_id]
             busy = self.now() - job.started_at
+            self._last_busy = busy
             self.stats.busy_seconds += busy
             rest = rest_after(busy, self.config.max_cpu_percent)
             if rest > 0:
