@@ -100,3 +100,18 @@ def test_full_clone_stays_available(daemon_board, tmp_path):
     assert proc.returncode == 0, proc.stdout
     assert not (tmp_path / "w" / "board.git" / "shallow").exists()
     assert len(ids_by_state(bare)["completed"]) == 2
+
+
+def test_collect_keeps_the_board_tip_to_orders_in_play(board, tmp_path):
+    """Archiving also takes collected orders' claim files out of work_queue/ (history keeps them)."""
+    host("publish", "--repo-url", str(board), "--simulate", "3", "--seconds", "0.01")
+    proc = run_worker(board, tmp_path / "w", "--max-failures", "1")
+    assert proc.returncode == 0, proc.stdout
+    audit = [f for f in git_out(board, "ls-tree", "-r", "--name-only", "main").split() if f.startswith("work_queue/")]
+    assert len(audit) == 3
+    host("collect", "--repo-url", str(board), "--out", str(tmp_path / "out"))
+    files = git_out(board, "ls-tree", "-r", "--name-only", "main").split()
+    assert not [f for f in files if f.startswith("work_queue/")]
+    assert len([f for f in files if f.startswith("archive/")]) == 3
+    for path in audit:  # the trail is still in the board's history
+        assert git_out(board, "log", "--format=%H", "main", "--", path).strip()
