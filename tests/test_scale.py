@@ -112,6 +112,6 @@ def test_collect_keeps_the_board_tip_to_orders_in_play(board, tmp_path):
     host("collect", "--repo-url", str(board), "--out", str(tmp_path / "out"))
     files = git_out(board, "ls-tree", "-r", "--name-only", "main").split()
     assert not [f for f in files if f.startswith("work_queue/") and f.endswith(".json")]
-    assert len([f for f in files if f.startswith("archive/")]) == 3
+    assert len([f for f in files if f.startswith("archive/") and f.endswith(".json")]) == 3
     for path in audit:  # the trail is still in the board's history
         assert git_out(board, "log", "--format=%H", "main", "--", path).strip()
