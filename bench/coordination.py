@@ -7,7 +7,8 @@ Prints per W: makespan (first claim to last completion, from the board's records
 ideal (orders x seconds / W), parallel efficiency (ideal / makespan), claims/s,
 lost-race rate (lost / claim attempts), pushes and fetches per completed order, CPU
 seconds per order of every process in the run (workers, their git, the server and its
-git) and how busy that kept the machine's cores over the run's wall time.
+git), the server's share of it (the server and the git it runs), and how busy that kept
+the machine's cores over the run's wall time.
 """
 from __future__ import annotations
 
@@ -40,15 +41,20 @@ def run_once(workers: int, orders: int, seconds: float, http: bool, tmp: Path) -
     root.mkdir()
     bare = make_bare(root / "board.git")
     server = GitHttpServer(root) if http else GitDaemon(root)
-    cpu0 = _cpu()
     with server:
         url = server.url("board.git")
         host("init", "--repo-url", url)
         host("publish", "--repo-url", url, "--simulate", str(orders), "--seconds", str(seconds), "--prefix", "b")
+        cpu0 = _cpu()  # after the host's init and publish
         started = time.time()
         procs = [start_worker(url, tmp / f"w{workers}-{i}", "--max-failures", "2", "--max-work", "100000",
                               log=tmp / f"w{workers}-{i}.log") for i in range(workers)]
-        codes = [p.wait(timeout=3600) for p in procs]
+        codes, worker_cpu = [], 0.0
+        for p in procs:  # wait4: each worker's CPU, with its git commands
+            _, status, usage = os.wait4(p.pid, 0)
+            p.returncode = os.waitstatus_to_exitcode(status)
+            codes.append(p.returncode)
+            worker_cpu += usage.ru_utime + usage.ru_stime
         wall = time.time() - started
         records = completion_records(bare)
     cpu = _cpu() - cpu0  # every process of the run: workers, their git, the server and its git
@@ -69,7 +75,8 @@ def run_once(workers: int, orders: int, seconds: float, http: bool, tmp: Path) -
             "makespan": makespan, "ideal": ideal, "efficiency": ideal / makespan, "wall": wall,
             "claims_per_s": done / makespan, "lost_race_rate": lost / (done + lost) if done + lost else 0.0,
             "pushes_per_order": pushes / done, "fetches_per_order": fetches / done,
-            "cpu_per_order": cpu / done, "cpu_busy": cpu / (wall * (os.cpu_count() or 1))}
+            "cpu_per_order": cpu / done, "server_cpu_per_order": (cpu - worker_cpu) / done,
+            "cpu_busy": cpu / (wall * (os.cpu_count() or 1))}
 
 
 def _cpu() -> float:
@@ -90,13 +97,14 @@ def main() -> None:
     print(f"board served by {'git http-backend' if args.http else 'git daemon'} on 127.0.0.1; "
           f"{args.seconds:g}-s simulate orders, {args.orders_per_worker} per worker")
     print(f"{'W':>3} {'orders':>6} {'done':>5} {'makespan':>9} {'ideal':>7} {'effic.':>7} {'claims/s':>9} "
-          f"{'lost-race':>9} {'push/ord':>9} {'fetch/ord':>9} {'cpu/ord':>8} {'cpu busy':>8}")
+          f"{'lost-race':>9} {'push/ord':>9} {'fetch/ord':>9} {'cpu/ord':>8} {'server':>7} {'cpu busy':>8}")
     with tempfile.TemporaryDirectory() as tmp:
         for w in args.workers:
             r = run_once(w, w * args.orders_per_worker, args.seconds, args.http, Path(tmp))
             print(f"{w:>3} {r['orders']:>6} {r['completed']:>5} {r['makespan']:>8.2f}s {r['ideal']:>6.1f}s "
                   f"{r['efficiency']:>7.3f} {r['claims_per_s']:>9.2f} {r['lost_race_rate']:>9.3f} "
                   f"{r['pushes_per_order']:>9.2f} {r['fetches_per_order']:>9.2f} {r['cpu_per_order']:>7.3f}s "
+                  f"{r['server_cpu_per_order']:>6.3f}s "
                   f"{r['cpu_busy']:>8.0%}"
                   + ("" if r["exit_codes_ok"] else "  (a worker exited non-zero)"), flush=True)
 
