@@ -37,8 +37,7 @@ def completion_records(bare: Path) -> list[dict]:
 
 
 def run_once(workers: int, orders: int, seconds: float, http: bool, tmp: Path) -> dict:
-    root = tmp / f"served-{workers}"
-    root.mkdir()
+    root = Path(tempfile.mkdtemp(prefix=f"served-{workers}-", dir=tmp))
     bare = make_bare(root / "board.git")
     server = GitHttpServer(root) if http else GitDaemon(root)
     with server:
@@ -47,8 +46,8 @@ def run_once(workers: int, orders: int, seconds: float, http: bool, tmp: Path) -
         host("publish", "--repo-url", url, "--simulate", str(orders), "--seconds", str(seconds), "--prefix", "b")
         cpu0 = _cpu()  # after the host's init and publish
         started = time.time()
-        procs = [start_worker(url, tmp / f"w{workers}-{i}", "--max-failures", "2", "--max-work", "100000",
-                              log=tmp / f"w{workers}-{i}.log") for i in range(workers)]
+        procs = [start_worker(url, tmp / f"{root.name}-w{i}", "--max-failures", "2", "--max-work", "100000",
+                              log=tmp / f"{root.name}-w{i}.log") for i in range(workers)]
         codes, worker_cpu = [], 0.0
         for p in procs:  # wait4: each worker's CPU, with its git commands
             _, status, usage = os.wait4(p.pid, 0)
@@ -58,7 +57,7 @@ def run_once(workers: int, orders: int, seconds: float, http: bool, tmp: Path) -
         wall = time.time() - started
         records = completion_records(bare)
     cpu = _cpu() - cpu0  # every process of the run: workers, their git, the server and its git
-    logs = [(tmp / f"w{workers}-{i}.log").read_text() for i in range(workers)]
+    logs = [(tmp / f"{root.name}-w{i}.log").read_text() for i in range(workers)]
     lost = sum(text.count("lost claim race") for text in logs)
     pushes = fetches = 0
     for text in logs:

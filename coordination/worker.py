@@ -137,6 +137,7 @@ class Worker:
         self.board: Board | None = None
         self.spool: Spool | None = None
         self.remaining: int | None = None  # orders the board still offers, as last seen
+        self.in_play = 0  # orders claimed on the board, as last seen
 
     # ---------------------------------------------------------------- life cycle
     def run(self) -> WorkerStats:
@@ -217,7 +218,8 @@ class Worker:
     def batch(self) -> int:
         """Orders handled per round trip to the board (`claim_batch`; 0 = automatic).
 
-        Automatic: 2 while orders are short (the last took under BATCH_BELOW_SECONDS), so a
+        Automatic: 2 while orders are short (the last took under BATCH_BELOW_SECONDS) and the
+        board offers more orders than are in play (not the end of the queue), so a
         worker on quick orders pushes two results and two claims at once and coordination
         costs half as much per order; 1 for long orders, where it costs little anyway and
         holding a second order ahead would only keep it from other workers.
@@ -225,7 +227,9 @@ class Worker:
         configured = getattr(self.config, "claim_batch", 1)
         if configured:
             return configured
-        return 2 if self._last_busy is not None and self._last_busy < BATCH_BELOW_SECONDS else 1
+        # not near the end of the queue either: orders held ahead then would keep others idle
+        plenty = self.remaining is None or self.remaining > self.in_play
+        return 2 if plenty and self._last_busy is not None and self._last_busy < BATCH_BELOW_SECONDS else 1
 
     def flush_due(self) -> bool:
         """Push finished attempts now? At once without batching; else a batch at a time, or when one
@@ -363,6 +367,7 @@ class Worker:
             self.confirm_ready_jobs(view)
             started += self.start_ready_jobs()
             self.remaining = view.count(OrderState.AVAILABLE) + view.count(OrderState.RETRY)
+            self.in_play = view.count(OrderState.ACTIVE)
         pushed_results = []
         for entry in list(self.outbox.values()):
             files = {RESULT_FILE: dumps(entry.record)} if entry.record is not None else None
