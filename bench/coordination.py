@@ -36,7 +36,7 @@ def completion_records(bare: Path) -> list[dict]:
     return [json.loads(git_out(bare, "show", f"main:{f}")) for f in files]
 
 
-def run_once(workers: int, orders: int, seconds: float, http: bool, tmp: Path) -> dict:
+def run_once(workers: int, orders: int, seconds: float, http: bool, tmp: Path, heartbeat: float | None = None) -> dict:
     root = Path(tempfile.mkdtemp(prefix=f"served-{workers}-", dir=tmp))
     bare = make_bare(root / "board.git")
     server = GitHttpServer(root) if http else GitDaemon(root)
@@ -46,8 +46,12 @@ def run_once(workers: int, orders: int, seconds: float, http: bool, tmp: Path) -
         host("publish", "--repo-url", url, "--simulate", str(orders), "--seconds", str(seconds), "--prefix", "b")
         cpu0 = _cpu()  # after the host's init and publish
         started = time.time()
-        procs = [start_worker(url, tmp / f"{root.name}-w{i}", "--max-failures", "2", "--max-work", "100000",
-                              log=tmp / f"{root.name}-w{i}.log") for i in range(workers)]
+        extra, env = [], None
+        if heartbeat:  # the testing environment beats every 2 s; production every 60 s
+            extra = ["--heartbeat-seconds", str(heartbeat)]
+            env = dict(os.environ, WMS_OFFLINE_AFTER=str(3 * heartbeat))
+        procs = [start_worker(url, tmp / f"{root.name}-w{i}", "--max-failures", "2", "--max-work", "100000", *extra,
+                              log=tmp / f"{root.name}-w{i}.log", env=env) for i in range(workers)]
         codes, worker_cpu = [], 0.0
         for p in procs:  # wait4: each worker's CPU, with its git commands
             _, status, usage = os.wait4(p.pid, 0)
@@ -92,14 +96,17 @@ def main() -> None:
     ap.add_argument("--orders-per-worker", type=int, default=12)
     ap.add_argument("--seconds", type=float, default=1.0)
     ap.add_argument("--http", action="store_true", help="serve the board with git http-backend instead of git daemon")
+    ap.add_argument("--heartbeat-seconds", type=float, default=None,
+                    help="worker heartbeat interval (default: the testing environment's 2 s; production uses 60)")
     args = ap.parse_args()
     print(f"board served by {'git http-backend' if args.http else 'git daemon'} on 127.0.0.1; "
-          f"{args.seconds:g}-s simulate orders, {args.orders_per_worker} per worker")
+          f"{args.seconds:g}-s simulate orders, {args.orders_per_worker} per worker, "
+          f"heartbeats every {args.heartbeat_seconds or 2:g} s")
     print(f"{'W':>3} {'orders':>6} {'done':>5} {'makespan':>9} {'ideal':>7} {'effic.':>7} {'claims/s':>9} "
           f"{'lost-race':>9} {'push/ord':>9} {'fetch/ord':>9} {'cpu/ord':>8} {'server':>7} {'cpu busy':>8}")
     with tempfile.TemporaryDirectory() as tmp:
         for w in args.workers:
-            r = run_once(w, w * args.orders_per_worker, args.seconds, args.http, Path(tmp))
+            r = run_once(w, w * args.orders_per_worker, args.seconds, args.http, Path(tmp), args.heartbeat_seconds)
             print(f"{w:>3} {r['orders']:>6} {r['completed']:>5} {r['makespan']:>8.2f}s {r['ideal']:>6.1f}s "
                   f"{r['efficiency']:>7.3f} {r['claims_per_s']:>9.2f} {r['lost_race_rate']:>9.3f} "
                   f"{r['pushes_per_order']:>9.2f} {r['fetches_per_order']:>9.2f} {r['cpu_per_order']:>7.3f}s "
