@@ -195,7 +195,7 @@ class BoardView:
                 if sub.is_tree:
                     names.extend(e.name for e in self.repo.read_tree(sub.sha) if not e.is_tree)
         else:
-            names = [e.name for e in entries if not e.is_tree and not e.is_link]
+            names = [e.name for e in entries if not e.is_tree]  # a symbolic link is listed, then refused
         return [n[:-5] for n in names if n.endswith(".json") and valid_work_id(n[:-5])]
 
     def count(self, state: OrderState) -> int:

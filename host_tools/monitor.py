@@ -22,6 +22,8 @@ Time is a parameter: `poll(now)` judges liveness and ages by ``now`` alone.
 """
 from __future__ import annotations
 
+import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,11 +70,16 @@ class Monitor:
         self.ledger = ledger or AlertLedger(board.repo.path.parent / "monitor-alerts.json")
         self.mailer = mailer
         self._now = 0.0
-        self.tracker = LivenessTracker(offline_after, clock=lambda: self._now, wall=lambda: self._now)
+        self.tracker = LivenessTracker(offline_after, clock=lambda: self._now)
+        self.liveness_file = board.repo.path.parent / "monitor-liveness.json"
+        self._restored = False
 
     # ------------------------------------------------------------------ one poll
     def poll(self, now: float) -> PollReport:
         self._now = now
+        if not self._restored:  # observations of earlier runs (cron --once), in this machine's clock
+            self._restored = True
+            self.tracker.restore(_read_json(self.liveness_file))
         report = PollReport(now)
         fold_into_main(self.board, now)
         view = self.board.sync(heartbeats=True)
@@ -96,6 +103,7 @@ class Monitor:
                 report.retry_ready += 1
         incidents = self.incidents(view, now, report)
         report.alerts_sent, report.alert_error = deliver(incidents, self.ledger, self.mailer, now)
+        _write_json(self.liveness_file, self.tracker.snapshot())
         return report
 
     def forgotten_claims(self, view: BoardView, already: set[str]) -> list[Lapsed]:
@@ -230,6 +238,23 @@ class Monitor:
             n += 1
             if polls is None or n < polls:
                 sleep(poll_seconds)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_json(path: Path, data: dict) -> None:
+    try:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(data), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # the next run only waits a full offline_after before judging
 
 
 def ledger_path(board: Board) -> Path:
