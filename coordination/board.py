@@ -387,7 +387,8 @@ class BoardView:
                 continue
             status = info.get("status")
             if status == "completed":
-                if state == OrderState.COMPLETED:
+                # a quarantined result (refused by collect or the monitor) never reopens its order
+                if state == OrderState.COMPLETED or (state == OrderState.FAILED and record.get("quarantined")):
                     if record.get("seq") != ev_seq:
                         dup = duplicate_path(work_id, ev_seq)
                         if not self.has_path(dup) and dup not in extra:
@@ -462,6 +463,8 @@ class BoardView:
         status = note.info.get("status")
         if status == "completed":
             if before.state == OrderState.COMPLETED and before.record.get("seq") == seq:
+                return True
+            if before.state == OrderState.FAILED and before.record.get("quarantined") and before.record.get("seq") == seq:
                 return True
             return self.has_path(duplicate_path(work_id, seq))
         # failed / released: reflected once main moved past that attempt

@@ -296,6 +296,11 @@ class Worker:
             return f"No work available after {self.stats.empty_polls} consecutive attempts"
         idle = self.now() - self._last_activity
         if not self.jobs and not self.ready and idle >= self.config.max_idle_hours * 3600:
+            if self._unreachable_since is not None:
+                self.stats.exit_code = BoardUnreachable.exit_code
+                return (f"Board unreachable for {(self.now() - self._unreachable_since) / 3600:.2f} hours, idle for "
+                        f"{idle / 3600:.2f} (limit --max-idle-hours {self.config.max_idle_hours:g}); "
+                        f"{len(self.outbox)} result(s) stay in the spool")
             return f"Idle for {idle / 3600:.2f} hours (limit {self.config.max_idle_hours:g})"
         return None
 

@@ -73,6 +73,7 @@ class Monitor:
         self.tracker = LivenessTracker(offline_after, clock=lambda: self._now)
         self.liveness_file = board.repo.path.parent / "monitor-liveness.json"
         self._restored = False
+        self._valid_blobs: set[str] = set()  # completed records already found valid
 
     # ------------------------------------------------------------------ one poll
     def poll(self, now: float) -> PollReport:
@@ -92,6 +93,7 @@ class Monitor:
             report.taken_back = [x for x in lapsed if x.work_id in taken]
 
         report.repaired += self.repair(now)
+        report.repaired += self.quarantine_invalid_results(now)
         report.repaired += self.drop_stale_refs(now)
 
         view = self.board.sync(heartbeats=True)
@@ -157,6 +159,34 @@ class Monitor:
             if not changes:
                 return None
             return changes, "wms: monitor repairs\n\n" + "\n".join(done)
+
+        self.board.update_main(mutate, now=lambda: now)
+        return list(done)
+
+    def quarantine_invalid_results(self, now: float) -> list[str]:
+        """Completed records that are not valid results (forged or corrupt pushes: not JSON, another
+        work id, bad schema, oversized) go to `quarantine/`, their orders to `failed_work/`."""
+        from host_tools.collect import check_blob, quarantine_changes
+
+        done: list[str] = []
+
+        def mutate(view: BoardView):
+            done.clear()
+            bad = {}
+            for work_id in view.list_ids(OrderState.COMPLETED):
+                loc = view.locate(work_id)
+                if loc.blob is None or loc.blob in self._valid_blobs:
+                    continue
+                reason = check_blob(view, work_id, loc.blob)
+                if reason is None:
+                    self._valid_blobs.add(loc.blob)
+                else:
+                    bad[work_id] = (loc.blob, reason)
+            changes = quarantine_changes(self.board, view, bad, now, by="monitor")
+            if not changes:
+                return None
+            done.extend(f"quarantined the result of {w}: {r}" for w, (_, r) in sorted(bad.items()))
+            return changes, "wms: monitor quarantines invalid results\n\n" + "\n".join(done)
 
         self.board.update_main(mutate, now=lambda: now)
         return list(done)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from coordination.gitio import RefUpdate
 from coordination.testhooks import CRASH_POINTS
 from host_tools import admin
 from host_tools.alerts import AlertLedger
@@ -300,3 +301,104 @@ def test_hostile_board_content_ends_in_retry_or_failed_and_the_worker_carries_on
     assert secret not in objects and secret not in (proc.stdout + proc.stderr).encode()
     assert list(canary.parent.iterdir()) == [canary] and canary.read_bytes() == secret
     assert sorted(set(p.name for p in tmp_path.iterdir()) - set(top_before)) == ["w"]
+
+
+def test_junk_refs_alone_do_not_crash_workers_monitor_or_status(daemon_board, tmp_path):
+    """Refs under refs/wms/* with bad names, non-commit objects and non-JSON messages."""
+    url, bare = daemon_board
+    host("publish", "--repo-url", url, "--simulate", "2", "--seconds", "0", "--prefix", "j")
+    clone = tmp_path / "vandal"
+    _git(tmp_path, "clone", "-q", url, str(clone))
+    ident = ["-c", "user.name=vandal", "-c", "user.email=v@example.org"]
+    blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=clone, input="junk", capture_output=True,
+                          text=True, check=True).stdout.strip()
+    tree = _git(clone, "rev-parse", "HEAD^{tree}")
+    junk = subprocess.run(["git", *ident, "commit-tree", tree, "-m", "[1, 2"], cwd=clone, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    _git(clone, "push", "-q", "origin", f"{blob}:refs/wms/claims/j-00001/1", f"{tree}:refs/wms/results/j-00002/9",
+         f"{junk}:refs/wms/results/j-00002/x", f"{blob}:refs/wms/heartbeats/a/b", f"{junk}:refs/wms/claims/-/-")
+    for args in (["monitor", "--repo-url", url, "--once"], ["status", "--repo-url", url, "--json"]):
+        res = host(*args, check=False)
+        assert res.returncode == 0 and "Traceback" not in res.stderr, res.stdout + res.stderr
+    proc = subprocess.run(worker_cmd(url, tmp_path / "w", "--max-failures", "2"), cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env=_env(**FAST_LEASE))
+    assert proc.returncode == 0 and "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    states = ids_by_state(bare)
+    # j-00001's junk claim (a blob, no holder) is taken over once its lease lapses; j-00002 is done
+    assert sorted(states["completed"]) == ["j-00001", "j-00002"], states
+
+
+# ------------------------------------------------------------------ 4. forged results
+def _forge(board, work_id, seq, record: bytes):
+    """A volunteer pushes a result ref for an order it never held."""
+    ref = f"refs/wms/results/{work_id}/{seq}"
+    info = {"status": "completed", "work_id": work_id, "seq": seq, "worker_id": "forger", "at": time.time()}
+    assert board.repo.push([RefUpdate(ref, board.ref_commit(info, {"record.json": record}), "")]).accepted(ref)
+
+
+def test_forged_result_refs_are_quarantined_by_monitor_and_collect(daemon_board, tmp_path):
+    url, bare = daemon_board
+    host("publish", "--repo-url", url, "--simulate", "4", "--seconds", "0", "--prefix", "fr")
+    vandal = admin.open_board(url, tmp_path / "vandal")
+    other = {"schema": 1, "work_id": "fr-00002", "kind": "simulate", "seq": 1, "result": {"text": "stolen"}}
+    _forge(vandal, "fr-00001", 1, json.dumps(other).encode())  # a record naming another work id
+    _forge(vandal, "fr-00003", 1, b"\x00this is not JSON")  # a non-JSON record
+    mon = host("monitor", "--repo-url", url, "--once")
+    assert "Repaired: quarantined the result of fr-00001: work_id 'fr-00002' does not match" in mon.stdout
+    assert "Repaired: quarantined the result of fr-00003: not valid JSON" in mon.stdout
+    states = ids_by_state(bare)
+    assert sorted(states["failed"]) == ["fr-00001", "fr-00003"] and states["completed"] == []
+    files = board_files(bare)
+    assert sum(f.startswith("quarantine/") for f in files) == 2
+    error = read_board_json(bare, "failed_work/fr-00001.json")["errors"][-1]["error"]
+    assert error.startswith("result rejected by monitor: work_id 'fr-00002'")
+    # a forgery the monitor has not seen yet: collect refuses it as well
+    _forge(vandal, "fr-00004", 7, b'["a list"]')
+    out = tmp_path / "out"
+    col = host("collect", "--repo-url", url, "--out", str(out), check=False)
+    assert col.returncode == 0, col.stdout + col.stderr
+    assert col.stderr == "Quarantined fr-00004: a JSON list, not an object\n"
+    assert not (out / "results.jsonl").read_text().strip()
+    # the forged refs never reopen those orders; the real one is done by a worker
+    proc = subprocess.run(worker_cmd(url, tmp_path / "w", "--max-failures", "1"), cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0
+    host("monitor", "--repo-url", url, "--once")
+    col = host("collect", "--repo-url", url, "--out", str(out))
+    assert [json.loads(x)["work_id"] for x in (out / "results.jsonl").read_text().splitlines()] == ["fr-00002"]
+    states = ids_by_state(bare)
+    assert sorted(states["failed"]) == ["fr-00001", "fr-00003", "fr-00004"] and states["completed"] == []
+    assert subprocess.run(["git", "--git-dir", str(bare), "for-each-ref", "refs/wms/results/"], capture_output=True,
+                          text=True).stdout == ""
+
+
+# ------------------------------------------------------------------ 3. secrets
+def test_tokens_stay_out_of_errors_status_and_the_board(tmp_path):
+    """An unreachable https board, a refused token and a .env beside the pages: the token shows nowhere."""
+    root = tmp_path / "served"
+    root.mkdir()
+    bare = make_bare(root / "board.git")
+    with GitHttpServer(root) as server:
+        url = server.url("board.git")
+        host("init", "--repo-url", url)
+        chapter = tmp_path / "My Series" / "ch1"
+        chapter.mkdir(parents=True)
+        (chapter / "001.png").write_bytes(_png(40, 40))
+        (chapter / ".env").write_text(f"GITHUB_REPO_URL={url}\n")
+        (chapter / "notes.env").write_text(f"token={server.token}\n")
+        pub = host("publish", "--repo-url", url, str(tmp_path / "My Series"))
+        stat = host("status", "--repo-url", url)
+        port = server.port
+    down = subprocess.run(worker_cmd(url, tmp_path / "w", "--max-failures", "1", "--max-idle-hours", "0.0005"),
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert down.returncode == 4 and "Board unreachable" in down.stdout + down.stderr
+    mon = host("monitor", "--repo-url", url, "--once", check=False)
+    assert mon.returncode != 0
+    objects = subprocess.run(["git", "--git-dir", str(bare), "cat-file", "--batch-all-objects", "--batch"],
+                             capture_output=True).stdout.decode("utf-8", "replace")
+    assert not [f for f in board_files(bare) if f.endswith(".env")]
+    texts = [pub.stdout, pub.stderr, stat.stdout, stat.stderr, down.stdout, down.stderr, mon.stdout, mon.stderr,
+             (tmp_path / "w" / "worker.log").read_text(), objects, (tmp_path / "w" / "board.git" / "config").read_text()]
+    for text in texts:
+        assert server.token not in text
+    assert f"127.0.0.1:{port}" in down.stdout + down.stderr  # the URL is shown, without its credentials
