@@ -13,8 +13,11 @@ anyone offline. A heartbeat that says its worker stopped needs no waiting.
 """
 from __future__ import annotations
 
+import json
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass
@@ -70,3 +73,21 @@ class LivenessTracker:
                 continue
             if worker not in self._seen and first_seen <= changed_at <= now:
                 self._seen[worker] = _Seen(sha, changed_at, stopped, first_seen)
+
+
+def read_snapshot(path: Path) -> dict:
+    """Observations saved by `write_snapshot` ({} when missing or unreadable)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_snapshot(path: Path, data: dict) -> None:
+    try:
+        tmp = Path(path).with_name(f"{Path(path).name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # the next run only waits a full offline_after before judging

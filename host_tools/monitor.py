@@ -22,8 +22,6 @@ Time is a parameter: `poll(now)` judges liveness and ages by ``now`` alone.
 """
 from __future__ import annotations
 
-import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +30,7 @@ from typing import Callable
 from coordination.board import Board, BoardView, dumps
 from coordination.gitio import RefUpdate
 from coordination.leases import Lapsed, fold_into_main, lapsed_claims, take_back
-from coordination.liveness import LivenessTracker
+from coordination.liveness import LivenessTracker, read_snapshot, write_snapshot
 from coordination.states import STATE_FOLDERS, OrderState, state_path
 from host_tools.alerts import AlertError, AlertLedger, Incident, Mailer, deliver
 from host_tools.status import fmt_time
@@ -80,7 +78,7 @@ class Monitor:
         self._now = now
         if not self._restored:  # observations of earlier runs (cron --once), in this machine's clock
             self._restored = True
-            self.tracker.restore(_read_json(self.liveness_file))
+            self.tracker.restore(read_snapshot(self.liveness_file))
         report = PollReport(now)
         fold_into_main(self.board, now)
         view = self.board.sync(heartbeats=True)
@@ -105,7 +103,7 @@ class Monitor:
                 report.retry_ready += 1
         incidents = self.incidents(view, now, report)
         report.alerts_sent, report.alert_error = deliver(incidents, self.ledger, self.mailer, now)
-        _write_json(self.liveness_file, self.tracker.snapshot())
+        write_snapshot(self.liveness_file, self.tracker.snapshot())
         return report
 
     def forgotten_claims(self, view: BoardView, already: set[str]) -> list[Lapsed]:
@@ -268,23 +266,6 @@ class Monitor:
             n += 1
             if polls is None or n < polls:
                 sleep(poll_seconds)
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _write_json(path: Path, data: dict) -> None:
-    try:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(data), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError:
-        pass  # the next run only waits a full offline_after before judging
 
 
 def ledger_path(board: Board) -> Path:

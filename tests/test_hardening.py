@@ -159,6 +159,9 @@ def test_clock_skew_decides_nothing(daemon_board, tmp_path):
             report = mon.poll(time.time())
             assert report.taken_back == [] and report.offline == []
             time.sleep(0.5)
+        # the status page, on the same host, agrees: both online (a first impression would say 3 h silent)
+        shown = admin.board_status(b, offline_after=3)["workers"]
+        assert len(shown) == 2 and all(w["online"] for w in shown), shown
     finally:
         for p in procs:
             p.kill()
