@@ -78,7 +78,7 @@ def blob_sizes(repo, shas) -> dict[str, int]:
     shas = sorted(set(shas))
     if not shas:
         return {}
-    code, out, _ = repo._run(["cat-file", "--batch-check"], network=False, input_bytes=("\n".join(shas) + "\n").encode())
+    code, out, _ = repo.local(["cat-file", "--batch-check"], input_bytes=("\n".join(shas) + "\n").encode())
     sizes = {}
     for line in out.splitlines():
         parts = line.split()

@@ -15,6 +15,7 @@ from coordination.gitio import LocalRepo, RefUpdate, git_available
 from coordination.processors import ProcessorRegistry
 from coordination.remote import parse_repo_url
 from coordination.sleep_prevention import SleepPreventer
+from coordination.states import OrderState
 
 MIN_FREE_BYTES = 500 * 1024 * 1024
 
@@ -60,6 +61,10 @@ def iter_checks(config, registry: ProcessorRegistry):
         view = board.sync()
         board.require_main(view)
         yield Check("board read", True, f"reached {remote.url}")
+        waiting = view.count(OrderState.AVAILABLE) + view.count(OrderState.RETRY)
+        yield Check("work", waiting > 0, f"{waiting} order(s) waiting" if waiting else
+                    "the board has no work right now, so a worker would stop after --max-failures empty polls "
+                    "(this is why a worker keeps stopping immediately); try later", required=False)
         ref = f"{HEARTBEATS_PREFIX}check-{int(time.time())}"
         sha = board.ref_commit({"kind": "check", "sent_at": time.time()})
         pushed = repo.push([RefUpdate(ref, sha, "")])

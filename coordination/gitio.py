@@ -307,6 +307,10 @@ class LocalRepo:
             result[ref] = sha
         return result
 
+    def local(self, args: list[str], input_bytes: bytes | None = None) -> tuple[int, str, str]:
+        """Run a git command on the local clone only (no network): (exit code, stdout, stderr)."""
+        return self._run(args, network=False, input_bytes=input_bytes)
+
     def delete_local_ref(self, ref: str) -> None:
         self._run(["update-ref", "-d", ref], network=False)
 

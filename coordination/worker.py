@@ -40,7 +40,7 @@ from coordination.processors import OrderError, ProcessorRegistry, WorkContext
 from coordination.remote import Remote, parse_repo_url
 from coordination.sleep_prevention import SleepPreventer
 from coordination.spool import Spool, SpoolEntry, SpoolWriteError
-from coordination.states import OrderState
+from coordination.states import OrderState, duplicate_path
 
 log = logging.getLogger("wms.worker")
 BOARD_FIELDS = ("seq", "attempts", "errors", "not_before", "worker_id", "claimed_at", "lease_until", "attempt",
@@ -365,8 +365,10 @@ class Worker:
             files = {RESULT_FILE: dumps(entry.record)} if entry.record is not None else None
             sha = self.board.ref_commit(entry.info, files, when=entry.info.get("at"))
             ref = f"{RESULTS_PREFIX}{entry.work_id}/{entry.seq}"
-            updates.append(RefUpdate(ref, sha, ""))
-            pushed_results.append(entry)
+            on_server = view is not None and self.holds_result(view, entry)
+            if not on_server:
+                updates.append(RefUpdate(ref, sha, ""))
+            pushed_results.append((entry, ref, on_server))
             if view is not None:
                 view.add_local("results", entry.work_id, entry.seq, ref, sha)
         candidates: list[Candidate] = []
@@ -402,8 +404,12 @@ class Worker:
             testhooks.crash_point("submit-after-push")
         if any(result.accepted(f"{CLAIMS_PREFIX}{c.work_id}/{c.seq}") for c in candidates):
             testhooks.crash_point("claim-after-push")
-        for entry in pushed_results:
-            # a create-only ref is refused only when it exists: only we hold that seq, so it is ours
+        for entry, ref, on_server in pushed_results:
+            if not (on_server or main_ok or result.accepted(ref)):
+                # kept in the spool; the next exchange sees whether the server holds it after all
+                log.warning("The board did not take the result of %s yet (%s); it stays in the spool",
+                            entry.work_id, result.messages.get(ref, "no answer"))
+                continue
             self.outbox.pop(entry.key, None)
             self.spool.remove(entry)
             if not main_ok:
@@ -425,6 +431,18 @@ class Worker:
         if claimed:
             self._scan_lapsed = False
         return started + self.start_ready_jobs()
+
+    def holds_result(self, view: BoardView, entry: SpoolEntry) -> bool:
+        """Does the server already hold this result, as a ref or folded into main?"""
+        note = view.results.get(entry.work_id, {}).get(entry.seq)
+        if note is not None and note.info.get("worker_id") == entry.info.get("worker_id") \
+                and note.info.get("status") == entry.info.get("status"):
+            return True
+        if entry.info.get("status") != "completed":
+            return False
+        loc = view.locate(entry.work_id)
+        return (loc.state == OrderState.COMPLETED and loc.record.get("seq") == entry.seq) or \
+            view.has_path(duplicate_path(entry.work_id, entry.seq))
 
     def confirm_step(self) -> None:
         view = self.board.sync()

@@ -119,8 +119,7 @@ def repo_size(board: Board) -> int:
 
     Measured in the host's clone; close to what the server stores for the board.
     """
-    code, out, _ = board.repo._run(["rev-list", "--objects", "--disk-usage", "refs/remotes/origin/main"],
-                                   network=False)
+    code, out, _ = board.repo.local(["rev-list", "--objects", "--disk-usage", "refs/remotes/origin/main"])
     return int(out.strip()) if code == 0 and out.strip().isdigit() else 0
 
 

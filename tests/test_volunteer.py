@@ -34,6 +34,7 @@ def test_check_on_a_good_board_exits_0(board, tmp_path):
     assert any(line.startswith("OK   board read: reached") for line in lines)
     assert "OK   board write: this machine may push to the board" in lines
     assert "OK   order kind simulate: loads" in lines
+    assert any(line.startswith("WARN work: the board has no work right now") for line in lines)
     assert lines[-1] == "Ready to run."
     # the test push left nothing behind
     refs = subprocess.run(["git", "--git-dir", str(board), "for-each-ref"], capture_output=True, text=True).stdout

@@ -1,0 +1,1 @@
+"""The coordination board and the volunteer's worker. Never imports OCR code."""
