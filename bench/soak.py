@@ -118,6 +118,11 @@ def run(workers: int, orders: int, seconds: float, faults: bool, tmp: Path, rng:
         if log.exists():
             per_log.update(re.findall(r"Completed work: (\S+)", log.read_text()))
     twice = {w for w, n in per_record.items() if n > 1} | {w for w, n in per_log.items() if n > 1}
+    for wd in workdirs:  # what happened to those, for a person to read
+        log = wd / "worker.log"
+        for line in (log.read_text().splitlines() if twice and log.exists() else []):
+            if any(w in line for w in twice):
+                print(f"    {wd.name}: {line}")
     first = min(r["claimed_at"] for r in completed)
     last = max(r["completed_at"] for r in completed)
     return {"tag": tag, "lost": len(published - ended_ids), "twice": len(twice), "twice_ids": sorted(twice),

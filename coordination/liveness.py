@@ -8,6 +8,7 @@ its heartbeat states is not trusted, since its clock may be hours off), so an
 observer that has just started waits a full `offline_after` before it judges
 anyone offline. A heartbeat that says its worker stopped needs no waiting.
 
+After an outage of the board, `refresh_all()` forgives the silence it caused.
 `snapshot()`/`restore()` carry the observations across runs of an observer
 (the monitor run from cron with `--once`), in the observer's own clock.
 """
@@ -54,6 +55,13 @@ class LivenessTracker:
 
     def known(self, worker: str) -> bool:
         return worker in self._seen
+
+    def refresh_all(self) -> None:
+        """The observer could not look (the board was unreachable): nobody could heartbeat then
+        either, so that time is no one's silence. Everyone counts as heard from now."""
+        now = self.clock()
+        for seen in self._seen.values():
+            seen.changed_at = max(seen.changed_at, now)
 
     def settled(self, worker: str) -> bool:
         """Watched long enough (``offline_after``) that ``online`` is a verdict, not a first impression."""

@@ -313,6 +313,7 @@ class Worker:
             if self._unreachable_since is not None:
                 log.info("Board reachable again after %.0f s", self.now() - self._unreachable_since)
                 self._unreachable_since = None
+                self.liveness.refresh_all()  # holders could not heartbeat through the outage either
             return result
         except BoardPermissionError:
             raise

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from coordination.board import Board, BoardView, dumps
+from coordination.exceptions import BoardUnreachable
 from coordination.gitio import RefUpdate
 from coordination.leases import Lapsed, fold_into_main, lapsed_claims, take_back
 from coordination.liveness import LivenessTracker, read_snapshot, write_snapshot
@@ -71,6 +72,7 @@ class Monitor:
         self.tracker = LivenessTracker(offline_after, clock=lambda: self._now)
         self.liveness_file = board.repo.path.parent / "monitor-liveness.json"
         self._restored = False
+        self._blind = False  # the last poll could not reach the board
         self._valid_blobs: set[str] = set()  # completed records already found valid
 
     # ------------------------------------------------------------------ one poll
@@ -80,8 +82,15 @@ class Monitor:
             self._restored = True
             self.tracker.restore(read_snapshot(self.liveness_file))
         report = PollReport(now)
-        fold_into_main(self.board, now)
-        view = self.board.sync(heartbeats=True)
+        try:
+            fold_into_main(self.board, now)
+            view = self.board.sync(heartbeats=True)
+        except BoardUnreachable:
+            self._blind = True
+            raise
+        if self._blind:  # workers could not heartbeat while the board was unreachable: not their silence
+            self._blind = False
+            self.tracker.refresh_all()
         self.board.require_main(view)
 
         lapsed = lapsed_claims(view, self.tracker)
