@@ -203,7 +203,7 @@ class BoardView:
                 if sub.is_tree:
                     names.extend(e.name for e in self.repo.read_tree(sub.sha) if not e.is_tree)
         else:
-            names = [e.name for e in entries if not e.is_tree and not e.is_link]
+            names = [e.name for e in entries if not e.is_tree]  # a symbolic link is listed, then refused
         return [n[:-5] for n in names if n.endswith(".json") and valid_work_id(n[:-5])]
 
     def count(self, state: OrderState) -> int:
@@ -404,7 +404,8 @@ class BoardView:
                 continue
             status = info.get("status")
             if status == "completed":
-                if state == OrderState.COMPLETED:
+                # a quarantined result (refused by collect or the monitor) never reopens its order
+                if state == OrderState.COMPLETED or (state == OrderState.FAILED and record.get("quarantined")):
                     if record.get("seq") != ev_seq:
                         dup = duplicate_path(work_id, ev_seq)
                         if not self.has_path(dup) and dup not in extra:
@@ -480,6 +481,8 @@ class BoardView:
         if status == "completed":
             if before.state == OrderState.COMPLETED and (before.blob == self._result_blob(note)
                                                          or before.record.get("seq") == seq):
+                return True
+            if before.state == OrderState.FAILED and before.record.get("quarantined") and before.record.get("seq") == seq:
                 return True
             return self.has_path(duplicate_path(work_id, seq))
         # failed / released: reflected once main moved past that attempt

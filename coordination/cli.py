@@ -12,7 +12,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from configurations import ConfigFactory, load_dotenv_once
-from coordination.exceptions import WmsError
+from coordination.exceptions import WmsError, WorkdirError
 from coordination.live import LiveView
 from coordination.politeness import lower_priority
 from coordination.processors import ProcessorRegistry
@@ -120,7 +120,11 @@ def build_worker_cli(registry_factory: Callable[[], ProcessorRegistry]) -> click
                 ok = run_checks(config, registry_factory(), console)
                 sys.exit(0 if ok else 1)
             log_file = config.log_file or Path(config.workdir) / "worker.log"
-            setup_logging(log_file, console, verbose)
+            try:
+                setup_logging(log_file, console, verbose)
+            except OSError as exc:
+                raise WorkdirError(f"Cannot write the log {log_file}: {exc.strerror or exc}. "
+                                   "Choose another --workdir (a folder you may write to).") from None
             logging_ready = True
             worker = Worker(config, registry_factory())
             console.print(f"wms worker [bold]{worker.worker_id}[/bold] on {worker.remote.url} "

@@ -38,6 +38,9 @@ def lapsed_claims(view: BoardView, liveness: LivenessTracker) -> list[Lapsed]:
         if loc.state != OrderState.ACTIVE or view.pending_claim(work_id, loc.seq):
             continue
         holder = str(loc.record.get("worker_id", ""))
+        if not holder:  # nobody holds it (moved by hand): nothing to wait for
+            found.append(Lapsed(work_id, loc.seq, holder, None))
+            continue
         if not liveness.known(holder):
             liveness.observe(holder, f"claim:{work_id}:{loc.seq}", {"sent_at": loc.record.get("claimed_at", 0)})
         if not liveness.online(holder):

@@ -1,53 +1,101 @@
 """Is a worker still there? Judged from its heartbeat ref, by the observer's own clock.
 
 A heartbeat ref changes every `heartbeat_seconds` while its worker lives. An
-observer notes, on its own monotonic clock, when it last saw each worker's ref
-change; a worker is offline once that is `offline_after` ago. Workers' clocks
-never enter that rule. Only an observer that has just started (no history yet)
-falls back on the age the heartbeat states, `now - sent_at`, to seed its record.
+observer notes, on its own clock, when it last saw each worker's ref change; a
+worker is offline once that is `offline_after` ago. Workers' clocks never enter
+that rule: a worker first seen is counted as heard from at that moment (the time
+its heartbeat states is not trusted, since its clock may be hours off), so an
+observer that has just started waits a full `offline_after` before it judges
+anyone offline. A heartbeat that says its worker stopped needs no waiting.
+
+After an outage of the board, `refresh_all()` forgives the silence it caused.
+`snapshot()`/`restore()` carry the observations across runs of an observer
+(the monitor run from cron with `--once`), in the observer's own clock.
 """
 from __future__ import annotations
 
+import json
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass
 class _Seen:
     sha: str
-    changed_at: float  # observer monotonic time of the last change
+    changed_at: float  # observer time of the last change
+    stopped: bool = False
+    first_seen: float = 0.0
 
 
 class LivenessTracker:
-    def __init__(self, offline_after: float, clock=time.monotonic, wall=time.time):
+    def __init__(self, offline_after: float, clock=time.monotonic, wall=None):
         self.offline_after = offline_after
         self.clock = clock
-        self.wall = wall
         self._seen: dict[str, _Seen] = {}
 
     def observe(self, worker: str, sha: str, info: dict) -> None:
-        now = self.clock()
         seen = self._seen.get(worker)
+        stopped = isinstance(info, dict) and info.get("state") == "stopped"
         if seen is not None and seen.sha == sha:
             return
-        if seen is None:
-            age = self.wall() - _number(info.get("sent_at"), self.wall())
-            age = min(max(age, 0.0), self.offline_after)
-            self._seen[worker] = _Seen(sha, now - age)
-        else:
-            self._seen[worker] = _Seen(sha, now)
+        now = self.clock()
+        self._seen[worker] = _Seen(sha, now, stopped, seen.first_seen if seen is not None else now)
 
     def silent_for(self, worker: str) -> float | None:
         seen = self._seen.get(worker)
         return None if seen is None else self.clock() - seen.changed_at
 
     def online(self, worker: str) -> bool:
-        silent = self.silent_for(worker)
-        return silent is not None and silent < self.offline_after
+        seen = self._seen.get(worker)
+        if seen is None or seen.stopped:
+            return False
+        return self.clock() - seen.changed_at < self.offline_after
 
     def known(self, worker: str) -> bool:
         return worker in self._seen
 
+    def refresh_all(self) -> None:
+        """The observer could not look (the board was unreachable): nobody could heartbeat then
+        either, so that time is no one's silence. Everyone counts as heard from now."""
+        now = self.clock()
+        for seen in self._seen.values():
+            seen.changed_at = max(seen.changed_at, now)
 
-def _number(value, default: float) -> float:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+    def settled(self, worker: str) -> bool:
+        """Watched long enough (``offline_after``) that ``online`` is a verdict, not a first impression."""
+        seen = self._seen.get(worker)
+        return seen is not None and (seen.stopped or self.clock() - seen.first_seen >= self.offline_after)
+
+    def snapshot(self) -> dict:
+        return {w: [s.sha, s.changed_at, s.stopped, s.first_seen] for w, s in self._seen.items()}
+
+    def restore(self, data: dict) -> None:
+        now = self.clock()
+        for worker, value in (data or {}).items():
+            try:
+                sha, changed_at, stopped = str(value[0]), float(value[1]), bool(value[2])
+                first_seen = float(value[3]) if len(value) > 3 else changed_at
+            except (TypeError, ValueError, IndexError):
+                continue
+            if worker not in self._seen and first_seen <= changed_at <= now:
+                self._seen[worker] = _Seen(sha, changed_at, stopped, first_seen)
+
+
+def read_snapshot(path: Path) -> dict:
+    """Observations saved by `write_snapshot` ({} when missing or unreadable)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_snapshot(path: Path, data: dict) -> None:
+    try:
+        tmp = Path(path).with_name(f"{Path(path).name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # the next run only waits a full offline_after before judging

@@ -12,7 +12,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from coordination import testhooks
 from coordination.exceptions import WorkdirError
+
+
+class SpoolWriteError(WorkdirError):
+    """A result cannot be saved (disk full, read-only): the worker must stop, not drop it."""
 
 
 @dataclass
@@ -41,6 +46,7 @@ class Spool:
         tmp = path.with_suffix(".tmp")
         data = json.dumps({"work_id": work_id, "seq": seq, "info": info, "record": record}, ensure_ascii=False)
         try:
+            testhooks.fault("spool-write")
             with open(tmp, "w", encoding="utf-8") as fh:
                 fh.write(data)
                 fh.flush()
@@ -48,9 +54,9 @@ class Spool:
             os.replace(tmp, path)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            raise WorkdirError(
+            raise SpoolWriteError(
                 f"Cannot save the result of {work_id} to {self.folder}: {exc.strerror}. "
-                "Free disk space or choose another --workdir."
+                "Free disk space, or make the folder writable, or choose another --workdir."
             ) from exc
         return SpoolEntry(work_id, seq, info, record, path)
 

@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from coordination.board import Board, BoardSettings, BoardView, Candidate, Located, RESULT_FILE, dumps
+from coordination import testhooks
 from coordination.defaults import (BATCH_BELOW_SECONDS, CLAIMS_PREFIX, HEARTBEATS_PREFIX, MAIN_REF, MAX_RESULT_BYTES,
-                                   RESULTS_PREFIX)
+                                   ORDER_SCHEMA, RESULTS_PREFIX)
 from coordination.exceptions import BoardPermissionError, BoardUnreachable, WmsError, WorkdirError
 from coordination.gitio import LocalRepo, RefUpdate, TreeFileReader
 from coordination.liveness import LivenessTracker
@@ -38,7 +39,7 @@ from coordination.politeness import BatteryWatch, rest_after
 from coordination.processors import OrderError, ProcessorRegistry, WorkContext
 from coordination.remote import Remote, parse_repo_url
 from coordination.sleep_prevention import SleepPreventer
-from coordination.spool import Spool, SpoolEntry
+from coordination.spool import Spool, SpoolEntry, SpoolWriteError
 from coordination.states import OrderState, duplicate_path
 
 log = logging.getLogger("wms.worker")
@@ -101,11 +102,12 @@ class WorkerStats:
 
 class Worker:
     def __init__(self, config, registry: ProcessorRegistry, *, remote: Remote | None = None,
-                 now=time.time, rng: random.Random | None = None):
+                 now=None, rng: random.Random | None = None):
         self.config = config
         self.registry = registry
         self.remote = remote or parse_repo_url(config.repo_url)
         self.worker_id = config.worker_id or make_worker_id()
+        now = now or testhooks.wall_clock()
         self.now = now
         self.rng = rng or random.Random()
         self.workdir = Path(config.workdir)
@@ -133,6 +135,9 @@ class Worker:
         self._next_poll_at = 0.0
         self._claimed_last = 0
         self._last_busy: float | None = None  # how long the last order took
+        self._unreachable_since: float | None = None
+        self._learning = False  # a holder's liveness is still being learned: an empty poll is not final
+        self._fatal: WmsError | None = None  # the workdir cannot be written: stop with this error
         self.repo: LocalRepo | None = None
         self.board: Board | None = None
         self.spool: Spool | None = None
@@ -168,6 +173,11 @@ class Worker:
     def work_loop(self) -> None:
         while True:
             self.collect_finished_jobs()
+            if self._fatal is not None:
+                self.stats.stop_reason = self._fatal.message
+                self.stats.exit_code = self._fatal.exit_code
+                log.error("STOPPING: %s", self._fatal.message)
+                raise self._fatal
             reason = self.stop_reason()
             if reason and not self.stats.stop_reason:
                 self.stats.stop_reason = reason
@@ -318,6 +328,11 @@ class Worker:
             return f"No work available after {self.stats.empty_polls} consecutive attempts"
         idle = self.now() - self._last_activity
         if not self.jobs and not self.ready and idle >= self.config.max_idle_hours * 3600:
+            if self._unreachable_since is not None:
+                self.stats.exit_code = BoardUnreachable.exit_code
+                return (f"Board unreachable for {(self.now() - self._unreachable_since) / 3600:.2f} hours, idle for "
+                        f"{idle / 3600:.2f} (limit --max-idle-hours {self.config.max_idle_hours:g}); "
+                        f"{len(self.outbox)} result(s) stay in the spool")
             return f"Idle for {idle / 3600:.2f} hours (limit {self.config.max_idle_hours:g})"
         return None
 
@@ -327,18 +342,28 @@ class Worker:
         try:
             result = step()
             self._board_delay = 0.0
+            if self._unreachable_since is not None:
+                log.info("Board reachable again after %.0f s", self.now() - self._unreachable_since)
+                self._unreachable_since = None
+                self.liveness.refresh_all()  # holders could not heartbeat through the outage either
             return result
         except BoardPermissionError:
             raise
         except BoardUnreachable as exc:
+            # an outage is not "no work": it does not count toward --max-failures. The worker keeps
+            # its results in the spool and backs off (with jitter) for up to --max-idle-hours.
             self._board_delay = min(max(self._board_delay * 2, self.config.poll_seconds), self.config.poll_cap_seconds)
             wait = self._board_delay * (0.75 + 0.5 * self.rng.random())
-            self.stats.empty_polls += 1
-            if self.stats.empty_polls >= self.config.max_failures:
+            now = self.now()
+            if self._unreachable_since is None:
+                self._unreachable_since = now
+            down = now - self._unreachable_since
+            if down >= self.config.max_idle_hours * 3600:
                 self.stats.exit_code = exc.exit_code
-                self.request_stop(f"Board unreachable after {self.stats.empty_polls} consecutive attempts")
+                self.request_stop(f"Board unreachable for {down / 3600:.2f} hours (limit --max-idle-hours "
+                                  f"{self.config.max_idle_hours:g}); {len(self.outbox)} result(s) stay in the spool")
                 return None
-            log.warning("Board unreachable (%s); results are kept in the spool. Retrying in %.0f s",
+            log.warning("Board unreachable (%s); results are kept in the spool. Retrying in %.1f s",
                         exc.message, wait)
             self.wait(wait)
             return None
@@ -356,6 +381,7 @@ class Worker:
         """One round trip. None when every claim lost its race (the caller tries again)."""
         assert self.board is not None and self.repo is not None
         now = self.now()
+        self._learning = False
         view = self.board.sync(heartbeats=self._scan_lapsed) if sync else None
         updates: list[RefUpdate] = []
         started: list[Job] = []
@@ -402,8 +428,16 @@ class Worker:
             self._scan_lapsed = True  # nothing on offer: next time look for leases that lapsed
         if not updates:
             return started
+        if candidates:
+            testhooks.crash_point("claim-before-push")
+        if pushed_results:
+            testhooks.crash_point("submit-before-push")
         result = self.repo.push(updates)
         main_ok = fold_main and result.accepted(MAIN_REF)
+        if pushed_results:
+            testhooks.crash_point("submit-after-push")
+        if any(result.accepted(f"{CLAIMS_PREFIX}{c.work_id}/{c.seq}") for c in candidates):
+            testhooks.crash_point("claim-after-push")
         for entry, ref, on_server in pushed_results:
             if not (on_server or main_ok or result.accepted(ref)):
                 # kept in the spool; the next exchange sees whether the server holds it after all
@@ -505,7 +539,11 @@ class Worker:
         if not self.liveness.known(holder):
             claimed_at = loc.record.get("claimed_at", 0)
             self.liveness.observe(holder, f"claim:{work_id}:{loc.seq}", {"sent_at": claimed_at})
-        return None if self.liveness.online(holder) else holder
+        if self.liveness.online(holder):
+            if not self.liveness.settled(holder):
+                self._learning = True
+            return None
+        return holder
 
     # ---------------------------------------------------------------- jobs
     def add_ready_job(self, view: BoardView, cand: Candidate, now: float, *, confirmed: bool) -> Job:
@@ -552,18 +590,31 @@ class Worker:
             )
             if "_invalid" in job.order:
                 raise OrderError(str(job.order["_invalid"]), permanent=True)
+            schema = job.order.get("schema", ORDER_SCHEMA)
+            if schema != ORDER_SCHEMA:
+                raise OrderError(f"unknown order schema version {schema!r}: this worker reads version "
+                                 f"{ORDER_SCHEMA} (update wms, or fix the order)", permanent=True)
             result = self.registry.process(job.order, ctx)
             job.outcome = self.handle_job_success(job, result)
         except OrderError as exc:
             job.outcome = self.handle_job_failure(job, str(exc), permanent=exc.permanent)
+        except SpoolWriteError as exc:
+            self._fatal = exc  # nowhere safe to keep a result: stop; the lease lapses and others redo it
         except WorkdirError as exc:
-            job.outcome = self.handle_job_failure(job, exc.message, permanent=False)
+            job.outcome = self._failure_or_fatal(job, exc.message)
         except Exception as exc:  # a processor bug or an unexpected input must not stop the worker
             log.exception("Order %s raised an unexpected error", job.work_id)
-            job.outcome = self.handle_job_failure(job, f"{type(exc).__name__}: {exc}", permanent=False)
+            job.outcome = self._failure_or_fatal(job, f"{type(exc).__name__}: {exc}")
         finally:
             job.finished = True
             self._wake.set()
+
+    def _failure_or_fatal(self, job: Job, message: str) -> SpoolEntry | None:
+        try:
+            return self.handle_job_failure(job, message, permanent=False)
+        except SpoolWriteError as exc:
+            self._fatal = exc
+            return None
 
     def handle_job_success(self, job: Job, result: dict) -> SpoolEntry:
         now = self.now()
@@ -579,6 +630,7 @@ class Worker:
             return self.handle_job_failure(job, f"result is {size} bytes, over the {MAX_RESULT_BYTES}-byte limit",
                                            permanent=True)
         info = {"status": "completed", "work_id": job.work_id, "seq": job.seq, "worker_id": self.worker_id, "at": now}
+        testhooks.crash_point("submit-before-spool")
         return self.spool.put(job.work_id, job.seq, info, record)
 
     def handle_job_failure(self, job: Job, message: str, *, permanent: bool) -> SpoolEntry:
@@ -627,10 +679,11 @@ class Worker:
 
     # ---------------------------------------------------------------- waiting
     def handle_empty_poll(self) -> None:
-        self.stats.empty_polls += 1
+        if not self._learning:  # while a holder's liveness is still being learned, work may yet come free
+            self.stats.empty_polls += 1
         if self.stats.empty_polls >= self.config.max_failures:
             return
-        base = min(self.config.poll_cap_seconds, self.config.poll_seconds * (1.5 ** (self.stats.empty_polls - 1)))
+        base = min(self.config.poll_cap_seconds, self.config.poll_seconds * (1.5 ** max(0, self.stats.empty_polls - 1)))
         wait = base * (0.8 + 0.4 * self.rng.random())
         self._next_poll_at = self.now() + wait
         log.info("No work available, waiting %s seconds", f"{wait:.0f}" if wait >= 10 else f"{wait:.1f}")

@@ -14,6 +14,7 @@ from pathlib import Path
 from coordination.archive import ArchiveIndex
 from coordination.board import Board, BoardSettings, BoardView, dumps
 from coordination.defaults import ORDER_SCHEMA
+from coordination.liveness import LivenessTracker, read_snapshot, write_snapshot
 from coordination.gitio import LocalRepo
 from coordination.remote import Remote, parse_repo_url
 from coordination.states import BOARD_FOLDERS, OrderState, state_path, valid_work_id
@@ -224,13 +225,24 @@ def board_status(board: Board, now: float | None = None, offline_after: float | 
     view = raw.folded(now, board.settings)
     counts = {state.value: view.count(state) for state in OrderState}
     workers = []
+    # this host's own observations (shared with the monitor): once a worker has been watched for
+    # offline_after, "online" is judged by this host's clock alone; before that, by the time the
+    # heartbeat states (a first impression, shown only: no decision is taken on it)
+    tracker = LivenessTracker(offline_after, clock=lambda: now)
+    seen_file = board.repo.path.parent / "monitor-liveness.json"
+    tracker.restore(read_snapshot(seen_file))
     for worker_id, note in sorted(raw.heartbeats.items()):
         info = note.info
         sent = info.get("sent_at") if isinstance(info.get("sent_at"), (int, float)) else None
-        online = sent is not None and info.get("state") != "stopped" and now - sent < offline_after
+        tracker.observe(worker_id, note.sha, info)
+        if tracker.settled(worker_id):
+            online = tracker.online(worker_id)
+        else:
+            online = sent is not None and info.get("state") != "stopped" and now - sent < offline_after
         workers.append({"id": worker_id, "last_heartbeat": sent, "online": online,
                         "state": info.get("state"), "completed": info.get("completed"),
                         "holding": [h[0] for h in info.get("holding", []) if isinstance(h, list) and h]})
+    write_snapshot(seen_file, tracker.snapshot())
     total = sum(counts.values())
     return {"available": counts["available"], "active": counts["active"], "completed": counts["completed"],
             "retry": counts["retry"], "failed": counts["failed"], "total": total,

@@ -420,14 +420,7 @@ def collect(board: Board, out: Path, fmt: str = "jsonl", *, now: float | None = 
     def mutate(v: BoardView):
         changes: dict[str, str | None] = {}
         report.archived, report.pages_pruned = [], []
-        for work_id, (blob, reason) in bad.items():
-            loc = v.locate(work_id)
-            if loc.state != OrderState.COMPLETED or loc.blob != blob:
-                continue
-            changes[loc.path] = None
-            changes[f"{QUARANTINE}/{shard(work_id)}/{work_id}.json"] = blob
-            changes[state_path(OrderState.FAILED, work_id)] = board.repo.write_blob(
-                dumps(_failed_record(v, work_id, blob, reason, now)))
+        changes.update(quarantine_changes(board, v, bad, now))
         if archive:
             ids = [i for i, b in good_blobs.items() if v.locate(i).blob == b]
             changes.update(archive_changes(v, ids, now))
@@ -455,7 +448,31 @@ def collect(board: Board, out: Path, fmt: str = "jsonl", *, now: float | None = 
     return report
 
 
-def _failed_record(view: BoardView, work_id: str, blob: str, reason: str, now: float) -> dict:
+def quarantine_changes(board: Board, view: BoardView, bad: dict, now: float, by: str = "collect") -> dict:
+    """Changes that move each invalid completed record ``bad[id] = (blob, reason)`` to `quarantine/`
+    and the order to `failed_work/` with the reason (skipped when main changed that record meanwhile)."""
+    changes: dict[str, str | None] = {}
+    for work_id, (blob, reason) in bad.items():
+        loc = view.locate(work_id)
+        if loc.state != OrderState.COMPLETED or loc.blob != blob:
+            continue
+        changes[loc.path] = None
+        changes[f"{QUARANTINE}/{shard(work_id)}/{work_id}.json"] = blob
+        changes[state_path(OrderState.FAILED, work_id)] = board.repo.write_blob(
+            dumps(_failed_record(view, work_id, blob, reason, now, by)))
+    return changes
+
+
+def check_blob(view: BoardView, work_id: str, blob: str) -> str | None:
+    """Why the completed record ``blob`` of ``work_id`` is invalid, or None when it is fine."""
+    try:
+        validate_record(work_id, view.repo.read_blob(blob, limit=MAX_RESULT_BYTES))
+    except (InvalidResult, ValueError) as exc:
+        return str(exc)
+    return None
+
+
+def _failed_record(view: BoardView, work_id: str, blob: str, reason: str, now: float, by: str = "collect") -> dict:
     """failed_work/<id>.json for a quarantined result: the order when recoverable, and why."""
     order, attempts, seq = {}, 1, view.locate(work_id).seq
     try:
@@ -467,8 +484,8 @@ def _failed_record(view: BoardView, work_id: str, blob: str, reason: str, now: f
         pass
     order.update(work_id=work_id, seq=seq, attempts=attempts, failed_at=now,
                  quarantined=f"{QUARANTINE}/{shard(work_id)}/{work_id}.json",
-                 errors=[{"attempt": attempts, "worker_id": "collect", "at": now,
-                          "error": f"result rejected by collect: {reason}"}])
+                 errors=[{"attempt": attempts, "worker_id": by, "at": now,
+                          "error": f"result rejected by {by}: {reason}"}])
     return order
 
 

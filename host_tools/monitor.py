@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Callable
 
 from coordination.board import Board, BoardView, dumps
+from coordination.exceptions import BoardUnreachable
 from coordination.gitio import RefUpdate
 from coordination.leases import Lapsed, fold_into_main, lapsed_claims, take_back
-from coordination.liveness import LivenessTracker
+from coordination.liveness import LivenessTracker, read_snapshot, write_snapshot
 from coordination.states import STATE_FOLDERS, OrderState, state_path
 from host_tools.alerts import AlertError, AlertLedger, Incident, Mailer, deliver
 from host_tools.status import fmt_time
@@ -68,14 +69,28 @@ class Monitor:
         self.ledger = ledger or AlertLedger(board.repo.path.parent / "monitor-alerts.json")
         self.mailer = mailer
         self._now = 0.0
-        self.tracker = LivenessTracker(offline_after, clock=lambda: self._now, wall=lambda: self._now)
+        self.tracker = LivenessTracker(offline_after, clock=lambda: self._now)
+        self.liveness_file = board.repo.path.parent / "monitor-liveness.json"
+        self._restored = False
+        self._blind = False  # the last poll could not reach the board
+        self._valid_blobs: set[str] = set()  # completed records already found valid
 
     # ------------------------------------------------------------------ one poll
     def poll(self, now: float) -> PollReport:
         self._now = now
+        if not self._restored:  # observations of earlier runs (cron --once), in this machine's clock
+            self._restored = True
+            self.tracker.restore(read_snapshot(self.liveness_file))
         report = PollReport(now)
-        fold_into_main(self.board, now)
-        view = self.board.sync(heartbeats=True)
+        try:
+            fold_into_main(self.board, now)
+            view = self.board.sync(heartbeats=True)
+        except BoardUnreachable:
+            self._blind = True
+            raise
+        if self._blind:  # workers could not heartbeat while the board was unreachable: not their silence
+            self._blind = False
+            self.tracker.refresh_all()
         self.board.require_main(view)
 
         lapsed = lapsed_claims(view, self.tracker)
@@ -85,6 +100,7 @@ class Monitor:
             report.taken_back = [x for x in lapsed if x.work_id in taken]
 
         report.repaired += self.repair(now)
+        report.repaired += self.quarantine_invalid_results(now)
         report.repaired += self.drop_stale_refs(now)
 
         view = self.board.sync(heartbeats=True)
@@ -96,6 +112,7 @@ class Monitor:
                 report.retry_ready += 1
         incidents = self.incidents(view, now, report)
         report.alerts_sent, report.alert_error = deliver(incidents, self.ledger, self.mailer, now)
+        write_snapshot(self.liveness_file, self.tracker.snapshot())
         return report
 
     def forgotten_claims(self, view: BoardView, already: set[str]) -> list[Lapsed]:
@@ -149,6 +166,34 @@ class Monitor:
             if not changes:
                 return None
             return changes, "wms: monitor repairs\n\n" + "\n".join(done)
+
+        self.board.update_main(mutate, now=lambda: now)
+        return list(done)
+
+    def quarantine_invalid_results(self, now: float) -> list[str]:
+        """Completed records that are not valid results (forged or corrupt pushes: not JSON, another
+        work id, bad schema, oversized) go to `quarantine/`, their orders to `failed_work/`."""
+        from host_tools.collect import check_blob, quarantine_changes
+
+        done: list[str] = []
+
+        def mutate(view: BoardView):
+            done.clear()
+            bad = {}
+            for work_id in view.list_ids(OrderState.COMPLETED):
+                loc = view.locate(work_id)
+                if loc.blob is None or loc.blob in self._valid_blobs:
+                    continue
+                reason = check_blob(view, work_id, loc.blob)
+                if reason is None:
+                    self._valid_blobs.add(loc.blob)
+                else:
+                    bad[work_id] = (loc.blob, reason)
+            changes = quarantine_changes(self.board, view, bad, now, by="monitor")
+            if not changes:
+                return None
+            done.extend(f"quarantined the result of {w}: {r}" for w, (_, r) in sorted(bad.items()))
+            return changes, "wms: monitor quarantines invalid results\n\n" + "\n".join(done)
 
         self.board.update_main(mutate, now=lambda: now)
         return list(done)

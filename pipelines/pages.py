@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import posixpath
 import re
 import time
@@ -31,9 +32,20 @@ from pipelines.exceptions import PageError
 # A 2400x3400 page is 8.2 MP; 60 MP leaves room for double spreads at 600 dpi.
 MAX_PIXELS = 60_000_000
 MIN_SIDE = 16
+
+
+def _env_number(name: str, default: float) -> float:
+    try:
+        value = float(os.environ.get(name, ""))
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
 MAX_DOWNLOAD_BYTES = 50 * 1024 * 1024
-CONNECT_TIMEOUT = 5.0
-READ_TIMEOUT = 30.0
+CONNECT_TIMEOUT = _env_number("WMS_PAGE_CONNECT_TIMEOUT", 5.0)
+READ_TIMEOUT = _env_number("WMS_PAGE_READ_TIMEOUT", 30.0)  # longest silence while receiving
+DOWNLOAD_DEADLINE = _env_number("WMS_PAGE_DEADLINE", 300.0)  # longest whole download (a server that trickles)
 RETRIES = 3  # extra attempts after the first, for 5xx, 429 and connection errors
 BACKOFF = 0.5  # seconds; doubles each retry
 ACCEPTED_CONTENT_TYPES = ("image/", "application/octet-stream", "binary/octet-stream")
@@ -62,13 +74,16 @@ def fetch_url(
     retries: int = RETRIES,
     backoff: float = BACKOFF,
     sleep: Callable[[float], None] = time.sleep,
+    deadline: float | None = None,
 ) -> bytes:
     """Download one page over http(s).
 
     Retries (with exponential backoff) connection errors, timeouts, 429 and 5xx;
     never retries other 4xx. Refuses non-image content types and bodies over
-    ``max_bytes`` (checked while streaming, not only from Content-Length).
+    ``max_bytes`` (checked while streaming, not only from Content-Length), and
+    stops a download that takes longer than ``deadline`` seconds in all.
     """
+    deadline = DOWNLOAD_DEADLINE if deadline is None else deadline
     scheme = urlsplit(url).scheme.lower()
     if scheme not in ("http", "https"):
         raise PageError(
@@ -104,11 +119,17 @@ def fetch_url(
                         name, f"{url} is {int(length)} bytes, over the {max_bytes}-byte limit"
                     )
                 buf = bytearray()
-                for chunk in resp.iter_content(64 * 1024):
+                started = time.monotonic()
+                for chunk in _chunks(resp):
                     buf += chunk
                     if len(buf) > max_bytes:
                         raise PageError(
                             name, f"{url} sent more than the {max_bytes}-byte limit; download stopped"
+                        )
+                    if time.monotonic() - started > deadline:
+                        raise PageError(
+                            name, f"{url} was still sending after {deadline:g} s ({len(buf)} bytes); "
+                            "download stopped", permanent=False,
                         )
                 return bytes(buf)
         except PageError:
@@ -119,6 +140,28 @@ def fetch_url(
         except requests.RequestException as exc:
             raise PageError(name, f"cannot download {url}: {exc}") from exc
     raise PageError(name, f"{last}; gave up after {retries + 1} attempts", permanent=False)
+
+
+def _chunks(resp):
+    """The body as it arrives: at most one socket read per chunk, so a slow server is noticed."""
+    raw = resp.raw
+    if not hasattr(raw, "read1"):
+        yield from resp.iter_content(64 * 1024)
+        return
+    try:
+        while True:
+            chunk = raw.read1(64 * 1024, decode_content=True)
+            if not chunk:
+                return
+            yield chunk
+    except Exception as exc:  # urllib3's read errors, as requests would name them
+        import urllib3.exceptions as u3
+
+        if isinstance(exc, (u3.ReadTimeoutError, TimeoutError)):
+            raise requests.Timeout(str(exc)) from None
+        if isinstance(exc, (u3.ProtocolError, u3.DecodeError, OSError)):
+            raise requests.ConnectionError(str(exc)) from None
+        raise
 
 
 def check_board_path(path: object, work_id: str, name: str) -> str:
