@@ -32,15 +32,25 @@ def board(tmp_path):
 
 
 @pytest.fixture
-def daemon_board(tmp_path):
-    """A board served by `git daemon` on 127.0.0.1: returns (url, bare path)."""
+def served_board(tmp_path):
+    """A board served by `git daemon` on 127.0.0.1 that a test may stop and start: (daemon, url, bare path)."""
     root = tmp_path / "served"
     root.mkdir()
     path = make_bare(root / "board.git")
-    with GitDaemon(root) as daemon:
+    daemon = GitDaemon(root).start()
+    try:
         url = daemon.url("board.git")
         host("init", "--repo-url", url)
-        yield url, path
+        yield daemon, url, path
+    finally:
+        daemon.stop()
+
+
+@pytest.fixture
+def daemon_board(served_board):
+    """A board served by `git daemon` on 127.0.0.1: returns (url, bare path)."""
+    _, url, path = served_board
+    return url, path
 
 
 @pytest.fixture

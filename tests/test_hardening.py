@@ -37,7 +37,7 @@ from tests.helpers import (
     worker_cmd,
 )
 from tests.ocr_fixtures.helpers import LocalServer
-from tests.servers import GitDaemon, GitHttpServer
+from tests.servers import GitHttpServer
 
 FAST_LEASE = {"WMS_OFFLINE_AFTER": "3", "WMS_HEARTBEAT_SECONDS": "1"}
 
@@ -67,35 +67,27 @@ def _git(cwd, *args, env=None) -> str:
 
 
 # ------------------------------------------------------------------ 1. faults
-def test_board_outage_workers_back_off_keep_results_and_finish(tmp_path):
+def test_board_outage_workers_back_off_keep_results_and_finish(served_board, tmp_path):
     """git daemon stopped for longer than --max-failures polls would last, then restarted."""
-    root = tmp_path / "served"
-    root.mkdir()
-    bare = make_bare(root / "board.git")
-    daemon = GitDaemon(root).start()
-    url = daemon.url("board.git")
-    try:
-        host("init", "--repo-url", url)
-        host("publish", "--repo-url", url, "--simulate", "6", "--seconds", "1", "--prefix", "out")
-        logs = [tmp_path / f"w{i}.log" for i in range(2)]
-        procs = [start_worker(url, tmp_path / f"w{i}", "--max-failures", "3", log=logs[i]) for i in range(2)]
-        wait_for(lambda: any("Completed work" in p.read_text() for p in logs), 30, what="a first result")
-        daemon.stop()
-        wait_for(lambda: all("Board unreachable" in p.read_text() for p in logs), 30, what="both see the outage")
-        wait_for(lambda: list(tmp_path.glob("w*/spool/out-*.json")), 30, what="a result kept in the spool")
-        time.sleep(8)  # three unreachable polls take ~3.5 s: a worker counting them as "no work" would stop
-        assert [p.poll() for p in procs] == [None, None]
-        daemon.start()
-        assert [p.wait(timeout=90) for p in procs] == [0, 0]
-        _ends_once(bare, [f"out-{i:05d}" for i in range(1, 7)])
-        texts = [p.read_text() for p in logs]
-        assert all(n == 1 for n in _completed_lines(*texts).values()) and len(_completed_lines(*texts)) == 6
-        waits = {w for t in texts for w in re.findall(r"Retrying in ([\d.]+) s", t)}
-        assert len(waits) > 1  # backed off, with jitter
-        assert all("Board reachable again" in t for t in texts)
-        assert list(tmp_path.glob("w*/spool/*.json")) == []
-    finally:
-        daemon.stop()
+    daemon, url, bare = served_board
+    host("publish", "--repo-url", url, "--simulate", "6", "--seconds", "1", "--prefix", "out")
+    logs = [tmp_path / f"w{i}.log" for i in range(2)]
+    procs = [start_worker(url, tmp_path / f"w{i}", "--max-failures", "3", log=logs[i]) for i in range(2)]
+    wait_for(lambda: any("Completed work" in p.read_text() for p in logs), 30, what="a first result")
+    daemon.stop()
+    wait_for(lambda: all("Board unreachable" in p.read_text() for p in logs), 30, what="both see the outage")
+    wait_for(lambda: list(tmp_path.glob("w*/spool/out-*.json")), 30, what="a result kept in the spool")
+    time.sleep(8)  # three unreachable polls take ~3.5 s: a worker counting them as "no work" would stop
+    assert [p.poll() for p in procs] == [None, None]
+    daemon.start()
+    assert [p.wait(timeout=90) for p in procs] == [0, 0]
+    _ends_once(bare, [f"out-{i:05d}" for i in range(1, 7)])
+    texts = [p.read_text() for p in logs]
+    assert all(n == 1 for n in _completed_lines(*texts).values()) and len(_completed_lines(*texts)) == 6
+    waits = {w for t in texts for w in re.findall(r"Retrying in ([\d.]+) s", t)}
+    assert len(waits) > 1  # backed off, with jitter
+    assert all("Board reachable again" in t for t in texts)
+    assert list(tmp_path.glob("w*/spool/*.json")) == []
 
 
 @pytest.mark.parametrize("point", CRASH_POINTS)

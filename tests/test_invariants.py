@@ -89,36 +89,25 @@ def test_invariant_2_server_decides_claims(daemon_board, tmp_path):
     assert proc.returncode == 0 and "Claimed work" not in proc.stdout
 
 
-def test_invariant_3_nothing_finished_is_lost(tmp_path):
-    from tests.helpers import make_bare
-    from tests.servers import GitDaemon
-
-    root = tmp_path / "served"
-    root.mkdir()
-    bare = make_bare(root / "board.git")
-    daemon = GitDaemon(root).start()
-    url = daemon.url("board.git")
-    try:
-        host("init", "--repo-url", url)
-        host("publish", "--repo-url", url, "--simulate", "1", "--seconds", "3", "--prefix", "spool")
-        workdir = tmp_path / "w"
-        proc = start_worker(url, workdir, "--max-failures", "2", log=tmp_path / "w1.log")
-        wait_for(lambda: "Claimed work: spool-00001" in (tmp_path / "w1.log").read_text(), 30, what="claim")
-        daemon.stop()  # the board goes away while the order is processed
-        spooled = wait_for(lambda: list((workdir / "spool").glob("spool-00001--*.json")), 30, what="spooled result")
-        wait_for(lambda: "Board unreachable" in (tmp_path / "w1.log").read_text(), 30, what="push retry")
-        os.kill(proc.pid, signal.SIGKILL)  # the machine dies with the result only in the spool
-        proc.wait()
-        assert spooled[0].exists()
-        daemon.start()
-        restarted = subprocess.run(worker_cmd(url, workdir, "--max-failures", "1"), cwd=ROOT, capture_output=True,
-                                   text=True, timeout=60)
-        assert restarted.returncode == 0, restarted.stdout + restarted.stderr
-        assert "unsent result(s) in the spool" in restarted.stdout
-        assert ids_by_state(bare)["completed"] == ["spool-00001"]
-        assert list((workdir / "spool").glob("*.json")) == []
-    finally:
-        daemon.stop()
+def test_invariant_3_nothing_finished_is_lost(served_board, tmp_path):
+    daemon, url, bare = served_board
+    host("publish", "--repo-url", url, "--simulate", "1", "--seconds", "3", "--prefix", "spool")
+    workdir = tmp_path / "w"
+    proc = start_worker(url, workdir, "--max-failures", "2", log=tmp_path / "w1.log")
+    wait_for(lambda: "Claimed work: spool-00001" in (tmp_path / "w1.log").read_text(), 30, what="claim")
+    daemon.stop()  # the board goes away while the order is processed
+    spooled = wait_for(lambda: list((workdir / "spool").glob("spool-00001--*.json")), 30, what="spooled result")
+    wait_for(lambda: "Board unreachable" in (tmp_path / "w1.log").read_text(), 30, what="push retry")
+    os.kill(proc.pid, signal.SIGKILL)  # the machine dies with the result only in the spool
+    proc.wait()
+    assert spooled[0].exists()
+    daemon.start()
+    restarted = subprocess.run(worker_cmd(url, workdir, "--max-failures", "1"), cwd=ROOT, capture_output=True,
+                               text=True, timeout=60)
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    assert "unsent result(s) in the spool" in restarted.stdout
+    assert ids_by_state(bare)["completed"] == ["spool-00001"]
+    assert list((workdir / "spool").glob("*.json")) == []
 
 
 def test_invariant_4_everything_finishes(daemon_board, tmp_path):

@@ -14,7 +14,7 @@ from coordination.processors import OrderError, WorkContext
 from pipelines import default_registry
 from pipelines.__main__ import cli
 from pipelines.metrics import cer, char_f1
-from tests.ocr_fixtures.helpers import LocalServer, guard_network, image_bytes
+from tests.ocr_fixtures.helpers import LocalServer, image_bytes, no_outside_network, server  # noqa: F401 (fixtures)
 from tests.synthetic_pages import cjk_font, render_page
 
 needs_cjk = pytest.mark.skipif(cjk_font() is None, reason="no Japanese font: install the Debian package fonts-ipafont-gothic")
@@ -37,19 +37,6 @@ class DictBoard:
 def process():
     """The registry's ocr_chapter processor: the engine loads once for the module."""
     return default_registry().get("ocr_chapter")
-
-
-@pytest.fixture(scope="module")
-def server():
-    with LocalServer() as srv:
-        yield srv
-
-
-@pytest.fixture(autouse=True)
-def no_outside_network():
-    with guard_network() as attempts:
-        yield
-    assert attempts == []
 
 
 def board_page(files, name, data):

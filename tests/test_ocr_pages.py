@@ -10,23 +10,10 @@ from PIL import Image
 
 from pipelines import pages
 from pipelines.exceptions import PageError
-from tests.ocr_fixtures.helpers import LocalServer, guard_network, image_bytes
+from tests.ocr_fixtures.helpers import LocalServer, image_bytes, no_outside_network, server  # noqa: F401 (fixtures)
 
 PNG = image_bytes(Image.new("RGB", (64, 48), "white"))
 FAST = dict(backoff=0.01, timeout=(2.0, 1.0))
-
-
-@pytest.fixture(scope="module")
-def server():
-    with LocalServer() as srv:
-        yield srv
-
-
-@pytest.fixture(autouse=True)
-def no_outside_network():
-    with guard_network() as attempts:
-        yield
-    assert attempts == [], f"a test tried to reach {attempts}"
 
 
 def route(server, path, handler):

@@ -15,6 +15,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
 from PIL import Image
 
 
@@ -144,3 +145,18 @@ def guard_network():
     finally:
         socket.socket.connect = real_connect
         socket.create_connection = real_create
+
+
+@pytest.fixture(scope="module")
+def server():
+    """A LocalServer shared by a test module."""
+    with LocalServer() as srv:
+        yield srv
+
+
+@pytest.fixture(autouse=True)
+def no_outside_network():
+    """Fails the test if it tried to reach anything but loopback (use: import it into a test module)."""
+    with guard_network() as attempts:
+        yield
+    assert attempts == [], f"a test tried to reach {attempts}"
