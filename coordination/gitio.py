@@ -326,16 +326,6 @@ class LocalRepo:
         self.counters["push_rejected_refs"] += sum(1 for v in ok.values() if not v)
         return PushResult(ok, messages)
 
-    def ls_remote(self, *patterns: str) -> dict[str, str]:
-        code, out, err = self._run(["ls-remote", "origin", *patterns])
-        if code != 0:
-            raise BoardUnreachable(f"git ls-remote failed: {_last_lines(err)}")
-        refs = {}
-        for line in out.splitlines():
-            sha, _, ref = line.partition("\t")
-            refs[ref] = sha
-        return refs
-
     # -- local refs and objects ---------------------------------------------------------------
     def refs(self, prefix: str) -> dict[str, str]:
         code, out, err = self._run(["for-each-ref", "--format=%(objectname) %(refname)", prefix], network=False)
