@@ -4,6 +4,7 @@ Usage (from the repository root)::
 
     python bench/ocr.py                          # both engines, dev set + 10+10 synthetic pages
     python bench/ocr.py --engines rapidocr --jobs 2 --synthetic 4 --no-memory
+    python bench/ocr.py --engines rapidocr --precision int8 --no-floor --no-memory --synthetic 0
 
 The dev set is read from $WMS_OCR_DEVSET or ../shared/eval/openmantra (NAME.jpg,
 NAME.txt with one truth block per line in reading order, NAME.boxes.json). It
@@ -19,6 +20,8 @@ Figures per engine and set:
   with --jobs pages in parallel.
 * baseline: the engine's raw output order (RapidOCR: its lines as returned;
   Tesseract: Tesseract alone on the whole page).
+* rapidocr-fp32: RapidOCR with its float detector, beside the default int8
+  one (--precision).
 * floor: the engine on ground-truth block crops (recognition only; the best
   a perfect layout could do).
 * peak memory: max RSS of a separate worker process running one ocr_chapter
@@ -65,7 +68,7 @@ def load_devset(d: Path, limit: int | None):
 
 
 def load_synthetic(n: int):
-    from tests.synthetic_pages import cjk_font, render_page
+    from pipelines.synthetic import cjk_font, render_page
 
     items = []
     langs = (["ja"] if cjk_font() else []) + ["en"]
@@ -186,7 +189,7 @@ def _chapter_child(engine_name: str, pages: int, size: str) -> None:
 
     from coordination.processors import WorkContext
     from pipelines.ocr_chapter import make_processor
-    from tests.synthetic_pages import cjk_font
+    from pipelines.synthetic import cjk_font
 
     lang = "ja" if cjk_font() else "en"
     work_id = "bench--ch-001"
@@ -217,7 +220,7 @@ def _chapter_child(engine_name: str, pages: int, size: str) -> None:
 def _render_board(board: str, work_id: str, pages: int, size: str, lang: str) -> None:
     import hashlib
 
-    from tests.synthetic_pages import render_page
+    from pipelines.synthetic import render_page
 
     w, h = (int(v) for v in size.split("x"))
     folder = Path(board) / "pages" / work_id
@@ -245,6 +248,8 @@ def main() -> None:
     ap.add_argument("--no-memory", action="store_true", help="skip the 20-page 2400x3400 chapter run")
     ap.add_argument("--det-side", type=int, default=None,
                     help="RapidOCR detection size (long side, px); default: the engine's")
+    ap.add_argument("--precision", default="int8,fp32",
+                    help="RapidOCR detector precisions, run side by side (the first is the one reported as rapidocr)")
     ap.add_argument("--no-floor", action="store_true", help="skip the ground-truth-crop pass")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--_chapter-child", nargs=3, help=argparse.SUPPRESS)
@@ -266,19 +271,32 @@ def main() -> None:
     if args.synthetic:
         sets.append(("synthetic", load_synthetic(args.synthetic)))
     report = {}
+    runs = []  # (engine, engine options, label); RapidOCR's precisions run side by side
     for engine in args.engines.split(","):
+        if engine == "rapidocr":
+            for i, precision in enumerate(args.precision.split(",")):
+                kw = {"precision": precision}
+                if args.det_side:
+                    kw["det_side"] = args.det_side
+                runs.append((engine, kw, engine if i == 0 else f"{engine}-{precision}"))
+        else:
+            runs.append((engine, {}, engine))
+    for engine, kw, label in runs:
+        detail = " ".join(f"{k} {v}" for k, v in kw.items())
+        first = label == engine
         for set_name, items in sets:
-            kw = {"det_side": args.det_side} if args.det_side and engine == "rapidocr" else {}
-            row = run_set(engine, items, args.jobs, not args.no_floor, **kw)
-            report[f"{engine}/{set_name}"] = row
-            print(f"{engine:9s} {set_name:9s}{' det_side ' + str(args.det_side) if kw else ''} pages {row['pages']:3d}  {row['pages_per_s']:.2f} pages/s (jobs {args.jobs})")
+            row = run_set(engine, items, args.jobs, first and not args.no_floor, **kw)
+            report[f"{label}/{set_name}"] = row
+            print(f"{label:14s} {set_name:9s} {detail:16s} pages {row['pages']:3d}  {row['pages_per_s']:.2f} pages/s (jobs {args.jobs})")
             print(f"    pipeline  {fmt(row['main'])}")
             print(f"    baseline  {fmt(row['baseline'])}")
-            print(f"    floor     {fmt(row['floor'])}", flush=True)
-        if not args.no_memory:
+            if first and not args.no_floor:
+                print(f"    floor     {fmt(row['floor'])}")
+            sys.stdout.flush()
+        if first and not args.no_memory:
             mem = chapter_memory(engine)
             report[f"{engine}/chapter-memory"] = mem
-            print(f"{engine:9s} chapter of 20 pages 2400x3400: {mem}", flush=True)
+            print(f"{label:14s} chapter of 20 pages 2400x3400: {mem}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
 

@@ -38,7 +38,7 @@ def make_sample_chapter(folder: Path) -> bool:
     """Render a small chapter of synthetic manga pages, if the OCR pipeline's renderer is installed."""
     try:
         sys.path.insert(0, str(ROOT))
-        from tests.synthetic_pages import write_sample_chapter  # type: ignore
+        from pipelines.synthetic import write_sample_chapter  # type: ignore
     except Exception:
         return False
     write_sample_chapter(folder)

@@ -15,7 +15,7 @@ from pipelines import default_registry
 from pipelines.__main__ import cli
 from pipelines.metrics import cer, char_f1
 from tests.ocr_fixtures.helpers import LocalServer, image_bytes, no_outside_network, server  # noqa: F401 (fixtures)
-from tests.synthetic_pages import cjk_font, render_page
+from pipelines.synthetic import cjk_font, render_page
 
 needs_cjk = pytest.mark.skipif(cjk_font() is None, reason="no Japanese font: install the Debian package fonts-ipafont-gothic")
 WORK = "test-series--ch-001"

@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw, ImageFont
 from pipelines.engines.base import BlockRequest
 from pipelines.exceptions import EngineError, EngineTimeout, EngineUnavailable
 from tests.ocr_fixtures.helpers import guard_network
-from tests.synthetic_pages import cjk_font, latin_font
+from pipelines.synthetic import cjk_font, latin_font
 
 needs_cjk = pytest.mark.skipif(cjk_font() is None, reason="no Japanese font: install the Debian package fonts-ipafont-gothic")
 
@@ -66,8 +66,12 @@ def test_rapidocr_models_come_from_the_installed_package(rapid):
         assert path.is_file()
         assert any(root in path.resolve().parents for root in roots), f"{path} is not inside site-packages"
         assert "rapidocr" in path.parts
-    # the engine was configured with exactly those files
-    assert Path(str(rapid._ocr.cfg.Det.model_path)) == model_paths()["det"]
+    # the engine was configured with exactly those files; detection with the
+    # project's int8 copy of the installed detector (tests/test_ocr_int8.py)
+    from pipelines.engines.rapidocr_engine import detection_model
+
+    assert rapid.precision == "int8"
+    assert Path(str(rapid._ocr.cfg.Det.model_path)) == detection_model("int8")[0]
     assert Path(str(rapid._ocr.cfg.Rec.model_path)) == model_paths()["rec"]
 
 

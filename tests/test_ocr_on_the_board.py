@@ -6,7 +6,7 @@ import pytest
 
 from pipelines.metrics import cer
 from tests.helpers import ROOT, board_files, host, ids_by_state, read_board_json, worker_cmd
-from tests.synthetic_pages import cjk_font, write_sample_chapter
+from pipelines.synthetic import cjk_font, write_sample_chapter
 from tests.test_invariants import client
 
 

@@ -4,6 +4,13 @@ Models load from the files shipped inside the installed ``rapidocr`` wheel; the
 engine passes their paths explicitly, so RapidOCR never reaches its download
 code. Nothing is fetched at run time.
 
+Detection runs on an int8 copy of the detector by default (built by
+`pipelines.engines.quantize`, shipped in ``models/``; about 4x faster, same
+accuracy on the dev set). ``precision="fp32"`` or ``WMS_OCR_PRECISION=fp32``
+uses the float model. When the shipped int8 model is missing, damaged or was
+built from another float model than the installed one, the engine logs a
+warning and uses the float model: slower, never wrong.
+
 Failure policy:
 
 * rapidocr/onnxruntime missing or a model file missing -> `EngineUnavailable`
@@ -22,7 +29,10 @@ Example::
 from __future__ import annotations
 
 import concurrent.futures as cf
+import json
+import logging
 import os
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +47,10 @@ REC_MODEL = "PP-OCRv6_rec_small.onnx"
 MAX_SIDE = 1600
 DET_SIDE = 1024
 DEFAULT_TIMEOUT = 120.0
+PRECISIONS = ("int8", "fp32")
+INT8_DIR = Path(__file__).resolve().parent / "models"
+
+log = logging.getLogger(__name__)
 
 
 def _package_dir() -> Path:
@@ -55,11 +69,58 @@ def model_paths() -> dict[str, Path]:
     return {"det": models / DET_MODEL, "rec": models / REC_MODEL}
 
 
-def engine_version() -> str:
+def _sha256(path: Path) -> str:
+    from pipelines.engines.quantize import sha256_file
+
+    return sha256_file(path)
+
+
+@lru_cache(maxsize=None)
+def _int8_detector(models_dir: Path, source: Path) -> tuple[Path | None, str]:
+    """The shipped int8 detector if it was built from ``source``, else (None, why not)."""
+    try:
+        manifest = json.loads((models_dir / "int8.json").read_text(encoding="utf-8"))
+        path = models_dir / manifest["model"]
+        if not path.is_file():
+            return None, f"{path} is missing"
+        if _sha256(path) != manifest["sha256"]:
+            return None, f"{path} is damaged (sha256 differs from int8.json)"
+        if _sha256(source) != manifest["source_sha256"]:
+            return None, (f"it was built from another {source.name} than the installed one "
+                          "(rebuild: python -m pipelines.engines.quantize)")
+        return path, ""
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return None, f"its manifest {models_dir / 'int8.json'} is unreadable ({exc})"
+
+
+def detection_model(precision: str | None = None) -> tuple[Path, str]:
+    """Path of the detector to load and its precision ("int8" or "fp32").
+
+    ``precision`` defaults to $WMS_OCR_PRECISION (a value other than int8 or fp32
+    there is logged and ignored), then "int8".
+    """
+    if precision is None:
+        precision = (os.environ.get("WMS_OCR_PRECISION") or "int8").strip().lower()
+        if precision not in PRECISIONS:
+            log.warning("WMS_OCR_PRECISION=%s is not one of %s; using int8", precision, ", ".join(PRECISIONS))
+            precision = "int8"
+    elif precision not in PRECISIONS:
+        raise EngineUnavailable(f"unknown OCR precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    source = model_paths()["det"]
+    if precision == "fp32":
+        return source, "fp32"
+    path, why = _int8_detector(INT8_DIR, source)
+    if path is None:
+        log.warning("int8 detection model not used: %s; using the float model (slower)", why)
+        return source, "fp32"
+    return path, "int8"
+
+
+def engine_version(det_precision: str = "int8") -> str:
     try:
         from importlib.metadata import version
 
-        return f"rapidocr {version('rapidocr')} (PP-OCRv6 small det+rec)"
+        return f"rapidocr {version('rapidocr')} (PP-OCRv6 small, det {det_precision}, rec fp32)"
     except Exception:
         return "rapidocr (unknown version)"
 
@@ -69,8 +130,7 @@ class RapidOcrEngine:
     reads_lines = True
 
     def __init__(self, *, threads: int | None = None, timeout: float = DEFAULT_TIMEOUT, max_side: int = MAX_SIDE,
-                 det_side: int = DET_SIDE):
-        self.version = engine_version()
+                 det_side: int = DET_SIDE, precision: str | None = None):
         self.timeout = timeout
         self.max_side = max_side
         paths = model_paths()
@@ -79,13 +139,15 @@ class RapidOcrEngine:
                 raise EngineUnavailable(
                     f"RapidOCR {kind} model {path} is missing; reinstall: pip install --force-reinstall rapidocr==3.10.0"
                 )
+        det_model, self.precision = detection_model(precision)
+        self.version = engine_version(self.precision)
         threads = threads or os.cpu_count() or 1
         params = {
             "Global.log_level": "error",
             "Global.use_cls": False,  # manga text is never upside down
             "Global.max_side_len": max_side,
             "Global.text_score": 0.3,  # low-confidence lines are filtered by the layout rules
-            "Det.model_path": str(paths["det"]),
+            "Det.model_path": str(det_model),
             "Rec.model_path": str(paths["rec"]),
             "Rec.rec_batch_num": 8,
             # Detection runs on a copy scaled to at most det_side on the long side;

@@ -57,7 +57,8 @@ class TesseractEngine:
     name = "tesseract"
     reads_lines = False
 
-    def __init__(self, *, threads: int | None = None, timeout: float = DEFAULT_TIMEOUT, detector=None):
+    def __init__(self, *, threads: int | None = None, timeout: float = DEFAULT_TIMEOUT, detector=None,
+                 precision: str | None = None):
         self.timeout = timeout
         pt = self._pt = _pytesseract()
         try:
@@ -75,8 +76,10 @@ class TesseractEngine:
         if detector is None:
             from pipelines.engines.rapidocr_engine import RapidOcrEngine
 
-            detector = RapidOcrEngine(threads=threads, timeout=timeout)
+            detector = RapidOcrEngine(threads=threads, timeout=timeout, precision=precision)
         self._detector = detector
+        if getattr(detector, "precision", None):
+            self.version += f" (lines by RapidOCR det {detector.precision})"
 
     def require(self, lang: str) -> None:
         if lang not in self.languages:

@@ -5,12 +5,15 @@ Japanese vertical text (read right to left) or English horizontal text, and a
 page number in the bottom margin (which the layout rules drop, so it is not
 part of the truth).
 
+Used by the tests, the OCR benchmark, the demo, and to calibrate the int8
+detection model (`pipelines.engines.quantize`).
+
 Japanese text needs a CJK font: the Debian package ``fonts-ipafont-gothic``
 (or ``fonts-noto-cjk``). `cjk_font()` returns None when none is installed.
 
 Example::
 
-    >>> from tests.synthetic_pages import render_page
+    >>> from pipelines.synthetic import render_page
     >>> page = render_page(seed=1, lang="en")
     >>> page.image.size, len(page.blocks) > 0
     ((1000, 1414), True)
@@ -140,8 +143,11 @@ def _phrase(rng: random.Random, lang: str, n_lines: int, max_chars: int) -> list
     return lines
 
 
-def render_page(seed: int = 0, lang: str = "ja", size: tuple[int, int] = (1000, 1414), tone: bool = True) -> SyntheticPage:
-    """Render one page. ``lang`` is "ja" (vertical text, right to left) or "en"."""
+def render_page(seed: int = 0, lang: str = "ja", size: tuple[int, int] = (1000, 1414), tone: bool = True,
+                font: str | None = None) -> SyntheticPage:
+    """Render one page. ``lang`` is "ja" (vertical text, right to left) or "en".
+
+    ``font`` overrides the Japanese font (default: `cjk_font()`)."""
     rng = random.Random(f"{lang}-{seed}")
     w, h = size
     s = w / 1000.0
@@ -149,7 +155,7 @@ def render_page(seed: int = 0, lang: str = "ja", size: tuple[int, int] = (1000, 
     draw = ImageDraw.Draw(img)
     rtl = lang == "ja"
     if lang == "ja":
-        path = cjk_font()
+        path = font or cjk_font()
         if path is None:
             raise RuntimeError("no Japanese font installed: install the Debian package fonts-ipafont-gothic")
     else:
