@@ -12,8 +12,11 @@ Example::
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from coordination.processors import OrderError, WorkContext
@@ -22,6 +25,23 @@ from pipelines.ocr import OcrPipeline, check_options
 from pipelines.pages import load_page
 
 MAX_PAGES = 1000
+
+
+def page_jobs() -> int:
+    """Pages OCR'd at once: $WMS_OCR_PAGE_JOBS (1 to 8), default 1.
+
+    Each page in flight has its own engine and the cores are split between
+    them. On 2 cores, 2 page jobs read a 20-page chapter of 2400x3400 pages
+    about 20 % faster than 1 but peak near 800 MB instead of 550 MB (glibc keeps
+    each thread's freed buffers), so 1 is the default and 2 is for machines with
+    memory to spare. Pages are fetched and decoded in order, by the order's
+    thread (board reads are not thread-safe).
+    """
+    try:
+        value = int(os.environ.get("WMS_OCR_PAGE_JOBS", ""))
+    except ValueError:
+        value = 0
+    return min(value, 8) if value >= 1 else 1
 
 
 def _validate(order: dict) -> tuple[str, list[dict], str, str]:
@@ -54,12 +74,13 @@ def make_processor():
     """Return ``process(order, ctx)``; each engine is loaded once and reused."""
     pipelines: dict[tuple[str, str], OcrPipeline] = {}
     lock = threading.Lock()
+    jobs = page_jobs()
 
     def get_pipeline(engine: str, lang: str) -> OcrPipeline:
         with lock:
             key = (engine, lang)
             if key not in pipelines:
-                pipelines[key] = OcrPipeline(engine, lang)
+                pipelines[key] = OcrPipeline(engine, lang, jobs=jobs)
             return pipelines[key]
 
     def process(order: dict, ctx: WorkContext) -> dict:
@@ -71,24 +92,40 @@ def make_processor():
             raise OrderError(str(exc), permanent=exc.permanent) from None
         workdir = Path(ctx.workdir)
         workdir.mkdir(parents=True, exist_ok=True)
-        out_pages = []
+        out_pages: list[dict] = []
         stages = {"fetch": 0.0}
         total = len(pages)
         ctx.progress(0, total, "starting")
-        for i, page in enumerate(pages):
-            if ctx.stop_requested():
-                raise OrderError(f"stopped on request after {i} of {total} pages", permanent=False)
+
+        def collect(index: int, future) -> None:
             try:
-                t = time.perf_counter()
-                image = load_page(page, work_id, ctx.read_board_file)
-                stages["fetch"] += time.perf_counter() - t
-                result = ocr.read(image, str(workdir))
+                result = future.result()
             except OcrError as exc:
-                raise OrderError(f"page {i + 1} of {total}: {exc}", permanent=exc.permanent) from None
+                raise OrderError(f"page {index + 1} of {total}: {exc}", permanent=exc.permanent) from None
             for k, v in result.pop("timings").items():
                 stages[k] = stages.get(k, 0.0) + v
             out_pages.append(result)
-            ctx.progress(i + 1, total, f"page {result['name']}")
+            ctx.progress(len(out_pages), total, f"page {result['name']}")
+
+        # Pages are fetched and decoded here, in order (board reads are not
+        # thread-safe); up to `jobs` of them are OCR'd at once.
+        with ThreadPoolExecutor(jobs, thread_name_prefix="ocr-page") as pool:
+            in_flight: deque = deque()
+            for i, page in enumerate(pages):
+                if ctx.stop_requested():
+                    raise OrderError(f"stopped on request after {len(out_pages)} of {total} pages", permanent=False)
+                try:
+                    t = time.perf_counter()
+                    image = load_page(page, work_id, ctx.read_board_file)
+                    stages["fetch"] += time.perf_counter() - t
+                except OcrError as exc:
+                    raise OrderError(f"page {i + 1} of {total}: {exc}", permanent=exc.permanent) from None
+                in_flight.append((i, pool.submit(ocr.read, image, str(workdir))))
+                del image
+                while len(in_flight) >= jobs:
+                    collect(*in_flight.popleft())
+            while in_flight:
+                collect(*in_flight.popleft())
         total_s = time.perf_counter() - start
         return {
             "schema": 1,

@@ -265,3 +265,35 @@ def test_large_page_coordinates_are_in_original_pixels(process, tmp_path):
             assert abs(got - want) <= 30, (block["box"], tb.box)
         xs = [x for quad in block["lines_coords"] for x, _ in quad]
         assert min(xs) >= block["box"][0] - 1 and max(xs) <= block["box"][2] + 1
+
+
+# -- pages in parallel (WMS_OCR_PAGE_JOBS) ------------------------------------------
+
+def test_page_jobs_setting(monkeypatch):
+    from pipelines.ocr_chapter import page_jobs
+
+    for value, expected in (("", 1), ("2", 2), ("0", 1), ("lots", 1), ("99", 8)):
+        monkeypatch.setenv("WMS_OCR_PAGE_JOBS", value)
+        assert page_jobs() == expected
+
+
+def test_two_page_jobs_keep_page_order_and_name_the_failing_page(monkeypatch, tmp_path):
+    from pipelines.ocr_chapter import make_processor
+
+    monkeypatch.setenv("WMS_OCR_PAGE_JOBS", "2")
+    process2 = make_processor()
+    files: dict[str, bytes] = {}
+    truths = [render_page(seed=40 + i, lang="en") for i in range(4)]
+    pages = [board_page(files, f"{i + 1:03d}.png", image_bytes(t.image)) for i, t in enumerate(truths)]
+    ctx, progress = make_ctx(tmp_path, files)
+    result = process2(order(pages, lang="eng"), ctx)
+    assert [p["name"] for p in result["pages"]] == ["001.png", "002.png", "003.png", "004.png"]
+    for truth, page in zip(truths, result["pages"]):
+        assert cer(truth.text, page["text"]) <= 0.03
+    assert progress[-1] == (4, 4) and [d for d, _ in progress] == [0, 1, 2, 3, 4]
+
+    bad = board_page(files, "005.png", b"GIF89a truncated")
+    ctx, _ = make_ctx(tmp_path, files)
+    with pytest.raises(OrderError, match=r"page 3 of 4: page 005.png: ") as err:
+        process2(order(pages[:2] + [bad] + pages[3:], lang="eng"), ctx)
+    assert err.value.permanent
