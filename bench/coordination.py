@@ -69,6 +69,18 @@ def run_once(workers: int, orders: int, seconds: float, http: bool, tmp: Path, h
         if m:
             fetches += int(m.group(1))
             pushes += int(m.group(2))
+    breakdown: dict[str, list] = {}  # what the workers' CPU went to: git verb -> [processes, CPU seconds]
+    for text in logs:
+        m = re.search(r"Git processes: (.*); this process: ([\d.]+) s CPU", text)
+        if not m:
+            continue
+        tally = breakdown.setdefault("python", [0, 0.0])
+        tally[0] += 1
+        tally[1] += float(m.group(2))
+        for verb, n, used in re.findall(r"([\w-]+) (\d+) \(([\d.]+) s\)", m.group(1)):
+            tally = breakdown.setdefault(verb, [0, 0.0])
+            tally[0] += int(n)
+            tally[1] += float(used)
     first = min(r["claimed_at"] for r in records)
     last = max(r["completed_at"] for r in records)
     makespan = last - first
@@ -79,7 +91,7 @@ def run_once(workers: int, orders: int, seconds: float, http: bool, tmp: Path, h
             "claims_per_s": done / makespan, "lost_race_rate": lost / (done + lost) if done + lost else 0.0,
             "pushes_per_order": pushes / done, "fetches_per_order": fetches / done,
             "cpu_per_order": cpu / done, "server_cpu_per_order": (cpu - worker_cpu) / done,
-            "cpu_busy": cpu / (wall * (os.cpu_count() or 1))}
+            "cpu_busy": cpu / (wall * (os.cpu_count() or 1)), "breakdown": breakdown}
 
 
 def _cpu() -> float:
@@ -98,6 +110,8 @@ def main() -> None:
     ap.add_argument("--http", action="store_true", help="serve the board with git http-backend instead of git daemon")
     ap.add_argument("--heartbeat-seconds", type=float, default=None,
                     help="worker heartbeat interval (default: the testing environment's 2 s; production uses 60)")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also print what the workers' CPU per order went to: their Python, each git command")
     args = ap.parse_args()
     print(f"board served by {'git http-backend' if args.http else 'git daemon'} on 127.0.0.1; "
           f"{args.seconds:g}-s simulate orders, {args.orders_per_worker} per worker, "
@@ -113,6 +127,12 @@ def main() -> None:
                   f"{r['server_cpu_per_order']:>6.3f}s "
                   f"{r['cpu_busy']:>8.0%}"
                   + ("" if r["exit_codes_ok"] else "  (a worker exited non-zero)"), flush=True)
+            if args.breakdown:
+                done = r["completed"]
+                parts = sorted(r["breakdown"].items(), key=lambda kv: -kv[1][1])
+                print("      workers' CPU per order: " + ", ".join(
+                    f"{verb} {cpu / done * 1000:.1f} ms" + ("" if verb == "python" else f" ({n / done:.2f}x)")
+                    for verb, (n, cpu) in parts), flush=True)
 
 
 if __name__ == "__main__":

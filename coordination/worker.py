@@ -47,6 +47,12 @@ BOARD_FIELDS = ("seq", "attempts", "errors", "not_before", "worker_id", "claimed
                 "failed_at")
 
 
+def process_cpu() -> float:
+    """CPU seconds this process has used (its own threads, not its children)."""
+    times = os.times()
+    return times.user + times.system
+
+
 def make_worker_id() -> str:
     host = "".join(c if c.isalnum() or c in "-_" else "-" for c in socket.gethostname())[:40] or "host"
     return f"{host}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
@@ -270,6 +276,9 @@ class Worker:
             self.stats.git = dict(self.repo.counters)
             log.info("Git traffic: %d fetches, %d pushes, %d refused ref updates", self.repo.counters["fetch"],
                      self.repo.counters["push"], self.repo.counters["push_rejected_refs"])
+            log.info("Git processes: %s; this process: %.2f s CPU", ", ".join(
+                f"{verb} {n} ({cpu:.2f} s)" for verb, (n, cpu) in sorted(self.repo.processes.items(),
+                                                                     key=lambda kv: -kv[1][1])), process_cpu())
             self.repo.close()
 
     # ---------------------------------------------------------------- stopping and pausing
