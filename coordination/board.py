@@ -566,10 +566,13 @@ class Board:
             self.repo.write_tree([])
         return self.repo.write_commit(tree, [], json.dumps(info, sort_keys=True, ensure_ascii=False), when)
 
-    def fold_update(self, view: BoardView, now: float, message: str = "", worker_id: str | None = None
-                    ) -> tuple[Fold, list[RefUpdate]]:
-        """The ref updates that fold ``view``'s pending refs into main (empty when nothing is pending)."""
-        fold = view.plan_fold(now, self.settings, worker_id)
+    def fold_update(self, view: BoardView, now: float, message: str = "", worker_id: str | None = None,
+                    fold: Fold | None = None) -> tuple[Fold, list[RefUpdate]]:
+        """The ref updates that fold ``view``'s pending refs into main (empty when nothing is pending).
+
+        ``fold``: the plan, when the caller has already made it (`view.plan_fold`)."""
+        if fold is None:
+            fold = view.plan_fold(now, self.settings, worker_id)
         updates: list[RefUpdate] = list(fold.prune)
         if not fold.empty and view.main:
             tree = self.repo.edit_tree(view.tree, fold.changes)

@@ -134,6 +134,7 @@ class Worker:
         self._signals = 0
         self._stop_now = False
         self._scan_lapsed = False
+        self._pending_since: dict[str, float] = {}  # others' pending refs -> when this worker first saw them
         self._heartbeat_seq = 0
         self._last_heartbeat = 0.0
         self._last_activity = now()
@@ -174,7 +175,8 @@ class Worker:
         if self.outbox:
             log.info("Found %d unsent result(s) in the spool; pushing them first", len(self.outbox))
         log.info("Worker %s starting on %s", self.worker_id, self.remote.url)
-        self.with_board_retries(lambda: self.exchange(0, heartbeat=True))
+        if self.outbox:  # the spool goes first; otherwise the first claim carries the first heartbeat
+            self.with_board_retries(lambda: self.exchange(0, heartbeat=True))
 
     def work_loop(self) -> None:
         while True:
@@ -203,10 +205,13 @@ class Worker:
             flush = self.flush_due()
             unconfirmed = any(not j.confirmed for j in self.ready.values())
             if unconfirmed and not (claim or flush or self.free_threads() > 0):
-                # the current order is running: confirm the next one now (a fetch only), so it
-                # can start the moment a slot frees instead of waiting for a round trip then
-                self.with_board_retries(self.confirm_step)
-                continue
+                # the current order is running: confirm the next one before it ends (a fetch only),
+                # so it can start the moment a slot frees instead of waiting for a round trip then;
+                # not at once, so that others' pushes have likely shown our claims on main by then
+                if self.confirm_wait() <= 0:
+                    self.with_board_retries(self.confirm_step)
+                    continue
+                unconfirmed = False
             if claim or unconfirmed or flush or self.fold_due():
                 started = self.with_board_retries(lambda: self.exchange(want if may_claim else 0))
                 if started is None:
@@ -426,16 +431,27 @@ class Worker:
                 updates.append(RefUpdate(f"{CLAIMS_PREFIX}{cand.work_id}/{cand.seq}",
                                          self.board.ref_commit(info, when=now), ""))
         fold_main = False
+        # a heartbeat rides on any push once half its interval has passed, so a busy worker
+        # seldom pushes one on its own
+        beat = heartbeat or self.heartbeat_due() or (bool(updates) and self.heartbeat_half_due())
         if view is not None:
-            _, fold_updates = self.board.fold_update(view, now, worker_id=self.worker_id)
-            creating = {u.ref for u in updates}
-            updates += [u for u in fold_updates if u.ref not in creating]
-            fold_main = any(u.ref == MAIN_REF for u in fold_updates)
-        if heartbeat or self.heartbeat_due():
+            fold = view.plan_fold(now, self.board.settings, self.worker_id)
+            # the fold rides on every push; on its own it is pushed only when a change has waited
+            # `fold_delay` unseen on main (ours, or one this worker has watched that long)
+            if self.fold_needed(fold) or updates or beat:
+                _, fold_updates = self.board.fold_update(view, now, worker_id=self.worker_id, fold=fold)
+                creating = {u.ref for u in updates}
+                updates += [u for u in fold_updates if u.ref not in creating]
+                fold_main = any(u.ref == MAIN_REF for u in fold_updates)
+        if beat:
             updates.append(self.heartbeat_update(state))
         if want > 0 and not candidates:
             self._scan_lapsed = True  # nothing on offer: next time look for leases that lapsed
         if not updates:
+            for entry, _, on_server in pushed_results:
+                if on_server:  # the server held it already: nothing to push
+                    self.outbox.pop(entry.key, None)
+                    self.spool.remove(entry)
             return started
         if candidates:
             testhooks.crash_point("claim-before-push")
@@ -517,13 +533,35 @@ class Worker:
             if done:
                 self.unfolded.pop(key, None)
 
+    def confirm_wait(self) -> float:
+        """Seconds until the claims made ahead are confirmed: half the last order's time (a slot is
+        not expected to free before then), at most half of `fold_delay`."""
+        pending = [j.claimed_at for j in self.ready.values() if not j.confirmed]
+        if not pending:
+            return float("inf")
+        delay = min(self.config.fold_delay, self._last_busy or 0.0) / 2
+        return min(pending) + delay - self.now()
+
     def fold_due(self) -> bool:
         now = self.now()
         return any(now - t >= self.config.fold_delay for t in self.unfolded.values())
 
+    def fold_needed(self, fold) -> bool:
+        """Push ``fold`` on its own? When a change of ours waits to be shown on main (`fold_due`), when
+        this worker has seen another change pending for `fold_delay` seconds of its own clock (its
+        owner may be gone), or when the fold repairs main without applying any ref."""
+        now = time.monotonic()
+        self._pending_since = {ref: self._pending_since.get(ref, now) for ref in fold.folded_refs}
+        if self.fold_due() or (fold.changes and not fold.folded_refs):
+            return True
+        return any(now - seen >= self.config.fold_delay for seen in self._pending_since.values())
+
     # ---------------------------------------------------------------- heartbeats and leases
     def heartbeat_due(self) -> bool:
         return self.now() - self._last_heartbeat >= self.config.heartbeat_seconds
+
+    def heartbeat_half_due(self) -> bool:
+        return self.now() - self._last_heartbeat >= self.config.heartbeat_seconds / 2
 
     def heartbeat_update(self, state: str = "running") -> RefUpdate:
         self._heartbeat_seq += 1
@@ -704,6 +742,8 @@ class Worker:
             timeouts.append(self.config.fold_delay - (now - min(self.unfolded.values())))
         if self.claims_wanted() > 0:
             timeouts.append(self._next_poll_at - now)
+        if self.jobs:
+            timeouts.append(self.confirm_wait())
         if self.paused() or self.jobs:
             timeouts.append(1.0)
         if self.resting():
