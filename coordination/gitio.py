@@ -126,6 +126,7 @@ class LocalRepo:
         self._blob_cache: dict[str, bytes] = {}
         self._written: set[str] = set()  # objects known to be in the local object store
         self._packs: dict[str, frozenset] = {}  # pack .idx file name -> the object ids it holds (raw)
+        self.memo: dict = {}  # callers' values derived from objects (which never change), by object id
         self.counters = {"fetch": 0, "push": 0, "push_rejected_refs": 0, "fetch_objects": 0}
         self.processes: dict[str, list] = {}  # git verb -> [processes run, their CPU seconds]
 
@@ -597,6 +598,11 @@ class LocalRepo:
     def gc(self) -> None:
         self._written.clear()
         self._run(["gc", "--quiet", "--prune=now"], network=False, timeout=600)
+
+
+def blob_sha(data: bytes) -> str:
+    """The id git gives a file with this content."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 def _read_pack_index(path: Path) -> frozenset:

@@ -140,6 +140,7 @@ class Worker:
         self._last_activity = now()
         self._board_delay = 0.0
         self._next_poll_at = 0.0
+        self._idle_polls = 0  # empty polls in a row, counted toward --max-failures or not
         self._claimed_last = 0
         self._last_busy: float | None = None  # how long the last order took
         self._unreachable_since: float | None = None
@@ -150,6 +151,7 @@ class Worker:
         self.spool: Spool | None = None
         self.remaining: int | None = None  # orders the board still offers, as last seen
         self.in_play = 0  # orders claimed on the board, as last seen
+        self.holders = 0  # workers holding those orders, as last seen
 
     # ---------------------------------------------------------------- life cycle
     def run(self) -> WorkerStats:
@@ -203,7 +205,8 @@ class Worker:
             # with batching, claim only a batch at a time (or when nothing waits to run)
             claim = may_claim and (want >= self.batch() or not self.ready)
             flush = self.flush_due()
-            unconfirmed = any(not j.confirmed for j in self.ready.values())
+            # nothing claimed ahead is confirmed yet: the next free slot would have nothing to start
+            unconfirmed = bool(self.ready) and not any(j.confirmed for j in self.ready.values())
             if unconfirmed and not (claim or flush or self.free_threads() > 0):
                 # the current order is running: confirm the next one before it ends (a fetch only),
                 # so it can start the moment a slot frees instead of waiting for a round trip then;
@@ -218,6 +221,7 @@ class Worker:
                     continue  # the board was unreachable and we waited
                 if started or self._claimed_last:
                     self.stats.empty_polls = 0
+                    self._idle_polls = 0
                     continue  # there may be more slots to fill, or claims to confirm
                 if claim and not self.ready:
                     self.handle_empty_poll()
@@ -234,13 +238,20 @@ class Worker:
             return 0
         held = len(self.jobs) + len(self.ready)
         left = self.config.max_work - self.stats.work_done - held
-        return max(0, min(self.config.jobs + max(self.config.prefetch, self.batch()) - held, left))
+        return max(0, min(self.config.jobs + self.ahead() - held, left))
+
+    def ahead(self) -> int:
+        """Orders to hold claimed ahead of the running ones: `prefetch`, and while batching one
+        batch more less one, so a batch claimed in one round trip is confirmed by the fetch of the
+        next round trip (made anyway) before the first of it is needed."""
+        batch = self.batch()
+        return max(self.config.prefetch, 2 * batch - 1 if batch > 1 else batch)
 
     def batch(self) -> int:
         """Orders handled per round trip to the board (`claim_batch`; 0 = automatic).
 
         Automatic: 2 while orders are short (the last took under BATCH_BELOW_SECONDS) and the
-        board offers more orders than are in play (not the end of the queue), so a
+        board offers at least two orders per worker holding some (not the end of the queue), so a
         worker on quick orders pushes two results and two claims at once and coordination
         costs half as much per order; 1 for long orders, where it costs little anyway and
         holding a second order ahead would only keep it from other workers.
@@ -249,15 +260,25 @@ class Worker:
         if configured:
             return configured
         # not near the end of the queue either: orders held ahead then would keep others idle
-        plenty = self.remaining is None or self.remaining > self.in_play
+        plenty = self.remaining is None or self.remaining >= 2 * max(1, self.holders)
         return 2 if plenty and self._last_busy is not None and self._last_busy < BATCH_BELOW_SECONDS else 1
+
+    def result_batch(self) -> int:
+        """Results pushed together: a batch, and two while orders are short even at the end of the
+        queue (holding a result back for a while keeps no order from anyone)."""
+        configured = getattr(self.config, "claim_batch", 1)
+        if configured:
+            return configured
+        short = self._last_busy is not None and self._last_busy < BATCH_BELOW_SECONDS
+        return max(self.batch(), 2 if short else 1)
 
     def flush_due(self) -> bool:
         """Push finished attempts now? At once without batching; else a batch at a time, or when one
         has waited `fold_delay` seconds, or when nothing runs (results are in the spool meanwhile)."""
         if not self.outbox:
             return False
-        if self.batch() <= 1 or len(self.outbox) >= self.batch() or not self.jobs or self.stats.stop_reason:
+        together = self.result_batch()
+        if together <= 1 or len(self.outbox) >= together or not self.jobs or self.stats.stop_reason:
             return True
         oldest = min(e.info.get("at", 0) for e in self.outbox.values())
         return self.now() - oldest >= self.config.fold_delay
@@ -408,6 +429,7 @@ class Worker:
             started += self.start_ready_jobs()
             self.remaining = view.count(OrderState.AVAILABLE) + view.count(OrderState.RETRY)
             self.in_play = view.count(OrderState.ACTIVE)
+            self.holders = len(view.holders())
         pushed_results = []
         for entry in list(self.outbox.values()):
             files = {RESULT_FILE: dumps(entry.record)} if entry.record is not None else None
@@ -537,7 +559,7 @@ class Worker:
         """Seconds until the claims made ahead are confirmed: half the last order's time (a slot is
         not expected to free before then), at most half of `fold_delay`."""
         pending = [j.claimed_at for j in self.ready.values() if not j.confirmed]
-        if not pending:
+        if not pending or any(j.confirmed for j in self.ready.values()):
             return float("inf")
         delay = min(self.config.fold_delay, self._last_busy or 0.0) / 2
         return min(pending) + delay - self.now()
@@ -730,7 +752,10 @@ class Worker:
             self.stats.empty_polls += 1
         if self.stats.empty_polls >= self.config.max_failures:
             return
-        base = min(self.config.poll_cap_seconds, self.config.poll_seconds * (1.5 ** max(0, self.stats.empty_polls - 1)))
+        # the wait grows with every empty poll in a row, counted or not: idle workers at the end of
+        # the queue should not take the CPU and the server from those finishing the last orders
+        self._idle_polls += 1
+        base = min(self.config.poll_cap_seconds, self.config.poll_seconds * (1.5 ** max(0, self._idle_polls - 1)))
         wait = base * (0.8 + 0.4 * self.rng.random())
         self._next_poll_at = self.now() + wait
         log.info("No work available, waiting %s seconds", f"{wait:.0f}" if wait >= 10 else f"{wait:.1f}")
