@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -156,23 +157,40 @@ class LocalRepo:
                 raise WorkdirError(f"Cannot create {self.path}: {exc.strerror}. Choose a writable --workdir.") from exc
             self._run(["init", "--bare", "-q", str(self.path)], cwd=self.path.parent, network=False)
             (self.path / CLONE_MARKER).write_text("bare clone of a wms board; safe to delete when no worker runs\n")
-            for key, value in (
-                ("core.logAllRefUpdates", "false"),
-                ("gc.auto", "0"),
-                ("maintenance.auto", "false"),
-                ("fetch.writeCommitGraph", "false"),
-                ("protocol.version", "2"),
-                ("uploadpack.allowAnySHA1InWant", "true"),
-            ):
-                self._run(["config", key, value], network=False)
-            self._run(["remote", "add", "origin", self.remote.url], network=False)
+            # our settings in one write after those git init chose for this system, not a git
+            # process per setting
+            sections = {
+                "core": {"logAllRefUpdates": "false"},
+                "gc": {"auto": "0"},
+                "maintenance": {"auto": "false"},
+                "fetch": {"writeCommitGraph": "false"},
+                "protocol": {"version": "2"},
+                "uploadpack": {"allowAnySHA1InWant": "true"},
+                'remote "origin"': {"url": self.remote.url, "fetch": "+refs/heads/*:refs/remotes/origin/*"},
+            }
+            if self.lean:  # a promisor remote: objects left out by a filtered fetch are fetched on demand
+                sections["extensions"] = {"partialClone": "origin"}
+                sections['remote "origin"']["promisor"] = "true"
+            config = self.path / "config"
+            try:
+                text = config.read_text(encoding="utf-8")
+                if self.lean:
+                    text, n = re.subn(r"(?m)^(\s*repositoryformatversion\s*=\s*)0\s*$", r"\g<1>1", text)
+                    if n != 1:
+                        sections["core"]["repositoryformatversion"] = "1"
+                config.write_text(text + "".join(
+                    f"[{name}]\n" + "".join(f"\t{key} = {_config_value(value)}\n" for key, value in values.items())
+                    for name, values in sections.items()), encoding="utf-8")
+            except OSError as exc:
+                raise WorkdirError(f"Cannot write {self.path / 'config'}: {exc.strerror}. "
+                                   "Choose a writable --workdir.") from exc
         else:
             self._run(["remote", "set-url", "origin", self.remote.url], network=False)
-        if self.lean:
-            # a promisor remote: objects left out by a filtered fetch are fetched on demand
-            for key, value in (("core.repositoryformatversion", "1"), ("extensions.partialClone", "origin"),
-                               ("remote.origin.promisor", "true")):
-                self._run(["config", key, value], network=False)
+            if self.lean:
+                # a promisor remote: objects left out by a filtered fetch are fetched on demand
+                for key, value in (("core.repositoryformatversion", "1"), ("extensions.partialClone", "origin"),
+                                   ("remote.origin.promisor", "true")):
+                    self._run(["config", key, value], network=False)
         self._repo = git.Repo(self.path, odbt=git.GitCmdObjectDB)
         # the persistent cat-file may fetch a missing object on demand: it needs the remote's credentials
         self._repo.git.update_environment(**{k: v for k, v in self._env().items() if k.startswith(("GIT_", "LC_", "LANG"))})
@@ -598,6 +616,13 @@ class LocalRepo:
     def gc(self) -> None:
         self._written.clear()
         self._run(["gc", "--quiet", "--prune=now"], network=False, timeout=600)
+
+
+def _config_value(value: str) -> str:
+    """A value as git's config file format writes it: quoted, with \\ and " escaped."""
+    if any(c in value for c in "\n\r\0"):
+        raise ValueError("a git config value cannot hold a line break")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def blob_sha(data: bytes) -> str:

@@ -243,7 +243,13 @@ class Worker:
     def ahead(self) -> int:
         """Orders to hold claimed ahead of the running ones: `prefetch`, and while batching one
         batch more less one, so a batch claimed in one round trip is confirmed by the fetch of the
-        next round trip (made anyway) before the first of it is needed."""
+        next round trip (made anyway) before the first of it is needed.
+
+        None at the end of the queue (the board offers fewer orders than workers hold some): an
+        order held ahead then would wait while another worker has nothing to do, so the last
+        orders go to whoever frees a slot first."""
+        if self.remaining is not None and self.remaining < self.holders:
+            return 0
         batch = self.batch()
         return max(self.config.prefetch, 2 * batch - 1 if batch > 1 else batch)
 
