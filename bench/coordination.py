@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.helpers import git_out, host, make_bare, start_worker  # noqa: E402
-from tests.servers import GitDaemon, GitHttpServer  # noqa: E402
+from tests.servers import GitDaemon, GitHttpServer, NginxGitServer  # noqa: E402
 
 
 def completion_records(bare: Path) -> list[dict]:
@@ -36,15 +36,21 @@ def completion_records(bare: Path) -> list[dict]:
     return [json.loads(git_out(bare, "show", f"main:{f}")) for f in files]
 
 
-def run_once(workers: int, orders: int, seconds: float, http: bool, tmp: Path, heartbeat: float | None = None) -> dict:
+SERVERS = {"daemon": GitDaemon, "nginx": NginxGitServer, "python": GitHttpServer}
+
+
+def run_once(workers: int, orders: int, seconds: float, server_kind: str, tmp: Path,
+             heartbeat: float | None = None) -> dict:
     root = Path(tempfile.mkdtemp(prefix=f"served-{workers}-", dir=tmp))
     bare = make_bare(root / "board.git")
-    server = GitHttpServer(root) if http else GitDaemon(root)
+    server = SERVERS[server_kind](root)
+    # a server in other processes reports its own CPU; our Python HTTP server runs in this process
+    server_cpu = getattr(server, "cpu_seconds", lambda: 0.0)
     with server:
         url = server.url("board.git")
         host("init", "--repo-url", url)
         host("publish", "--repo-url", url, "--simulate", str(orders), "--seconds", str(seconds), "--prefix", "b")
-        cpu0 = _cpu()  # after the host's init and publish
+        cpu0, server0 = _cpu(), server_cpu()  # after the host's init and publish
         started = time.time()
         extra, env = [], None
         if heartbeat:  # the testing environment beats every 2 s; production every 60 s
@@ -59,8 +65,10 @@ def run_once(workers: int, orders: int, seconds: float, http: bool, tmp: Path, h
             codes.append(p.returncode)
             worker_cpu += usage.ru_utime + usage.ru_stime
         wall = time.time() - started
+        # every process of the run: workers, their git, the server and its git
+        server_now = server_cpu()
+        cpu = _cpu() - cpu0 + (server_now - server0 if server_now is not None else float("nan"))
         records = completion_records(bare)
-    cpu = _cpu() - cpu0  # every process of the run: workers, their git, the server and its git
     logs = [(tmp / f"{root.name}-w{i}.log").read_text() for i in range(workers)]
     lost = sum(text.count("lost claim race") for text in logs)
     pushes = fetches = 0
@@ -69,6 +77,18 @@ def run_once(workers: int, orders: int, seconds: float, http: bool, tmp: Path, h
         if m:
             fetches += int(m.group(1))
             pushes += int(m.group(2))
+    breakdown: dict[str, list] = {}  # what the workers' CPU went to: git verb -> [processes, CPU seconds]
+    for text in logs:
+        m = re.search(r"Git processes: (.*); this process: ([\d.]+) s CPU", text)
+        if not m:
+            continue
+        tally = breakdown.setdefault("python", [0, 0.0])
+        tally[0] += 1
+        tally[1] += float(m.group(2))
+        for verb, n, used in re.findall(r"([\w-]+) (\d+) \(([\d.]+) s\)", m.group(1)):
+            tally = breakdown.setdefault(verb, [0, 0.0])
+            tally[0] += int(n)
+            tally[1] += float(used)
     first = min(r["claimed_at"] for r in records)
     last = max(r["completed_at"] for r in records)
     makespan = last - first
@@ -79,7 +99,7 @@ def run_once(workers: int, orders: int, seconds: float, http: bool, tmp: Path, h
             "claims_per_s": done / makespan, "lost_race_rate": lost / (done + lost) if done + lost else 0.0,
             "pushes_per_order": pushes / done, "fetches_per_order": fetches / done,
             "cpu_per_order": cpu / done, "server_cpu_per_order": (cpu - worker_cpu) / done,
-            "cpu_busy": cpu / (wall * (os.cpu_count() or 1))}
+            "cpu_busy": cpu / (wall * (os.cpu_count() or 1)), "breakdown": breakdown}
 
 
 def _cpu() -> float:
@@ -96,23 +116,39 @@ def main() -> None:
     ap.add_argument("--orders-per-worker", type=int, default=12)
     ap.add_argument("--seconds", type=float, default=1.0)
     ap.add_argument("--http", action="store_true", help="serve the board with git http-backend instead of git daemon")
+    ap.add_argument("--http-server", choices=["nginx", "python"], default="nginx",
+                    help="with --http: nginx + fcgiwrap (default; Debian packages nginx-light, fcgiwrap) or the "
+                         "tests' Python server (one CGI process per request from a Python thread)")
     ap.add_argument("--heartbeat-seconds", type=float, default=None,
                     help="worker heartbeat interval (default: the testing environment's 2 s; production uses 60)")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also print what the workers' CPU per order went to: their Python, each git command")
     args = ap.parse_args()
-    print(f"board served by {'git http-backend' if args.http else 'git daemon'} on 127.0.0.1; "
+    kind = args.http_server if args.http else "daemon"
+    if kind == "nginx" and not NginxGitServer.available():
+        sys.exit("--http needs nginx and fcgiwrap: bash run.sh setup (or --http-server python)")
+    names = {"daemon": "git daemon", "nginx": "git http-backend (nginx + fcgiwrap)",
+             "python": "git http-backend (the tests' Python server)"}
+    print(f"board served by {names[kind]} on 127.0.0.1; "
           f"{args.seconds:g}-s simulate orders, {args.orders_per_worker} per worker, "
           f"heartbeats every {args.heartbeat_seconds or 2:g} s")
     print(f"{'W':>3} {'orders':>6} {'done':>5} {'makespan':>9} {'ideal':>7} {'effic.':>7} {'claims/s':>9} "
           f"{'lost-race':>9} {'push/ord':>9} {'fetch/ord':>9} {'cpu/ord':>8} {'server':>7} {'cpu busy':>8}")
     with tempfile.TemporaryDirectory() as tmp:
         for w in args.workers:
-            r = run_once(w, w * args.orders_per_worker, args.seconds, args.http, Path(tmp), args.heartbeat_seconds)
+            r = run_once(w, w * args.orders_per_worker, args.seconds, kind, Path(tmp), args.heartbeat_seconds)
             print(f"{w:>3} {r['orders']:>6} {r['completed']:>5} {r['makespan']:>8.2f}s {r['ideal']:>6.1f}s "
                   f"{r['efficiency']:>7.3f} {r['claims_per_s']:>9.2f} {r['lost_race_rate']:>9.3f} "
                   f"{r['pushes_per_order']:>9.2f} {r['fetches_per_order']:>9.2f} {r['cpu_per_order']:>7.3f}s "
                   f"{r['server_cpu_per_order']:>6.3f}s "
                   f"{r['cpu_busy']:>8.0%}"
                   + ("" if r["exit_codes_ok"] else "  (a worker exited non-zero)"), flush=True)
+            if args.breakdown:
+                done = r["completed"]
+                parts = sorted(r["breakdown"].items(), key=lambda kv: -kv[1][1])
+                print("      workers' CPU per order: " + ", ".join(
+                    f"{verb} {cpu / done * 1000:.1f} ms" + ("" if verb == "python" else f" ({n / done:.2f}x)")
+                    for verb, (n, cpu) in parts), flush=True)
 
 
 if __name__ == "__main__":

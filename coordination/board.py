@@ -39,7 +39,7 @@ from coordination.defaults import (
 )
 from coordination.exceptions import BoardNotInitialized, BoardUnreachable
 from coordination import lean
-from coordination.gitio import EMPTY_TREE, LocalRepo, RefUpdate
+from coordination.gitio import EMPTY_TREE, LocalRepo, RefUpdate, blob_sha
 from coordination.states import (
     OrderState,
     claim_audit_path,
@@ -130,10 +130,17 @@ class Fold:
     prune: list  # RefUpdate deletes of refs reflected in the current main
     summary: list  # human-readable lines
     folded_refs: set  # refs whose effect this fold applies
+    blobs: dict = field(default_factory=dict)  # sha -> content of new files, written only when the fold is used
 
     @property
     def empty(self) -> bool:
         return not self.changes
+
+    def write(self, repo: LocalRepo) -> None:
+        """Store the fold's new files in ``repo`` (planning alone writes nothing)."""
+        for sha, data in self.blobs.items():
+            if repo.write_blob(data) != sha:
+                raise ValueError("a planned file changed")
 
 
 def parse_json_record(data: bytes) -> dict:
@@ -209,6 +216,29 @@ class BoardView:
     def count(self, state: OrderState) -> int:
         return len(self.list_ids(state))
 
+    def holders(self) -> set[str]:
+        """The workers holding orders in `active_work/` (each record read once per blob)."""
+        folder = self.repo.lookup(self.tree, OrderState.ACTIVE.folder) if self.tree else None
+        if folder is None or not folder.is_tree:
+            return set()
+        memo = self.repo.memo
+        found = set()
+        for entry in self.repo.read_tree(folder.sha):
+            if entry.is_tree or entry.is_link or not entry.name.endswith(".json"):
+                continue
+            key = ("holder", entry.sha)
+            if key not in memo:
+                try:
+                    holder = parse_json_record(self.repo.read_blob(entry.sha, limit=MAX_ORDER_BYTES)).get("worker_id")
+                except ValueError:
+                    holder = None
+                if len(memo) > 50000:
+                    memo.clear()
+                memo[key] = holder if isinstance(holder, str) else None
+            if memo[key]:
+                found.add(memo[key])
+        return found
+
     def read_path(self, path: str, limit: int = MAX_ORDER_BYTES) -> tuple[str, bytes] | None:
         if not self.tree:
             return None
@@ -259,6 +289,7 @@ class BoardView:
         fold = self.plan_fold(now, settings)
         view = BoardView.__new__(BoardView)
         view.repo, view.main = self.repo, self.main
+        fold.write(self.repo)
         view.tree = self.repo.edit_tree(self.tree, fold.changes) if fold.changes else self.tree
         view.claims, view.results, view.heartbeats = {}, {}, dict(self.heartbeats)
         view.invalid_refs = list(self.invalid_refs)
@@ -332,14 +363,20 @@ class BoardView:
         prune: list[RefUpdate] = []
         summary: list[str] = []
         folded: set[str] = set()
+        blobs: dict[str, bytes] = {}
         for work_id in sorted(set(self.claims) | set(self.results)):
-            self._fold_one(work_id, now, settings, changes, prune, summary, folded)
+            self._fold_one(work_id, now, settings, changes, prune, summary, folded, blobs)
         if worker_id is not None:
             notes = {n.ref: n for by_id in (*self.claims.values(), *self.results.values()) for n in by_id.values()}
             prune = [u for u in prune if _owned_or_old(notes.get(u.ref), worker_id, now, prune_others_after)]
-        return Fold(changes, prune, summary, folded)
+        return Fold(changes, prune, summary, folded, blobs)
 
-    def _fold_one(self, work_id, now, settings, changes, prune, summary, folded) -> None:
+    def _fold_one(self, work_id, now, settings, changes, prune, summary, folded, blobs) -> None:
+        def stage(data: bytes) -> str:  # a new file of the fold: its id now, its content written if used
+            sha = blob_sha(data)
+            blobs[sha] = data
+            return sha
+
         before = self.locate(work_id)
         claims = self.claims.get(work_id, {})
         results = self.results.get(work_id, {})
@@ -386,7 +423,7 @@ class BoardView:
                         record["seq"] = seq
                         summary.append(f"took back {work_id}")
                         folded.add(note.ref)
-                        extra[claim_audit_path(work_id, ev_seq)] = self.repo.write_blob(dumps(dict(info, work_id=work_id, seq=ev_seq)))
+                        extra[claim_audit_path(work_id, ev_seq)] = stage(dumps(dict(info, work_id=work_id, seq=ev_seq)))
                         continue
                 record = _without_claim(record)
                 record.pop("not_before", None)
@@ -399,7 +436,7 @@ class BoardView:
                 state = OrderState.ACTIVE
                 record_blob = None
                 folded.add(note.ref)
-                extra[claim_audit_path(work_id, ev_seq)] = self.repo.write_blob(dumps(dict(info, work_id=work_id, seq=ev_seq)))
+                extra[claim_audit_path(work_id, ev_seq)] = stage(dumps(dict(info, work_id=work_id, seq=ev_seq)))
                 summary.append(f"claimed {work_id} by {holder}")
                 continue
             status = info.get("status")
@@ -465,7 +502,7 @@ class BoardView:
             if path != new_path:
                 changes[path] = None
         if moved or rewritten:
-            changes[new_path] = record_blob or self.repo.write_blob(dumps(record))
+            changes[new_path] = record_blob or stage(dumps(record))
         changes.update(extra)
 
     def _result_blob(self, note: RefNote) -> str | None:
@@ -566,12 +603,16 @@ class Board:
             self.repo.write_tree([])
         return self.repo.write_commit(tree, [], json.dumps(info, sort_keys=True, ensure_ascii=False), when)
 
-    def fold_update(self, view: BoardView, now: float, message: str = "", worker_id: str | None = None
-                    ) -> tuple[Fold, list[RefUpdate]]:
-        """The ref updates that fold ``view``'s pending refs into main (empty when nothing is pending)."""
-        fold = view.plan_fold(now, self.settings, worker_id)
+    def fold_update(self, view: BoardView, now: float, message: str = "", worker_id: str | None = None,
+                    fold: Fold | None = None) -> tuple[Fold, list[RefUpdate]]:
+        """The ref updates that fold ``view``'s pending refs into main (empty when nothing is pending).
+
+        ``fold``: the plan, when the caller has already made it (`view.plan_fold`)."""
+        if fold is None:
+            fold = view.plan_fold(now, self.settings, worker_id)
         updates: list[RefUpdate] = list(fold.prune)
         if not fold.empty and view.main:
+            fold.write(self.repo)
             tree = self.repo.edit_tree(view.tree, fold.changes)
             if tree != view.tree:
                 text = message or _fold_message(fold)
@@ -594,6 +635,7 @@ class Board:
                 return view, None
             changes, message = outcome
             fold = view.plan_fold(now(), self.settings)
+            fold.write(self.repo)
             all_changes = dict(fold.changes)
             all_changes.update(changes)
             tree = self.repo.edit_tree(view.tree, all_changes)

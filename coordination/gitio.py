@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -27,6 +28,11 @@ from pathlib import Path
 from typing import Iterable
 
 import git
+
+try:
+    import resource
+except ImportError:  # Windows: no per-process CPU accounting of git's processes
+    resource = None
 
 from coordination.defaults import GIT_TIMEOUT_SECONDS
 from coordination.exceptions import (
@@ -116,8 +122,14 @@ class LocalRepo:
         self.lean = lean  # shallow, partial clone: see coordination/lean.py
         self._repo: git.Repo | None = None
         self._tree_cache: dict[str, tuple[TreeEntry, ...]] = {}
+        self._tree_index: dict[str, dict[str, TreeEntry]] = {}  # tree sha -> its entries by name
+        self._commit_cache: dict[str, tuple[str, list[str], str]] = {}  # commits never change
         self._blob_cache: dict[str, bytes] = {}
+        self._written: set[str] = set()  # objects known to be in the local object store
+        self._packs: dict[str, frozenset] = {}  # pack .idx file name -> the object ids it holds (raw)
+        self.memo: dict = {}  # callers' values derived from objects (which never change), by object id
         self.counters = {"fetch": 0, "push": 0, "push_rejected_refs": 0, "fetch_objects": 0}
+        self.processes: dict[str, list] = {}  # git verb -> [processes run, their CPU seconds]
 
     # -- set-up --------------------------------------------------------------------------
     @classmethod
@@ -145,23 +157,40 @@ class LocalRepo:
                 raise WorkdirError(f"Cannot create {self.path}: {exc.strerror}. Choose a writable --workdir.") from exc
             self._run(["init", "--bare", "-q", str(self.path)], cwd=self.path.parent, network=False)
             (self.path / CLONE_MARKER).write_text("bare clone of a wms board; safe to delete when no worker runs\n")
-            for key, value in (
-                ("core.logAllRefUpdates", "false"),
-                ("gc.auto", "0"),
-                ("maintenance.auto", "false"),
-                ("fetch.writeCommitGraph", "false"),
-                ("protocol.version", "2"),
-                ("uploadpack.allowAnySHA1InWant", "true"),
-            ):
-                self._run(["config", key, value], network=False)
-            self._run(["remote", "add", "origin", self.remote.url], network=False)
+            # our settings in one write after those git init chose for this system, not a git
+            # process per setting
+            sections = {
+                "core": {"logAllRefUpdates": "false"},
+                "gc": {"auto": "0"},
+                "maintenance": {"auto": "false"},
+                "fetch": {"writeCommitGraph": "false"},
+                "protocol": {"version": "2"},
+                "uploadpack": {"allowAnySHA1InWant": "true"},
+                'remote "origin"': {"url": self.remote.url, "fetch": "+refs/heads/*:refs/remotes/origin/*"},
+            }
+            if self.lean:  # a promisor remote: objects left out by a filtered fetch are fetched on demand
+                sections["extensions"] = {"partialClone": "origin"}
+                sections['remote "origin"']["promisor"] = "true"
+            config = self.path / "config"
+            try:
+                text = config.read_text(encoding="utf-8")
+                if self.lean:
+                    text, n = re.subn(r"(?m)^(\s*repositoryformatversion\s*=\s*)0\s*$", r"\g<1>1", text)
+                    if n != 1:
+                        sections["core"]["repositoryformatversion"] = "1"
+                config.write_text(text + "".join(
+                    f"[{name}]\n" + "".join(f"\t{key} = {_config_value(value)}\n" for key, value in values.items())
+                    for name, values in sections.items()), encoding="utf-8")
+            except OSError as exc:
+                raise WorkdirError(f"Cannot write {self.path / 'config'}: {exc.strerror}. "
+                                   "Choose a writable --workdir.") from exc
         else:
             self._run(["remote", "set-url", "origin", self.remote.url], network=False)
-        if self.lean:
-            # a promisor remote: objects left out by a filtered fetch are fetched on demand
-            for key, value in (("core.repositoryformatversion", "1"), ("extensions.partialClone", "origin"),
-                               ("remote.origin.promisor", "true")):
-                self._run(["config", key, value], network=False)
+            if self.lean:
+                # a promisor remote: objects left out by a filtered fetch are fetched on demand
+                for key, value in (("core.repositoryformatversion", "1"), ("extensions.partialClone", "origin"),
+                                   ("remote.origin.promisor", "true")):
+                    self._run(["config", key, value], network=False)
         self._repo = git.Repo(self.path, odbt=git.GitCmdObjectDB)
         # the persistent cat-file may fetch a missing object on demand: it needs the remote's credentials
         self._repo.git.update_environment(**{k: v for k, v in self._env().items() if k.startswith(("GIT_", "LC_", "LANG"))})
@@ -215,6 +244,7 @@ class LocalRepo:
     def _run(self, args: list[str], *, cwd: Path | None = None, network: bool = True, classify: bool = True,
              input_bytes: bytes | None = None, timeout: float | None = None) -> tuple[int, str, str]:
         cmd = ["git"] + (["-C", str(self.path)] if cwd is None else []) + args
+        cpu0 = _children_cpu()
         try:
             proc = subprocess.run(
                 cmd, cwd=cwd, input=input_bytes, capture_output=True, env=self._env(),
@@ -229,6 +259,11 @@ class LocalRepo:
             ) from exc
         except OSError as exc:
             raise WorkdirError(f"Cannot run git in {self.path}: {exc}") from exc
+        finally:
+            verb = next((a for a in args if not a.startswith("-") and "=" not in a), args[0])
+            tally = self.processes.setdefault(verb, [0, 0.0])
+            tally[0] += 1
+            tally[1] += _children_cpu() - cpu0
         out = redact(proc.stdout.decode("utf-8", "replace"))
         err = redact(proc.stderr.decode("utf-8", "replace"))
         if proc.returncode != 0 and network and classify:
@@ -280,6 +315,52 @@ class LocalRepo:
             raise WmsError(f"git rev-list failed: {_last_lines(err)}")
         return [line[1:] for line in out.split() if line.startswith("?")]
 
+    def missing_files(self, entries: Iterable[TreeEntry]) -> list[str]:
+        """Of these tree entries (files and folders, recursively), the objects this partial clone lacks.
+
+        Decided from the object store's own files (loose objects, pack indexes), so it runs no git
+        process, and an object found once is remembered: objects are never removed while a
+        worker runs (no gc). Reading a missing object through git would fetch it on demand,
+        one at a time; the caller fetches them all in one request instead.
+        """
+        missing: list[str] = []
+        stack = list(entries)
+        while stack:
+            entry = stack.pop()
+            if entry.mode == "160000":
+                continue  # a submodule's commit lives elsewhere
+            if not self.has_object(entry.sha):
+                missing.append(entry.sha)
+            elif entry.is_tree:
+                stack.extend(self.read_tree(entry.sha))
+        return missing
+
+    def has_object(self, sha: str) -> bool:
+        if sha in self._written:
+            return True
+        objects = self.path / "objects"
+        found = (objects / sha[:2] / sha[2:]).exists()
+        if not found:
+            raw = bytes.fromhex(sha)
+            found = any(raw in names for names in self._pack_indexes().values())
+        if found:
+            if len(self._written) > 100000:
+                self._written.clear()
+            self._written.add(sha)
+        return found
+
+    def _pack_indexes(self) -> dict[str, frozenset]:
+        folder = self.path / "objects" / "pack"
+        try:
+            names = {n for n in os.listdir(folder) if n.endswith(".idx")}
+        except FileNotFoundError:
+            names = set()
+        for gone in set(self._packs) - names:
+            del self._packs[gone]
+        for name in names - set(self._packs):
+            self._packs[name] = _read_pack_index(folder / name)
+        return self._packs
+
     def fetch_objects(self, shas: Iterable[str]) -> None:
         """Fetch these objects by id in one request (protocol v2 serves any object it has)."""
         shas = sorted(set(shas))
@@ -328,6 +409,48 @@ class LocalRepo:
 
     # -- local refs and objects ---------------------------------------------------------------
     def refs(self, prefix: str) -> dict[str, str]:
+        """Local refs under ``prefix`` (which ends with /) and their shas.
+
+        Read from the ref files directly (packed-refs, then loose refs, which win): the clone is
+        written by this process's own git commands only, and this runs after every fetch, so it
+        saves a git process each time. Anything unexpected falls back to `git for-each-ref`.
+        """
+        try:
+            return self._refs_from_files(prefix)
+        except (OSError, ValueError):
+            return self._refs_from_git(prefix)
+
+    def _refs_from_files(self, prefix: str) -> dict[str, str]:
+        if not prefix.startswith("refs/") or not prefix.endswith("/") or (self.path / "reftable").exists():
+            raise ValueError("not a plain ref folder")
+        result: dict[str, str] = {}
+        try:
+            packed = (self.path / "packed-refs").read_text(encoding="utf-8")
+        except FileNotFoundError:
+            packed = ""
+        for line in packed.splitlines():
+            if not line or line[0] in "#^":
+                continue
+            sha, _, ref = line.partition(" ")
+            if len(sha) != 40 or not ref:
+                raise ValueError(f"packed-refs line {line!r}")
+            if ref.startswith(prefix):
+                result[ref] = sha
+        root = self.path / prefix
+        for folder, dirs, files in os.walk(root):
+            for name in files:
+                if name.endswith(".lock"):
+                    raise ValueError("a ref is being written")
+                path = os.path.join(folder, name)
+                with open(path, encoding="utf-8") as handle:
+                    sha = handle.read().strip()
+                if len(sha) != 40:
+                    raise ValueError(f"ref file {path} holds {sha[:60]!r}")
+                ref = prefix + os.path.relpath(path, root).replace(os.sep, "/")
+                result[ref] = sha
+        return dict(sorted(result.items()))
+
+    def _refs_from_git(self, prefix: str) -> dict[str, str]:
         code, out, err = self._run(["for-each-ref", "--format=%(objectname) %(refname)", prefix], network=False)
         if code != 0:
             raise WmsError(f"git for-each-ref failed: {_last_lines(err)}")
@@ -376,11 +499,15 @@ class LocalRepo:
         entries = tuple(_parse_tree(data))
         if len(self._tree_cache) > 5000:
             self._tree_cache.clear()
+            self._tree_index.clear()
         self._tree_cache[sha] = entries
         return entries
 
     def commit_info(self, sha: str) -> tuple[str, list[str], str]:
         """(tree, parents, message) of a commit."""
+        cached = self._commit_cache.get(sha)
+        if cached is not None:
+            return cached
         kind, data = self.read_raw(sha)
         if kind != "commit":
             raise ValueError(f"object {sha[:12]} is a {kind}, not a commit")
@@ -391,20 +518,25 @@ class LocalRepo:
                 tree = line[5:].decode()
             elif line.startswith(b"parent "):
                 parents.append(line[7:].decode())
-        return tree, parents, message.decode("utf-8", "replace")
+        info = (tree, parents, message.decode("utf-8", "replace"))
+        if len(self._commit_cache) > 20000:
+            self._commit_cache.clear()
+        self._commit_cache[sha] = info
+        return info
 
     def lookup(self, tree_sha: str, path: str) -> TreeEntry | None:
         """The entry at ``path`` (a/b/c) inside a tree, or None."""
-        parts = [p for p in path.split("/") if p]
         current = TreeEntry(_MODE_TREE, "", tree_sha)
-        for part in parts:
+        for part in path.split("/"):
+            if not part:
+                continue
             if not current.is_tree:
                 return None
-            found = None
-            for entry in self.read_tree(current.sha):
-                if entry.name == part:
-                    found = entry
-                    break
+            index = self._tree_index.get(current.sha)
+            if index is None:
+                entries = self.read_tree(current.sha)
+                index = self._tree_index[current.sha] = {e.name: e for e in entries}
+            found = index.get(part)
             if found is None:
                 return None
             current = found
@@ -413,6 +545,8 @@ class LocalRepo:
     def write_object(self, kind: str, data: bytes) -> str:
         header = f"{kind} {len(data)}\0".encode()
         sha = hashlib.sha1(header + data).hexdigest()
+        if sha in self._written:
+            return sha
         target = self.path / "objects" / sha[:2] / sha[2:]
         if not target.exists():
             try:
@@ -425,6 +559,9 @@ class LocalRepo:
                     f"Cannot write to the local clone in {self.path}: {exc.strerror}. "
                     "Free disk space or choose another --workdir."
                 ) from exc
+        if len(self._written) > 100000:
+            self._written.clear()
+        self._written.add(sha)
         return sha
 
     def write_blob(self, data: bytes) -> str:
@@ -477,7 +614,42 @@ class LocalRepo:
         return self.write_tree(entries.values())
 
     def gc(self) -> None:
+        self._written.clear()
         self._run(["gc", "--quiet", "--prune=now"], network=False, timeout=600)
+
+
+def _config_value(value: str) -> str:
+    """A value as git's config file format writes it: quoted, with \\ and " escaped."""
+    if any(c in value for c in "\n\r\0"):
+        raise ValueError("a git config value cannot hold a line break")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def blob_sha(data: bytes) -> str:
+    """The id git gives a file with this content."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _read_pack_index(path: Path) -> frozenset:
+    """The object ids (raw 20 bytes) a pack index lists (git's version 1 and 2 formats)."""
+    data = path.read_bytes()
+    if data[:4] == b"\xfftOc":
+        if int.from_bytes(data[4:8], "big") != 2:
+            raise ValueError(f"{path.name}: pack index version {int.from_bytes(data[4:8], 'big')}")
+        fanout, first, step = 8, 8 + 1024, 20
+    else:
+        fanout, first, step = 0, 1024 + 4, 24  # version 1: (offset, id) pairs
+    count = int.from_bytes(data[fanout + 1020:fanout + 1024], "big")
+    if len(data) < first + count * step:
+        raise ValueError(f"{path.name} is truncated")
+    return frozenset(data[first + i * step:first + i * step + 20] for i in range(count))
+
+
+def _children_cpu() -> float:
+    if resource is None:
+        return 0.0
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _parse_tree(data: bytes):

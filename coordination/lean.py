@@ -56,18 +56,18 @@ def fill_live_folders(view) -> int:
     """Fetch, in one request, the files of the live folders that the clone lacks. Returns how many."""
     if not view.tree:
         return 0
-    roots, files = [], []
+    entries = []
     for name in LIVE_FOLDERS + LIVE_FILES:
         entry = view.repo.lookup(view.tree, name)
-        if entry is None or entry.is_link:
-            continue
-        if entry.is_tree:
-            roots.append(entry.sha)
-        else:
-            files.append(entry)
-    if files:  # a missing object named on rev-list's command line is an error: wrap the files in a tree
-        roots.append(view.repo.write_tree(files))
-    missing = view.repo.missing_objects(roots)
+        if entry is not None and not entry.is_link:
+            entries.append(entry)
+    try:
+        missing = view.repo.missing_files(entries)
+    except (OSError, ValueError):  # an object store this code does not read: ask git
+        roots = [e.sha for e in entries if e.is_tree]
+        files = [e for e in entries if not e.is_tree]
+        if files:  # a missing object named on rev-list's command line is an error: wrap the files in a tree
+            roots.append(view.repo.write_tree(files))
+        missing = view.repo.missing_objects(roots)
     view.repo.fetch_objects(missing)
     return len(missing)
-

@@ -47,6 +47,12 @@ BOARD_FIELDS = ("seq", "attempts", "errors", "not_before", "worker_id", "claimed
                 "failed_at")
 
 
+def process_cpu() -> float:
+    """CPU seconds this process has used (its own threads, not its children)."""
+    times = os.times()
+    return times.user + times.system
+
+
 def make_worker_id() -> str:
     host = "".join(c if c.isalnum() or c in "-_" else "-" for c in socket.gethostname())[:40] or "host"
     return f"{host}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
@@ -128,11 +134,13 @@ class Worker:
         self._signals = 0
         self._stop_now = False
         self._scan_lapsed = False
+        self._pending_since: dict[str, float] = {}  # others' pending refs -> when this worker first saw them
         self._heartbeat_seq = 0
         self._last_heartbeat = 0.0
         self._last_activity = now()
         self._board_delay = 0.0
         self._next_poll_at = 0.0
+        self._idle_polls = 0  # empty polls in a row, counted toward --max-failures or not
         self._claimed_last = 0
         self._last_busy: float | None = None  # how long the last order took
         self._unreachable_since: float | None = None
@@ -143,6 +151,7 @@ class Worker:
         self.spool: Spool | None = None
         self.remaining: int | None = None  # orders the board still offers, as last seen
         self.in_play = 0  # orders claimed on the board, as last seen
+        self.holders = 0  # workers holding those orders, as last seen
 
     # ---------------------------------------------------------------- life cycle
     def run(self) -> WorkerStats:
@@ -168,7 +177,8 @@ class Worker:
         if self.outbox:
             log.info("Found %d unsent result(s) in the spool; pushing them first", len(self.outbox))
         log.info("Worker %s starting on %s", self.worker_id, self.remote.url)
-        self.with_board_retries(lambda: self.exchange(0, heartbeat=True))
+        if self.outbox:  # the spool goes first; otherwise the first claim carries the first heartbeat
+            self.with_board_retries(lambda: self.exchange(0, heartbeat=True))
 
     def work_loop(self) -> None:
         while True:
@@ -195,18 +205,23 @@ class Worker:
             # with batching, claim only a batch at a time (or when nothing waits to run)
             claim = may_claim and (want >= self.batch() or not self.ready)
             flush = self.flush_due()
-            unconfirmed = any(not j.confirmed for j in self.ready.values())
+            # nothing claimed ahead is confirmed yet: the next free slot would have nothing to start
+            unconfirmed = bool(self.ready) and not any(j.confirmed for j in self.ready.values())
             if unconfirmed and not (claim or flush or self.free_threads() > 0):
-                # the current order is running: confirm the next one now (a fetch only), so it
-                # can start the moment a slot frees instead of waiting for a round trip then
-                self.with_board_retries(self.confirm_step)
-                continue
+                # the current order is running: confirm the next one before it ends (a fetch only),
+                # so it can start the moment a slot frees instead of waiting for a round trip then;
+                # not at once, so that others' pushes have likely shown our claims on main by then
+                if self.confirm_wait() <= 0:
+                    self.with_board_retries(self.confirm_step)
+                    continue
+                unconfirmed = False
             if claim or unconfirmed or flush or self.fold_due():
                 started = self.with_board_retries(lambda: self.exchange(want if may_claim else 0))
                 if started is None:
                     continue  # the board was unreachable and we waited
                 if started or self._claimed_last:
                     self.stats.empty_polls = 0
+                    self._idle_polls = 0
                     continue  # there may be more slots to fill, or claims to confirm
                 if claim and not self.ready:
                     self.handle_empty_poll()
@@ -223,13 +238,26 @@ class Worker:
             return 0
         held = len(self.jobs) + len(self.ready)
         left = self.config.max_work - self.stats.work_done - held
-        return max(0, min(self.config.jobs + max(self.config.prefetch, self.batch()) - held, left))
+        return max(0, min(self.config.jobs + self.ahead() - held, left))
+
+    def ahead(self) -> int:
+        """Orders to hold claimed ahead of the running ones: `prefetch`, and while batching one
+        batch more less one, so a batch claimed in one round trip is confirmed by the fetch of the
+        next round trip (made anyway) before the first of it is needed.
+
+        None at the end of the queue (the board offers fewer orders than workers hold some): an
+        order held ahead then would wait while another worker has nothing to do, so the last
+        orders go to whoever frees a slot first."""
+        if self.remaining is not None and self.remaining < self.holders:
+            return 0
+        batch = self.batch()
+        return max(self.config.prefetch, 2 * batch - 1 if batch > 1 else batch)
 
     def batch(self) -> int:
         """Orders handled per round trip to the board (`claim_batch`; 0 = automatic).
 
         Automatic: 2 while orders are short (the last took under BATCH_BELOW_SECONDS) and the
-        board offers more orders than are in play (not the end of the queue), so a
+        board offers at least two orders per worker holding some (not the end of the queue), so a
         worker on quick orders pushes two results and two claims at once and coordination
         costs half as much per order; 1 for long orders, where it costs little anyway and
         holding a second order ahead would only keep it from other workers.
@@ -238,15 +266,25 @@ class Worker:
         if configured:
             return configured
         # not near the end of the queue either: orders held ahead then would keep others idle
-        plenty = self.remaining is None or self.remaining > self.in_play
+        plenty = self.remaining is None or self.remaining >= 2 * max(1, self.holders)
         return 2 if plenty and self._last_busy is not None and self._last_busy < BATCH_BELOW_SECONDS else 1
+
+    def result_batch(self) -> int:
+        """Results pushed together: a batch, and two while orders are short even at the end of the
+        queue (holding a result back for a while keeps no order from anyone)."""
+        configured = getattr(self.config, "claim_batch", 1)
+        if configured:
+            return configured
+        short = self._last_busy is not None and self._last_busy < BATCH_BELOW_SECONDS
+        return max(self.batch(), 2 if short else 1)
 
     def flush_due(self) -> bool:
         """Push finished attempts now? At once without batching; else a batch at a time, or when one
         has waited `fold_delay` seconds, or when nothing runs (results are in the spool meanwhile)."""
         if not self.outbox:
             return False
-        if self.batch() <= 1 or len(self.outbox) >= self.batch() or not self.jobs or self.stats.stop_reason:
+        together = self.result_batch()
+        if together <= 1 or len(self.outbox) >= together or not self.jobs or self.stats.stop_reason:
             return True
         oldest = min(e.info.get("at", 0) for e in self.outbox.values())
         return self.now() - oldest >= self.config.fold_delay
@@ -270,6 +308,9 @@ class Worker:
             self.stats.git = dict(self.repo.counters)
             log.info("Git traffic: %d fetches, %d pushes, %d refused ref updates", self.repo.counters["fetch"],
                      self.repo.counters["push"], self.repo.counters["push_rejected_refs"])
+            log.info("Git processes: %s; this process: %.2f s CPU", ", ".join(
+                f"{verb} {n} ({cpu:.2f} s)" for verb, (n, cpu) in sorted(self.repo.processes.items(),
+                                                                     key=lambda kv: -kv[1][1])), process_cpu())
             self.repo.close()
 
     # ---------------------------------------------------------------- stopping and pausing
@@ -394,6 +435,7 @@ class Worker:
             started += self.start_ready_jobs()
             self.remaining = view.count(OrderState.AVAILABLE) + view.count(OrderState.RETRY)
             self.in_play = view.count(OrderState.ACTIVE)
+            self.holders = len(view.holders())
         pushed_results = []
         for entry in list(self.outbox.values()):
             files = {RESULT_FILE: dumps(entry.record)} if entry.record is not None else None
@@ -417,16 +459,27 @@ class Worker:
                 updates.append(RefUpdate(f"{CLAIMS_PREFIX}{cand.work_id}/{cand.seq}",
                                          self.board.ref_commit(info, when=now), ""))
         fold_main = False
+        # a heartbeat rides on any push once half its interval has passed, so a busy worker
+        # seldom pushes one on its own
+        beat = heartbeat or self.heartbeat_due() or (bool(updates) and self.heartbeat_half_due())
         if view is not None:
-            _, fold_updates = self.board.fold_update(view, now, worker_id=self.worker_id)
-            creating = {u.ref for u in updates}
-            updates += [u for u in fold_updates if u.ref not in creating]
-            fold_main = any(u.ref == MAIN_REF for u in fold_updates)
-        if heartbeat or self.heartbeat_due():
+            fold = view.plan_fold(now, self.board.settings, self.worker_id)
+            # the fold rides on every push; on its own it is pushed only when a change has waited
+            # `fold_delay` unseen on main (ours, or one this worker has watched that long)
+            if self.fold_needed(fold) or updates or beat:
+                _, fold_updates = self.board.fold_update(view, now, worker_id=self.worker_id, fold=fold)
+                creating = {u.ref for u in updates}
+                updates += [u for u in fold_updates if u.ref not in creating]
+                fold_main = any(u.ref == MAIN_REF for u in fold_updates)
+        if beat:
             updates.append(self.heartbeat_update(state))
         if want > 0 and not candidates:
             self._scan_lapsed = True  # nothing on offer: next time look for leases that lapsed
         if not updates:
+            for entry, _, on_server in pushed_results:
+                if on_server:  # the server held it already: nothing to push
+                    self.outbox.pop(entry.key, None)
+                    self.spool.remove(entry)
             return started
         if candidates:
             testhooks.crash_point("claim-before-push")
@@ -508,13 +561,35 @@ class Worker:
             if done:
                 self.unfolded.pop(key, None)
 
+    def confirm_wait(self) -> float:
+        """Seconds until the claims made ahead are confirmed: half the last order's time (a slot is
+        not expected to free before then), at most half of `fold_delay`."""
+        pending = [j.claimed_at for j in self.ready.values() if not j.confirmed]
+        if not pending or any(j.confirmed for j in self.ready.values()):
+            return float("inf")
+        delay = min(self.config.fold_delay, self._last_busy or 0.0) / 2
+        return min(pending) + delay - self.now()
+
     def fold_due(self) -> bool:
         now = self.now()
         return any(now - t >= self.config.fold_delay for t in self.unfolded.values())
 
+    def fold_needed(self, fold) -> bool:
+        """Push ``fold`` on its own? When a change of ours waits to be shown on main (`fold_due`), when
+        this worker has seen another change pending for `fold_delay` seconds of its own clock (its
+        owner may be gone), or when the fold repairs main without applying any ref."""
+        now = time.monotonic()
+        self._pending_since = {ref: self._pending_since.get(ref, now) for ref in fold.folded_refs}
+        if self.fold_due() or (fold.changes and not fold.folded_refs):
+            return True
+        return any(now - seen >= self.config.fold_delay for seen in self._pending_since.values())
+
     # ---------------------------------------------------------------- heartbeats and leases
     def heartbeat_due(self) -> bool:
         return self.now() - self._last_heartbeat >= self.config.heartbeat_seconds
+
+    def heartbeat_half_due(self) -> bool:
+        return self.now() - self._last_heartbeat >= self.config.heartbeat_seconds / 2
 
     def heartbeat_update(self, state: str = "running") -> RefUpdate:
         self._heartbeat_seq += 1
@@ -683,7 +758,10 @@ class Worker:
             self.stats.empty_polls += 1
         if self.stats.empty_polls >= self.config.max_failures:
             return
-        base = min(self.config.poll_cap_seconds, self.config.poll_seconds * (1.5 ** max(0, self.stats.empty_polls - 1)))
+        # the wait grows with every empty poll in a row, counted or not: idle workers at the end of
+        # the queue should not take the CPU and the server from those finishing the last orders
+        self._idle_polls += 1
+        base = min(self.config.poll_cap_seconds, self.config.poll_seconds * (1.5 ** max(0, self._idle_polls - 1)))
         wait = base * (0.8 + 0.4 * self.rng.random())
         self._next_poll_at = self.now() + wait
         log.info("No work available, waiting %s seconds", f"{wait:.0f}" if wait >= 10 else f"{wait:.1f}")
@@ -695,6 +773,8 @@ class Worker:
             timeouts.append(self.config.fold_delay - (now - min(self.unfolded.values())))
         if self.claims_wanted() > 0:
             timeouts.append(self._next_poll_at - now)
+        if self.jobs:
+            timeouts.append(self.confirm_wait())
         if self.paused() or self.jobs:
             timeouts.append(1.0)
         if self.resting():

@@ -115,3 +115,51 @@ def test_collect_keeps_the_board_tip_to_orders_in_play(board, tmp_path):
     assert len([f for f in files if f.startswith("archive/") and f.endswith(".json")]) == 3
     for path in audit:  # the trail is still in the board's history
         assert git_out(board, "log", "--format=%H", "main", "--", path).strip()
+
+
+def test_refs_and_missing_objects_read_from_files_agree_with_git(tmp_path):
+    """The worker reads its clone's refs and which objects it lacks from the object store's files,
+    without running git after each fetch: both answers equal git's own."""
+    root = tmp_path / "served"
+    root.mkdir()
+    bare = _grown_board(root, 3)
+    with GitDaemon(root) as daemon:
+        repo = LocalRepo.open(tmp_path / "clone.git", parse_repo_url(daemon.url("board.git")), lean=True)
+        board = Board(repo)
+        # claim refs to list: some packed, some loose, one packed then deleted
+        for i in range(3):
+            subprocess.run(["git", "--git-dir", str(bare), "update-ref", f"refs/wms/claims/x-{i}/1",
+                            git_out(bare, "rev-parse", "main").strip()], check=True)
+        repo.fetch(["+refs/heads/main:refs/remotes/origin/main", "+refs/wms/claims/*:refs/remotes/origin/wms/claims/*"],
+                   depth=1, filter_spec="blob:none")  # a first lean fetch: trees only, no files
+        view = board.view()
+        live = [repo.lookup(view.tree, name) for name in ("available_work", "retry_queue", "active_work")]
+        roots = [e.sha for e in live if e is not None]
+        expected = set(repo.missing_objects(roots))
+        assert expected, "a blob:none fetch leaves the orders' files out"
+        assert set(repo.missing_files([e for e in live if e is not None])) == expected
+        repo.fetch_objects(expected)
+        assert repo.missing_files([e for e in live if e is not None]) == []
+        assert repo.missing_objects(roots) == []
+
+        assert repo.refs("refs/remotes/origin/") == repo._refs_from_git("refs/remotes/origin/")
+        repo.local(["pack-refs", "--all"])
+        subprocess.run(["git", "--git-dir", str(bare), "update-ref", "-d", "refs/wms/claims/x-0/1"], check=True)
+        subprocess.run(["git", "--git-dir", str(bare), "update-ref", "refs/wms/claims/x-9/1",
+                        git_out(bare, "rev-parse", "main").strip()], check=True)
+        board.sync()  # prunes a packed ref, adds a loose one
+        refs = repo.refs("refs/remotes/origin/")
+        assert refs == repo._refs_from_git("refs/remotes/origin/")
+        assert "refs/remotes/origin/wms/claims/x-9/1" in refs and "refs/remotes/origin/wms/claims/x-0/1" not in refs
+        repo.close()
+
+    # both pack index formats are read
+    for version in (1, 2):
+        pack = next((tmp_path / "clone.git" / "objects" / "pack").glob("*.pack"))
+        idx = tmp_path / f"v{version}.idx"
+        subprocess.run(["git", "index-pack", f"--index-version={version}", "-o", str(idx), str(pack)], check=True,
+                       capture_output=True)
+        listed = subprocess.run(["git", "show-index"], stdin=open(idx, "rb"), capture_output=True, text=True,
+                                check=True).stdout
+        from coordination.gitio import _read_pack_index
+        assert {bytes.fromhex(line.split()[1]) for line in listed.splitlines()} == _read_pack_index(idx)
