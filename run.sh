@@ -7,8 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 APT_PACKAGES=(git python3 python3-venv python3-pip tesseract-ocr tesseract-ocr-jpn tesseract-ocr-jpn-vert
-              tesseract-ocr-eng fonts-noto-cjk fonts-dejavu-core
-              nginx-light fcgiwrap)  # the last two serve bench/coordination.py --http
+              tesseract-ocr-eng fonts-noto-cjk fonts-dejavu-core)
 
 need_apt() {
   for pkg in "${APT_PACKAGES[@]}"; do

@@ -126,7 +126,7 @@ def main() -> None:
     args = ap.parse_args()
     kind = args.http_server if args.http else "daemon"
     if kind == "nginx" and not NginxGitServer.available():
-        sys.exit("--http needs nginx and fcgiwrap: bash run.sh setup (or --http-server python)")
+        sys.exit("--http needs nginx and fcgiwrap: sudo apt-get install nginx-light fcgiwrap (or --http-server python)")
     names = {"daemon": "git daemon", "nginx": "git http-backend (nginx + fcgiwrap)",
              "python": "git http-backend (the tests' Python server)"}
     print(f"board served by {names[kind]} on 127.0.0.1; "
