@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.engines.base import BlockRequest, Line
+from pipelines.engines.quantize import MANIFEST, sha256_file
 from pipelines.exceptions import EngineError, EngineTimeout, EngineUnavailable
 
 DET_MODEL = "PP-OCRv6_det_small.onnx"
@@ -69,28 +70,22 @@ def model_paths() -> dict[str, Path]:
     return {"det": models / DET_MODEL, "rec": models / REC_MODEL}
 
 
-def _sha256(path: Path) -> str:
-    from pipelines.engines.quantize import sha256_file
-
-    return sha256_file(path)
-
-
 @lru_cache(maxsize=None)
 def _int8_detector(models_dir: Path, source: Path) -> tuple[Path | None, str]:
     """The shipped int8 detector if it was built from ``source``, else (None, why not)."""
     try:
-        manifest = json.loads((models_dir / "int8.json").read_text(encoding="utf-8"))
+        manifest = json.loads((models_dir / MANIFEST).read_text(encoding="utf-8"))
         path = models_dir / manifest["model"]
         if not path.is_file():
             return None, f"{path} is missing"
-        if _sha256(path) != manifest["sha256"]:
-            return None, f"{path} is damaged (sha256 differs from int8.json)"
-        if _sha256(source) != manifest["source_sha256"]:
+        if sha256_file(path) != manifest["sha256"]:
+            return None, f"{path} is damaged (sha256 differs from {MANIFEST})"
+        if sha256_file(source) != manifest["source_sha256"]:
             return None, (f"it was built from another {source.name} than the installed one "
                           "(rebuild: python -m pipelines.engines.quantize)")
         return path, ""
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        return None, f"its manifest {models_dir / 'int8.json'} is unreadable ({exc})"
+        return None, f"its manifest {models_dir / MANIFEST} is unreadable ({exc})"
 
 
 def detection_model(precision: str | None = None) -> tuple[Path, str]:
