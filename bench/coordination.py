@@ -26,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import scratch  # noqa: E402
 from tests.helpers import git_out, host, make_bare, start_worker  # noqa: E402
 from tests.servers import GitDaemon, GitHttpServer, NginxGitServer  # noqa: E402
 
@@ -123,6 +124,7 @@ def main() -> None:
                     help="worker heartbeat interval (default: the testing environment's 2 s; production uses 60)")
     ap.add_argument("--breakdown", action="store_true",
                     help="also print what the workers' CPU per order went to: their Python, each git command")
+    scratch.add_argument(ap)
     args = ap.parse_args()
     kind = args.http_server if args.http else "daemon"
     if kind == "nginx" and not NginxGitServer.available():
@@ -134,7 +136,8 @@ def main() -> None:
           f"heartbeats every {args.heartbeat_seconds or 2:g} s")
     print(f"{'W':>3} {'orders':>6} {'done':>5} {'makespan':>9} {'ideal':>7} {'effic.':>7} {'claims/s':>9} "
           f"{'lost-race':>9} {'push/ord':>9} {'fetch/ord':>9} {'cpu/ord':>8} {'server':>7} {'cpu busy':>8}")
-    with tempfile.TemporaryDirectory() as tmp:
+    with scratch.folder(args.tmp) as tmp:
+        print(f"boards and clones in {scratch.describe(tmp)}", flush=True)
         for w in args.workers:
             r = run_once(w, w * args.orders_per_worker, args.seconds, kind, Path(tmp), args.heartbeat_seconds)
             print(f"{w:>3} {r['orders']:>6} {r['completed']:>5} {r['makespan']:>8.2f}s {r['ideal']:>6.1f}s "

@@ -26,7 +26,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from configurations.config import WorkerConfig  # noqa: E402
 from coordination.processors import ProcessorRegistry  # noqa: E402
 from coordination.states import claim_audit_path, state_path, OrderState  # noqa: E402
 from coordination.worker import Worker  # noqa: E402
+from bench import scratch  # noqa: E402
 from tests.helpers import git_out, host, make_bare  # noqa: E402
 from tests.servers import GitDaemon  # noqa: E402
 
@@ -61,15 +61,20 @@ def build_history(bare: Path, results: int, result_bytes: int) -> float:
             counter += 1
         body = (b'{"schema": 1, "work_id": "%s", "kind": "simulate", "seq": 1, "result": {"text": "'
                 % work_id.encode() + filler[:result_bytes] + b'"}}\n')
-        claim = b'{"kind": "claim", "work_id": "%s", "seq": 1, "worker_id": "hist"}\n' % work_id.encode()
         msg = f"wms: completed {work_id}".encode()
         w(b"commit refs/heads/main\n")
         w(b"committer wms <wms@localhost> %d +0000\n" % (ts + i))
         w(b"data %d\n%s\n" % (len(msg), msg))
         if i == 0:
             w(b"from %s\n" % parent.encode())
+        # the fold that completes an order takes its claim files off the tip (history keeps them);
+        # each commit here completes one order and records the claim of the next
         w(b"M 100644 inline %s\ndata %d\n%s\n" % (state_path(OrderState.COMPLETED, work_id).encode(), len(body), body))
-        w(b"M 100644 inline %s\ndata %d\n%s\n" % (claim_audit_path(work_id, 1).encode(), len(claim), claim))
+        if i:
+            w(b"D %s\n" % claim_audit_path(work_id, 1).encode())
+        if i + 1 < results:
+            claim = b'{"kind": "claim", "work_id": "hist-%06d", "seq": 1, "worker_id": "hist"}\n' % (i + 1)
+            w(b"M 100644 inline %s\ndata %d\n%s\n" % (claim_audit_path(f"hist-{i + 1:06d}", 1).encode(), len(claim), claim))
     w(b"done\n")
     proc.stdin.close()
     if proc.wait() != 0:
@@ -114,12 +119,14 @@ def main() -> None:
     ap.add_argument("--orders", type=int, default=60)
     ap.add_argument("--claims", type=int, default=20)
     ap.add_argument("--modes", nargs="+", default=["lean", "full"], choices=["lean", "full"])
+    scratch.add_argument(ap)
     args = ap.parse_args()
     print(f"git daemon on 127.0.0.1; results of {args.result_bytes} bytes, one commit each; "
           f"{args.orders} orders on offer; per claim = mean of {args.claims} claims")
     print(f"{'results':>8} {'build':>7} {'board MB':>9} {'mode':>5} {'1st claim':>10} {'per claim':>10} "
           f"{'median':>8} {'fetched MB':>11}")
-    with tempfile.TemporaryDirectory() as tmp:
+    with scratch.folder(args.tmp) as tmp:
+        print(f"boards and clones in {scratch.describe(tmp)}", flush=True)
         tmp = Path(tmp)
         for n in args.results:
             root = tmp / f"served-{n}"

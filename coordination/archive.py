@@ -128,19 +128,8 @@ def archive_changes(view: BoardView, work_ids: list[str], now: float) -> dict[st
         for extra in loc.extra_paths:  # never leave the id behind in another folder
             changes[extra] = None
         changes[archive_path(month, work_id)] = loc.blob
-        changes.update(audit_trail_removal(view, work_id))
+        changes.update(view.claim_files_removal(work_id))
     return changes
-
-
-def audit_trail_removal(view: BoardView, work_id: str) -> dict[str, None]:
-    """Delete an archived id's claim files from `work_queue/` on main (git history keeps them):
-    the audit trail of orders still in play stays on the board, and no folder grows without end."""
-    folder = view.repo.lookup(view.tree, f"work_queue/{shard(work_id)}") if view.tree else None
-    if folder is None or not folder.is_tree:
-        return {}
-    prefix = f"{work_id}--"
-    return {f"work_queue/{shard(work_id)}/{e.name}": None for e in view.repo.read_tree(folder.sha)
-            if e.name.startswith(prefix) and e.name.endswith(".json") and e.name[len(prefix):-5].isdigit()}
 
 
 def archive_statistics(view: BoardView, now: float | None = None) -> dict:

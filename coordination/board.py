@@ -45,6 +45,7 @@ from coordination.states import (
     claim_audit_path,
     duplicate_path,
     state_path,
+    shard,
     valid_work_id,
 )
 
@@ -497,6 +498,11 @@ class BoardView:
         if state is None:
             changes.update(extra)
             return
+        if state == OrderState.COMPLETED and moved:
+            # a finished order's claim files leave the tip with the fold that completes it (history
+            # keeps them), so work_queue/ holds the orders in play and does not grow with the results
+            extra = {path: blob for path, blob in extra.items() if not _is_claim_file_of(path, work_id)}
+            extra.update(self.claim_files_removal(work_id))
         new_path = state_path(state, work_id)
         for path in ([before.path] if before.path else []) + before.extra_paths:
             if path != new_path:
@@ -504,6 +510,14 @@ class BoardView:
         if moved or rewritten:
             changes[new_path] = record_blob or stage(dumps(record))
         changes.update(extra)
+
+    def claim_files_removal(self, work_id: str) -> dict[str, None]:
+        """Changes deleting ``work_id``'s claim files from `work_queue/` on main (history keeps them)."""
+        folder = self.repo.lookup(self.tree, f"work_queue/{shard(work_id)}") if self.tree else None
+        if folder is None or not folder.is_tree:
+            return {}
+        return {f"work_queue/{shard(work_id)}/{e.name}": None for e in self.repo.read_tree(folder.sha)
+                if _is_claim_file_of(e.name, work_id)}
 
     def _result_blob(self, note: RefNote) -> str | None:
         try:
@@ -648,6 +662,13 @@ class Board:
             time.sleep(delay + random.random() * delay)
             delay = min(delay * 2, 2.0)
         raise BoardUnreachable(f"Could not update main after {attempts} tries: the board is too busy. Try again.")
+
+
+def _is_claim_file_of(path: str, work_id: str) -> bool:
+    """Is ``path`` (a claim file's name, or its path in work_queue/) one of ``work_id``'s claim files?"""
+    name = path.rsplit("/", 1)[-1]
+    prefix = f"{work_id}--"
+    return name.startswith(prefix) and name.endswith(".json") and name[len(prefix):-5].isdigit()
 
 
 def _fold_message(fold: Fold) -> str:

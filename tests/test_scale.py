@@ -9,6 +9,7 @@ from pathlib import Path
 from coordination.board import Board
 from coordination.gitio import LocalRepo
 from coordination.remote import parse_repo_url
+from coordination.states import shard
 from tests.helpers import ROOT, git_out, host, ids_by_state, make_bare, worker_cmd
 from tests.servers import GitDaemon
 
@@ -102,18 +103,45 @@ def test_full_clone_stays_available(daemon_board, tmp_path):
     assert len(ids_by_state(bare)["completed"]) == 2
 
 
-def test_collect_keeps_the_board_tip_to_orders_in_play(board, tmp_path):
-    """Archiving also takes collected orders' claim files out of work_queue/ (history keeps them)."""
+def _claim_files(bare: Path, rev: str = "main") -> list[str]:
+    return [f for f in git_out(bare, "ls-tree", "-r", "--name-only", rev).split()
+            if f.startswith("work_queue/") and f.endswith(".json")]
+
+
+def test_completing_an_order_takes_its_claim_files_off_the_tip(board, tmp_path):
+    """work_queue/ holds the claims of orders in play: the fold that completes an order deletes its
+    claim files (history keeps them); a failed order keeps its files for the person who looks."""
+    host("publish", "--repo-url", str(board), "--simulate", "4", "--seconds", "0.3", "--prefix", "wq")
+    b = Board(LocalRepo.open(tmp_path / "raw", parse_repo_url(str(board))))
+    b.update_main(lambda view: ({"available_work/bad.json": b.repo.write_blob(
+        b'{"work_id": "bad", "kind": "simulate", "seconds": 0, "fail": "boom", "permanent": true}')}, "test: bad"))
+    proc = run_worker(board, tmp_path / "w", "--max-failures", "3")
+    assert proc.returncode == 0, proc.stdout
+    states = ids_by_state(board)
+    assert len(states["completed"]) == 4 and states["failed"] == ["bad"]
+    assert _claim_files(board) == [f for f in _claim_files(board) if "/bad--" in f] != []
+    # each completed order's claim was recorded on main: as a claim file in an earlier commit, or in
+    # the message of the fold that claimed and completed it at once
+    history = git_out(board, "log", "--format=%B", "--name-only", "main")
+    for work_id in states["completed"]:
+        assert f"{work_id}--1.json" in history or f"claimed {work_id} by" in history
+
+
+def test_collect_takes_claim_files_of_archived_orders_off_the_tip(board, tmp_path):
+    """A board written before completions took claim files away: collect removes them (history keeps them)."""
     host("publish", "--repo-url", str(board), "--simulate", "3", "--seconds", "0.01")
     proc = run_worker(board, tmp_path / "w", "--max-failures", "1")
     assert proc.returncode == 0, proc.stdout
-    audit = [f for f in git_out(board, "ls-tree", "-r", "--name-only", "main").split() if f.startswith("work_queue/")]
-    assert len(audit) >= 3
+    done = ids_by_state(board)["completed"]
+    b = Board(LocalRepo.open(tmp_path / "raw", parse_repo_url(str(board))))
+    old = {f"work_queue/{shard(w)}/{w}--1.json": b.repo.write_blob(b'{"kind": "claim"}') for w in done}
+    b.update_main(lambda view: (old, "test: claim files left by an older worker"))
+    assert sorted(_claim_files(board)) == sorted(old)
     host("collect", "--repo-url", str(board), "--out", str(tmp_path / "out"))
     files = git_out(board, "ls-tree", "-r", "--name-only", "main").split()
-    assert not [f for f in files if f.startswith("work_queue/") and f.endswith(".json")]
+    assert _claim_files(board) == []
     assert len([f for f in files if f.startswith("archive/") and f.endswith(".json")]) == 3
-    for path in audit:  # the trail is still in the board's history
+    for path in old:  # the trail is still in the board's history
         assert git_out(board, "log", "--format=%H", "main", "--", path).strip()
 
 
