@@ -134,10 +134,10 @@ def main() -> None:
     print(f"board served by {names[kind]} on 127.0.0.1; "
           f"{args.seconds:g}-s simulate orders, {args.orders_per_worker} per worker, "
           f"heartbeats every {args.heartbeat_seconds or 2:g} s")
-    print(f"{'W':>3} {'orders':>6} {'done':>5} {'makespan':>9} {'ideal':>7} {'effic.':>7} {'claims/s':>9} "
-          f"{'lost-race':>9} {'push/ord':>9} {'fetch/ord':>9} {'cpu/ord':>8} {'server':>7} {'cpu busy':>8}")
     with scratch.folder(args.tmp) as tmp:
-        print(f"boards and clones in {scratch.describe(tmp)}", flush=True)
+        print(f"boards and clones in {scratch.describe(tmp)}")
+        print(f"{'W':>3} {'orders':>6} {'done':>5} {'makespan':>9} {'ideal':>7} {'effic.':>7} {'claims/s':>9} "
+              f"{'lost-race':>9} {'push/ord':>9} {'fetch/ord':>9} {'cpu/ord':>8} {'server':>7} {'cpu busy':>8}")
         for w in args.workers:
             r = run_once(w, w * args.orders_per_worker, args.seconds, kind, Path(tmp), args.heartbeat_seconds)
             print(f"{w:>3} {r['orders']:>6} {r['completed']:>5} {r['makespan']:>8.2f}s {r['ideal']:>6.1f}s "

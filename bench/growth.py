@@ -123,10 +123,10 @@ def main() -> None:
     args = ap.parse_args()
     print(f"git daemon on 127.0.0.1; results of {args.result_bytes} bytes, one commit each; "
           f"{args.orders} orders on offer; per claim = mean of {args.claims} claims")
-    print(f"{'results':>8} {'build':>7} {'board MB':>9} {'mode':>5} {'1st claim':>10} {'per claim':>10} "
-          f"{'median':>8} {'fetched MB':>11}")
     with scratch.folder(args.tmp) as tmp:
-        print(f"boards and clones in {scratch.describe(tmp)}", flush=True)
+        print(f"boards and clones in {scratch.describe(tmp)}")
+        print(f"{'results':>8} {'build':>7} {'board MB':>9} {'mode':>5} {'1st claim':>10} {'per claim':>10} "
+              f"{'median':>8} {'fetched MB':>11}")
         tmp = Path(tmp)
         for n in args.results:
             root = tmp / f"served-{n}"

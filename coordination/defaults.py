@@ -23,5 +23,8 @@ SHARD_CHARS = 2
 ORDER_SCHEMA = 1
 LEAN_CLONE = True  # workers keep a shallow, partial clone (coordination/lean.py)
 LEAN_BLOB_LIMIT = 16 * 1024  # later fetches of a lean clone bring files up to this size
+MAX_PACKS = 40  # a worker's clone merges its packs (one per fetch in a lean clone) beyond this many
+MAX_LOOSE_OBJECTS = 6700  # ... and packs or drops its loose objects beyond about this many (git gc's own limit)
+TIDY_PAUSE_SECONDS = 300.0  # ... at most this often
 CLAIM_BATCH = 0  # orders per round trip to the board; 0 = automatic (2 for short orders, else 1)
 BATCH_BELOW_SECONDS = 30.0  # orders shorter than this are batched automatically

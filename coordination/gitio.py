@@ -34,7 +34,7 @@ try:
 except ImportError:  # Windows: no per-process CPU accounting of git's processes
     resource = None
 
-from coordination.defaults import GIT_TIMEOUT_SECONDS
+from coordination.defaults import GIT_TIMEOUT_SECONDS, MAX_LOOSE_OBJECTS, MAX_PACKS, TIDY_PAUSE_SECONDS
 from coordination.exceptions import (
     BoardNotFound,
     BoardPermissionError,
@@ -127,6 +127,7 @@ class LocalRepo:
         self._blob_cache: dict[str, bytes] = {}
         self._written: set[str] = set()  # objects known to be in the local object store
         self._packs: dict[str, frozenset] = {}  # pack .idx file name -> the object ids it holds (raw)
+        self._tidy_after = 0.0  # monotonic time before which `tidy` does nothing
         self.memo: dict = {}  # callers' values derived from objects (which never change), by object id
         self.counters = {"fetch": 0, "push": 0, "push_rejected_refs": 0, "fetch_objects": 0}
         self.processes: dict[str, list] = {}  # git verb -> [processes run, their CPU seconds]
@@ -191,6 +192,9 @@ class LocalRepo:
                 for key, value in (("core.repositoryformatversion", "1"), ("extensions.partialClone", "origin"),
                                    ("remote.origin.promisor", "true")):
                     self._run(["config", key, value], network=False)
+        self._reopen()
+
+    def _reopen(self) -> None:
         self._repo = git.Repo(self.path, odbt=git.GitCmdObjectDB)
         # the persistent cat-file may fetch a missing object on demand: it needs the remote's credentials
         self._repo.git.update_environment(**{k: v for k, v in self._env().items() if k.startswith(("GIT_", "LC_", "LANG"))})
@@ -292,13 +296,17 @@ class LocalRepo:
         raise BoardUnreachable(f"git {verb} failed talking to {self.remote.url}: {_last_lines(err)}")
 
     # -- network ---------------------------------------------------------------------------
-    def fetch(self, refspecs: Iterable[str], *, depth: int | None = None, filter_spec: str | None = None) -> None:
+    def fetch(self, refspecs: Iterable[str], *, depth: int | None = None, filter_spec: str | None = None,
+              negotiation_tips: Iterable[str] = ()) -> None:
+        """Fetch ``refspecs`` from the board. ``negotiation_tips``: the only local commits (or refs) git
+        offers the server as what this clone has."""
         args = ["fetch", "--no-tags", "--prune", "--no-write-fetch-head", "--quiet", "--no-auto-gc",
                 "--no-recurse-submodules"]
         if depth:
             args.append(f"--depth={depth}")
         if filter_spec:
             args.append(f"--filter={filter_spec}")
+        args += [f"--negotiation-tip={tip}" for tip in negotiation_tips]
         code, _, err = self._run(args + ["origin", *refspecs])
         self.counters["fetch"] += 1
         if code != 0:
@@ -613,9 +621,54 @@ class LocalRepo:
             return None
         return self.write_tree(entries.values())
 
-    def gc(self) -> None:
-        self._written.clear()
-        self._run(["gc", "--quiet", "--prune=now"], network=False, timeout=600)
+    def pack_count(self) -> int:
+        try:
+            return sum(1 for name in os.listdir(self.path / "objects" / "pack") if name.endswith(".pack"))
+        except OSError:
+            return 0
+
+    def loose_estimate(self) -> int:
+        """About how many loose objects the clone holds (one fan-out folder counted, as git gc does)."""
+        try:
+            return len(os.listdir(self.path / "objects" / "17")) * 256
+        except OSError:
+            return 0
+
+    def tidy(self, max_packs: int = MAX_PACKS, max_loose: int = MAX_LOOSE_OBJECTS,
+             expire: str = "1.hour.ago") -> bool:
+        """Merge the clone's packs and drop old unreachable objects once there are many. True if it did.
+
+        Every fetch into a partial clone leaves a pack of its own, and every claim, fold and
+        heartbeat writes loose objects, most of them unreachable once pushed and replaced: a
+        worker running for days would pile up thousands of packs (every object lookup that
+        misses scans them all) and hundreds of thousands of files. `git repack -a -d` merges the
+        packs (in a partial clone: the fetched objects into one promisor pack, the rest into
+        another) and `git prune` drops unreachable loose objects older than ``expire``, so
+        nothing a running exchange wrote is touched. It runs at most once in
+        `TIDY_PAUSE_SECONDS`. A failure is logged and loses nothing: old packs go only once the
+        new one is written.
+        """
+        if time.monotonic() < self._tidy_after:
+            return False
+        if self.pack_count() <= max_packs and self.loose_estimate() <= max_loose:
+            return False
+        # at most every few minutes, whatever happens: young objects stay, and a failure may last
+        self._tidy_after = time.monotonic() + TIDY_PAUSE_SECONDS
+        self.close()  # the persistent cat-file holds the old packs open (Windows cannot delete them)
+        try:
+            code, _, err = self._run(["repack", "-a", "-d", "-q", "--no-write-bitmap-index"], network=False,
+                                     timeout=max(self.timeout, 300))
+            if code == 0:
+                code, _, err = self._run(["prune", f"--expire={expire}"], network=False,
+                                         timeout=max(self.timeout, 300))
+        finally:
+            self._written.clear()
+            self._packs.clear()
+            self._reopen()
+        if code != 0:
+            log.warning("Could not tidy the local clone (git: %s); carrying on", _last_lines(err))
+            return False
+        return True
 
 
 def _config_value(value: str) -> str:

@@ -7,7 +7,8 @@ import subprocess
 from pathlib import Path
 
 from coordination.board import Board
-from coordination.gitio import LocalRepo
+from coordination.defaults import CLAIMS_PREFIX
+from coordination.gitio import LocalRepo, RefUpdate
 from coordination.remote import parse_repo_url
 from coordination.states import shard
 from tests.helpers import ROOT, git_out, host, ids_by_state, make_bare, worker_cmd
@@ -191,3 +192,86 @@ def test_refs_and_missing_objects_read_from_files_agree_with_git(tmp_path):
                                 check=True).stdout
         from coordination.gitio import _read_pack_index
         assert {bytes.fromhex(line.split()[1]) for line in listed.splitlines()} == _read_pack_index(idx)
+
+
+def test_a_lean_clone_tidies_the_packs_its_fetches_leave(board, tmp_path):
+    """Every fetch into a partial clone leaves a pack; past a limit the clone merges them, drops old
+    unreachable objects and reads on."""
+    host("publish", "--repo-url", str(board), "--simulate", "2", "--seconds", "0", "--prefix", "pk")
+    editor = Board(LocalRepo.open(tmp_path / "editor", parse_repo_url(str(board))))
+    repo = LocalRepo.open(tmp_path / "wd" / "board.git", parse_repo_url(str(board)), lean=True)
+    lean_board = Board(repo)
+    lean_board.sync()
+    for i in range(8):
+        editor.update_main(lambda view, i=i: ({f"available_work/more-{i}.json": editor.repo.write_blob(
+            b'{"kind": "simulate", "seconds": 0, "n": %d}' % i)}, f"test: order {i}"))
+        lean_board.sync()
+    before = repo.pack_count()
+    assert before >= 8
+    stale = repo.write_blob(b"written, never pushed, long ago")
+    assert repo.tidy(max_packs=4, expire="now")
+    assert repo.pack_count() <= 2 < before
+    assert not repo.has_object(stale)  # unreachable and old enough: dropped
+    assert not repo.tidy(max_packs=0)  # not again so soon
+    repo._tidy_after = 0.0  # as if minutes had passed
+    assert not repo.tidy(max_packs=4)  # nothing more to merge
+    n = 0
+    while not repo.write_blob(b"loose %d" % n).startswith("17"):  # git estimates loose objects from objects/17/
+        n += 1
+    assert repo.loose_estimate() >= 256
+    repo._tidy_after = 0.0
+    assert repo.tidy(max_packs=100, max_loose=200, expire="now")  # many loose objects: tidied too
+    assert repo.loose_estimate() == 0
+    view = lean_board.sync()
+    ids = sorted(e.name[:-5] for e in repo.read_tree(repo.lookup(view.tree, "available_work").sha)
+                 if e.name.endswith(".json"))
+    assert ids == sorted([f"more-{i}" for i in range(8)] + ["pk-00001", "pk-00002"])
+    assert all(view.locate(work_id).record.get("kind") == "simulate" for work_id in ids)
+    repo.close()
+    proc = run_worker(board, tmp_path / "wd", "--max-failures", "1")  # a worker goes on with the merged clone
+    assert proc.returncode == 0, proc.stdout
+    assert len(ids_by_state(board)["completed"]) == 10
+
+
+def test_a_failed_tidy_changes_nothing(board, tmp_path, monkeypatch, caplog):
+    host("publish", "--repo-url", str(board), "--simulate", "1", "--seconds", "0", "--prefix", "pf")
+    repo = LocalRepo.open(tmp_path / "lean", parse_repo_url(str(board)), lean=True)
+    view = Board(repo).sync()
+    packs = sorted(os.listdir(repo.path / "objects" / "pack"))
+    run = repo._run
+
+    def failing_repack(args, **kw):  # the one call site: git repack fails (a full disk, say)
+        if args[0] == "repack":
+            return 128, "", "fatal: unable to create temporary file: No space left on device"
+        return run(args, **kw)
+
+    monkeypatch.setattr(repo, "_run", failing_repack)
+    assert not repo.tidy(max_packs=0)
+    assert not repo.tidy(max_packs=0)  # no second try at once: a full disk stays full a while
+    assert caplog.text.count("Could not tidy the local clone") == 1 and "No space left" in caplog.text
+    assert sorted(os.listdir(repo.path / "objects" / "pack")) == packs
+    assert view.locate("pf-00001").record.get("kind") == "simulate"
+
+
+def test_fetching_other_workers_refs_takes_one_negotiation_round(board, tmp_path, monkeypatch):
+    """Claim, result and heartbeat commits share one parent, so the server can tell at once what a
+    worker already has (over HTTP every further round would be another request)."""
+    host("publish", "--repo-url", str(board), "--simulate", "5", "--seconds", "0")
+    url = parse_repo_url(str(board))
+    other, mine = (Board(LocalRepo.open(tmp_path / name, url, lean=True)) for name in ("other", "mine"))
+    other.sync()
+    mine.sync()
+
+    def claim(numbers):
+        other.repo.push([RefUpdate(f"{CLAIMS_PREFIX}x{i}/1", other.ref_commit({"kind": "claim", "n": i}), "")
+                         for i in numbers])
+
+    claim(range(30))
+    mine.sync()
+    claim(range(100, 105))
+    trace = tmp_path / "packets"
+    monkeypatch.setenv("GIT_TRACE_PACKET", str(trace))
+    view = mine.sync()
+    text = trace.read_text()
+    assert text.count("> command=fetch") == 1 and "< ready" in text
+    assert {f"x{i}" for i in range(100, 105)} <= set(view.claims)

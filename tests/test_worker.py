@@ -127,7 +127,9 @@ def test_heartbeats_never_touch_main(board, tmp_path):
     assert proc.returncode == 0
     assert git_out(board, "rev-parse", "main") == before
     refs = git_out(board, "for-each-ref", "--format=%(refname)", "refs/wms/heartbeats/").split()
-    assert len(refs) == 1 and git_out(board, "rev-list", "--count", refs[0]).strip() == "1"
+    # a heartbeat carries no history: its only parent is the anchor every ref commit shares
+    assert len(refs) == 1 and git_out(board, "rev-list", "--count", refs[0]).strip() == "2"
+    assert git_out(board, "log", "-1", "--format=%s", f"{refs[0]}^") == "wms: the common parent of claim, result and heartbeat commits\n"
 
 
 def test_board_not_initialised_gives_a_clear_error(tmp_path):
