@@ -31,7 +31,7 @@ text with the help of volunteers' machines. Do not edit it by hand while workers
 | `completed_work/` | results, sharded in sub-folders |
 | `retry_queue/` | failed attempts with their error history, claimable after a back-off |
 | `failed_work/` | orders out of attempts: they need a person |
-| `work_queue/` | the audit trail of claims |
+| `work_queue/` | claims of orders in play (completed orders' claims are in the history) |
 | `pages/` | page images of chapters published from local files |
 | `archive/` | collected results |
 
