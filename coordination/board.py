@@ -20,6 +20,7 @@ How the board stays correct and fast (see README, "How the board works"):
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
@@ -321,13 +322,27 @@ class BoardView:
         return loc.state in (OrderState.AVAILABLE, OrderState.RETRY) or (loc.state == OrderState.ACTIVE and takeover)
 
     # -- choosing work ----------------------------------------------------------------------
+    def share_of(self, worker_id: str) -> Callable[[str], bool]:
+        """The orders that are ``worker_id``'s share: the workers holding orders on main, and this
+        one, split the ids between them by hash. Every worker sees the same split as long as
+        their views of main agree; when they do not, they only collide a little more often
+        (the server still decides every claim)."""
+        workers = sorted(self.holders() | {worker_id})
+        count, mine = len(workers), workers.index(worker_id)
+        if count == 1:
+            return lambda work_id: True
+        return lambda work_id: int(hashlib.sha1(work_id.encode()).hexdigest()[:8], 16) % count == mine
+
     def pending_claim(self, work_id: str, main_seq: int) -> bool:
         return any(s > main_seq for s in self.claims.get(work_id, {}))
 
     def candidates(self, now: float, *, exclude: Iterable[str] = (), limit: int = 1,
                    rng: random.Random | None = None, lapsed: Callable[[str, Located], str | None] | None = None,
-                   ) -> list[Candidate]:
-        """Orders this client may try to claim, in random order (so racing workers spread out)."""
+                   share: Callable[[str], bool] | None = None) -> list[Candidate]:
+        """Orders this client may try to claim, in random order (so racing workers spread out).
+
+        ``share``: which orders are this worker's share (see `share_of`); they come first, so
+        workers that claim at the same moment seldom pick the same order."""
         rng = rng or random
         exclude = set(exclude)
         chosen: list[Candidate] = []
@@ -338,6 +353,8 @@ class BoardView:
         for state, ids in pools:
             ids = [i for i in ids if i not in exclude]
             rng.shuffle(ids)
+            if share is not None:
+                ids.sort(key=lambda i: not share(i))  # stable: still random within each part
             for work_id in ids:
                 if len(chosen) >= limit:
                     return chosen

@@ -450,7 +450,8 @@ class Worker:
         candidates: list[Candidate] = []
         if view is not None and want > 0:
             candidates = view.candidates(now, exclude=set(self.jobs) | set(self.ready), limit=want, rng=self.rng,
-                                         lapsed=self.lapsed_holder if self._scan_lapsed else None)
+                                         lapsed=self.lapsed_holder if self._scan_lapsed else None,
+                                         share=view.share_of(self.worker_id))
             for cand in candidates:
                 info = {"kind": "claim", "work_id": cand.work_id, "seq": cand.seq, "worker_id": self.worker_id,
                         "claimed_at": now, "lease_seconds": self.config.offline_after}

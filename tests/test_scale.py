@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import random
 import subprocess
 from pathlib import Path
 
@@ -275,3 +276,28 @@ def test_fetching_other_workers_refs_takes_one_negotiation_round(board, tmp_path
     text = trace.read_text()
     assert text.count("> command=fetch") == 1 and "< ready" in text
     assert {f"x{i}" for i in range(100, 105)} <= set(view.claims)
+
+
+def test_workers_claiming_at_once_prefer_their_own_share_of_the_orders(board, tmp_path):
+    """The workers holding orders split the ids between them by hash; each tries its own share
+    first, so workers claiming at the same moment seldom race for the same order."""
+    host("publish", "--repo-url", str(board), "--simulate", "40", "--seconds", "0", "--prefix", "sh")
+    b = Board(LocalRepo.open(tmp_path / "c", parse_repo_url(str(board))))
+    held = {"active_work/held-a.json": b'{"work_id": "held-a", "seq": 1, "worker_id": "worker-a"}',
+            "active_work/held-b.json": b'{"work_id": "held-b", "seq": 1, "worker_id": "worker-b"}'}
+    b.update_main(lambda view: ({p: b.repo.write_blob(d) for p, d in held.items()}, "test: two holders"))
+    view = b.sync()
+    assert view.holders() == {"worker-a", "worker-b"}
+    ids = [f"sh-{i:05d}" for i in range(1, 41)]
+    share_a, share_b = view.share_of("worker-a"), view.share_of("worker-b")
+    assert all(share_a(i) != share_b(i) for i in ids)  # every order in exactly one share
+    assert 5 <= sum(map(share_a, ids)) <= 35
+    for seed in range(5):
+        picked = view.candidates(0, limit=4, rng=random.Random(seed), share=share_a)
+        assert len(picked) == 4 and all(share_a(c.work_id) for c in picked)
+    # a worker holding nothing yet counts itself in: a third of the ids, about
+    assert 3 <= sum(map(view.share_of("worker-c"), ids)) <= 25
+    # nothing left in one's share: the others' orders are next
+    only_b = [i for i in ids if share_b(i)]
+    picked = view.candidates(0, limit=len(ids), rng=random.Random(1), share=share_a)
+    assert {c.work_id for c in picked} == set(ids) and {c.work_id for c in picked[-len(only_b):]} == set(only_b)
