@@ -5,10 +5,11 @@
 
 For each size it builds a board whose history holds that many completed orders — one
 commit per result, each adding `completed_work/<shard>/<id>.json` (a result of
-`--result-bytes` incompressible bytes) and its claim record in `work_queue/` — with
-`git fast-import` (seconds, no workers), then publishes `--orders` fresh orders and
-serves the board with `git daemon` on 127.0.0.1. Then, for a fresh worker (an empty
-workdir):
+`--result-bytes` incompressible bytes) and, as workers' folds do, taking that order's
+claim file off `work_queue/` (it was added by the commit before) — with `git
+fast-import` (seconds, no workers), then publishes `--orders` fresh orders and serves
+the board with `git daemon` on 127.0.0.1 (boards and clones in `--tmp`, default the
+system's temp folder). Then, for a fresh worker (an empty workdir):
 
 - first claim: from opening the local clone to holding a confirmed claim (clone +
   fetch + choose + push), in seconds;
