@@ -45,6 +45,7 @@ from coordination.states import (
     OrderState,
     claim_audit_path,
     duplicate_path,
+    is_claim_file_of,
     state_path,
     shard,
     valid_work_id,
@@ -527,7 +528,7 @@ class BoardView:
         if state == OrderState.COMPLETED and moved:
             # a finished order's claim files leave the tip with the fold that completes it (history
             # keeps them), so work_queue/ holds the orders in play and does not grow with the results
-            extra = {path: blob for path, blob in extra.items() if not _is_claim_file_of(path, work_id)}
+            extra = {path: blob for path, blob in extra.items() if not is_claim_file_of(path, work_id)}
             extra.update(self.claim_files_removal(work_id))
         new_path = state_path(state, work_id)
         for path in ([before.path] if before.path else []) + before.extra_paths:
@@ -543,7 +544,7 @@ class BoardView:
         if folder is None or not folder.is_tree:
             return {}
         return {f"work_queue/{shard(work_id)}/{e.name}": None for e in self.repo.read_tree(folder.sha)
-                if _is_claim_file_of(e.name, work_id)}
+                if is_claim_file_of(e.name, work_id)}
 
     def _result_blob(self, note: RefNote) -> str | None:
         try:
@@ -706,13 +707,6 @@ class Board:
             time.sleep(delay + random.random() * delay)
             delay = min(delay * 2, 2.0)
         raise BoardUnreachable(f"Could not update main after {attempts} tries: the board is too busy. Try again.")
-
-
-def _is_claim_file_of(path: str, work_id: str) -> bool:
-    """Is ``path`` (a claim file's name, or its path in work_queue/) one of ``work_id``'s claim files?"""
-    name = path.rsplit("/", 1)[-1]
-    prefix = f"{work_id}--"
-    return name.startswith(prefix) and name.endswith(".json") and name[len(prefix):-5].isdigit()
 
 
 def _fold_message(fold: Fold) -> str:

@@ -56,6 +56,13 @@ def claim_audit_path(work_id: str, seq: int) -> str:
     return f"work_queue/{shard(work_id)}/{work_id}--{seq}.json"
 
 
+def is_claim_file_of(path: str, work_id: str) -> bool:
+    """Is ``path`` (a claim file's name, or its `claim_audit_path`) one of ``work_id``'s claim files?"""
+    name = path.rsplit("/", 1)[-1]
+    prefix = f"{work_id}--"
+    return name.startswith(prefix) and name.endswith(".json") and name[len(prefix):-5].isdigit()
+
+
 def duplicate_path(work_id: str, seq: int) -> str:
     return f"duplicates/{shard(work_id)}/{work_id}--{seq}.json"
 
