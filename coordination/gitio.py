@@ -116,7 +116,7 @@ class LocalRepo:
     """A bare local clone of the board in the worker's workdir."""
 
     def __init__(self, path: Path, remote: Remote, timeout: float = GIT_TIMEOUT_SECONDS, lean: bool = False):
-        self.path = Path(path)
+        self.path = Path(path).absolute()  # git runs with other working folders: a relative --workdir must not move
         self.remote = remote
         self.timeout = timeout
         self.lean = lean  # shallow, partial clone: see coordination/lean.py
