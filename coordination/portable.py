@@ -24,27 +24,28 @@ from pathlib import Path
 
 log = logging.getLogger("wms.portable")
 
+PLATFORM = sys.platform  # what the decisions below assume when not told (tests set "win32")
 # Windows: ERROR_ACCESS_DENIED, ERROR_SHARING_VIOLATION (a scanner or indexer holds the file)
 TRANSIENT_WINERRORS = (5, 32)
 REPLACE_PATIENCE_SECONDS = 2.0
 
 
-def is_transient_replace_error(exc: OSError, platform: str = sys.platform) -> bool:
+def is_transient_replace_error(exc: OSError, platform: str | None = None) -> bool:
     """Does this failed rename deserve another try? Only Windows' passing locks do."""
-    if platform != "win32" or not isinstance(exc, PermissionError):
+    if (platform or PLATFORM) != "win32" or not isinstance(exc, PermissionError):
         return False
     winerror = getattr(exc, "winerror", None)
     return winerror in TRANSIENT_WINERRORS or winerror is None
 
 
-def replace(src, dst, *, platform: str = sys.platform, patience: float = REPLACE_PATIENCE_SECONDS,
-            sleep=time.sleep, clock=time.monotonic, _replace=os.replace) -> None:
+def replace(src, dst, *, platform: str | None = None, patience: float = REPLACE_PATIENCE_SECONDS,
+            sleep=time.sleep, clock=time.monotonic) -> None:
     """``os.replace``, tried again for up to ``patience`` seconds while Windows reports a passing lock."""
     deadline = clock() + patience
     wait = 0.02
     while True:
         try:
-            _replace(src, dst)
+            os.replace(src, dst)
             return
         except OSError as exc:
             if not is_transient_replace_error(exc, platform) or clock() + wait > deadline:
