@@ -212,3 +212,27 @@ def test_without_onnxruntime_pages_are_read_with_tesseract_and_check_says_so(boa
         "Japanese above all); results say engine \"tesseract\"") for line in lines), lines
     assert any(re.fullmatch(r"OK   order kind ocr_chapter: Tesseract \S+ with jpn, jpn_vert, eng", line)
                for line in lines), lines
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the stand-in ssh is a shell script")
+def test_a_deploy_key_named_in_dotenv_is_the_key_git_uses(tmp_path):
+    """README: an outside collaborator may use an SSH deploy key, named in .env with GIT_SSH_COMMAND."""
+    calls = tmp_path / "ssh-calls.txt"
+    fake_ssh = tmp_path / "ssh"  # stands in for ssh: records how git calls it, then fails as a closed port would
+    fake_ssh.write_text(f'#!/bin/sh\necho "$@" >> "{calls}"\necho "ssh: connect to host github.com port 22: '
+                        'Connection refused" >&2\nexit 255\n')
+    fake_ssh.chmod(0o755)
+    here = tmp_path / "volunteer"
+    here.mkdir()
+    (here / ".env").write_text("GITHUB_REPO_URL=git@github.com:ORG/BOARD.git\n"
+                               f"GIT_SSH_COMMAND={fake_ssh} -i ~/.ssh/wms_board -o IdentitiesOnly=yes -o BatchMode=yes\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("GIT_SSH_COMMAND", "GITHUB_REPO_URL", "GIT_SSH")}
+    check = subprocess.run([PY, str(ROOT / "wms_worker_processor.py"), "--check"], cwd=here, capture_output=True,
+                           text=True, timeout=120, env=env)
+    assert check.returncode == 1
+    assert any(line.startswith("FAIL board read: git fetch failed talking to git@github.com:ORG/BOARD.git")
+               for line in check.stdout.splitlines()), check.stdout
+    used = calls.read_text().splitlines()[0]
+    home = os.path.expanduser("~")
+    assert used.startswith(f"-i {home}/.ssh/wms_board -o IdentitiesOnly=yes -o BatchMode=yes ")
+    assert used.endswith("git@github.com git-upload-pack 'ORG/BOARD.git'"), used
