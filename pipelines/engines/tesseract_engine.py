@@ -191,8 +191,8 @@ class TesseractLineDetector:
 
     def detect(self, image: np.ndarray) -> list[Line]:
         pt = self._engine._pt
-        # jpn_vert with sparse-text layout found the lines of vertical Japanese and of English
-        # best on the synthetic pages (docs/OCR.md, "Without ONNX Runtime")
+        # jpn_vert with sparse-text layout (--psm 12) found the lines of vertical Japanese and of
+        # English best of jpn/jpn_vert/eng x psm 3/11/12 on synthetic pages (README, "Where it installs")
         lang = next((m for m in ("jpn_vert", "jpn", "eng") if m in self._engine.languages), "eng")
         self._engine.require(lang)
         try:
