@@ -51,12 +51,13 @@ def installed(tmp_path_factory):
     made = _run([PY, "-m", "venv", venv], cwd=tmp)
     assert made.returncode == 0, made.stderr
     vpy = venv / BIN / f"python{EXE}"
-    purelib = _run([vpy, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=tmp).stdout.strip()
-    # this environment's packages (the runtime dependencies), after the venv's own
-    Path(purelib, "zz_test_env.pth").write_text("\n".join(
-        dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])) + "\n")
     inst = _run([vpy, "-m", "pip", "install", "--no-deps", "--no-index", wheel], cwd=tmp)
     assert inst.returncode == 0, inst.stdout + inst.stderr
+    # then this environment's packages (the runtime dependencies), after the venv's own; only now,
+    # or pip would take a wms already installed here for this one and install nothing
+    purelib = _run([vpy, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=tmp).stdout.strip()
+    Path(purelib, "zz_test_env.pth").write_text("\n".join(
+        dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])) + "\n")
     return wheel, venv
 
 
