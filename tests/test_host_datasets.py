@@ -1,5 +1,6 @@
 """Datasets people open: mokuro's layout (checked with mokuro's and its reader's loading rules),
 names that never collide, page images from history after a prune, and a searchable SQLite file."""
+import hashlib
 import json
 import re
 import sqlite3
@@ -10,6 +11,7 @@ import pytest
 from coordination.api import GitHubWorkBridge
 from coordination.states import make_work_id
 from host_tools.datasets import sqlite as ds_sqlite
+from host_tools.datasets.images import find_page_image
 from host_tools.datasets.mokuro import image_names
 from host_tools.datasets.names import chapter_name, series_folder
 from tests.mokuro_rules import mokuro_titles, reader_import
@@ -152,6 +154,15 @@ def test_chapters_without_images_are_written_with_a_warning(board, tmp_path):
     assert failed == [f"reader/Web/c1 [{wid}]"]  # what the reader reports until the images are there
 
 
+def test_page_image_sources_are_tried_in_turn_and_checked():
+    data = b"the page"
+    page = {"name": "001.png", "sha256": hashlib.sha256(data).hexdigest()}
+    nothing, wrong, right = (lambda v, w, p: None), (lambda v, w, p: b"another page"), (lambda v, w, p: data)
+    assert find_page_image(None, "id", page, (nothing, wrong, right)) == data
+    assert find_page_image(None, "id", page, (wrong,)) is None
+    assert find_page_image(None, "id", {"name": "001.png"}, (wrong,)) == b"another page"  # no sha256 to check
+
+
 def test_names_are_unique_stable_and_prefix_free():
     work_ids = ["s--ch-1--00000001", "s--ch-1--00000002", "s--ch-10--00000003", "s--vol.1--00000004",
                 "s--vol_1--00000005", "a", "ab"]
@@ -220,10 +231,11 @@ def test_sqlite_search_geometry_and_incremental_sync(board, tmp_path):
     assert result.stdout.startswith(f"Collected 3 new chapter(s) into {out} (sqlite); 2 already there")
     assert [h[0] for h in db.execute(ds_sqlite.SEARCH_SQL, {"q": '"としょ"'})] == ["A*"]
     assert len(db.execute(ds_sqlite.SEARCH_SQL, {"q": '"がすき"'}).fetchall()) == 1
-    pages = db.execute("SELECT count(*) FROM pages").fetchone()[0]
-    assert pages == sum(len(t) for _, _, t in CHAPTERS) == db.execute("SELECT count(*) FROM pages_fts").fetchone()[0]
-    for table in ("pages_fts", "blocks_fts"):
-        db.execute(f"INSERT INTO {table}({table}) VALUES ('integrity-check')")
+    assert db.execute("SELECT count(*) FROM pages").fetchone()[0] == sum(len(t) for _, _, t in CHAPTERS)
+    for table in ("pages", "blocks"):  # each text is indexed under its row, and only there (no stale rows)
+        for row_id, text in db.execute(f"SELECT id, text FROM {table}").fetchall():
+            assert [r[0] for r in db.execute(f"SELECT rowid FROM {table}_fts WHERE {table}_fts MATCH ?",
+                                             (ds_sqlite.fts_phrase(text),))] == [row_id]
     assert len(more) == 2
 
 
