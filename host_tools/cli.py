@@ -1,7 +1,7 @@
 """`python -m host_tools COMMAND`: the host admin's commands.
 
 A thin layer: each command parses its options, calls the library (`host_tools.admin`,
-`.status`, `.monitor`, `.collect`, `coordination.archive`) and prints the outcome.
+`.status`, `.monitor`, `.collect`, `.datasets`, `coordination.archive`) and prints the outcome.
 Library errors become one plain `Error: ...` line and a non-zero exit status.
 """
 from __future__ import annotations

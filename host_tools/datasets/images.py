@@ -46,6 +46,8 @@ def from_history(view: BoardView, work_id: str, page: dict) -> bytes | None:
         commit = out.strip() if code == 0 else ""
         memo[key] = view.repo.commit_info(commit)[1] if commit else []
     for parent in memo[key]:
+        if not view.repo.has_object(parent):  # a clone without history
+            continue
         entry = view.repo.lookup(view.repo.commit_info(parent)[0], path)
         if entry is not None and not entry.is_tree and not entry.is_link:
             return view.repo.read_blob(entry.sha)
