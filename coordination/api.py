@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -31,7 +32,7 @@ class GitHubWorkBridge:
 
     def __init__(self, repo_url: str, workdir: str | Path | None = None, settings: BoardSettings | None = None):
         self.remote = parse_repo_url(repo_url)
-        self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="wms-bridge-"))
+        self.workdir = Path(os.path.abspath(workdir)) if workdir else Path(tempfile.mkdtemp(prefix="wms-bridge-"))
         self.board = Board(LocalRepo.open(self.workdir / "board.git", self.remote), settings or BoardSettings())
 
     def claim_available_work(self, worker_id: str) -> dict | None:

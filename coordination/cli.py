@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -119,7 +120,7 @@ def build_worker_cli(registry_factory: Callable[[], ProcessorRegistry]) -> click
 
                 ok = run_checks(config, registry_factory(), console)
                 sys.exit(0 if ok else 1)
-            log_file = config.log_file or Path(config.workdir) / "worker.log"
+            log_file = Path(os.path.abspath(config.log_file or Path(config.workdir) / "worker.log"))
             try:
                 setup_logging(log_file, console, verbose)
             except OSError as exc:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import signal
 import socket
 import threading
 import time
@@ -29,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from coordination.board import Board, BoardSettings, BoardView, Candidate, Located, RESULT_FILE, dumps
-from coordination import testhooks
+from coordination import signals, testhooks
 from coordination.defaults import (BATCH_BELOW_SECONDS, CLAIMS_PREFIX, HEARTBEATS_PREFIX, MAIN_REF, MAX_RESULT_BYTES,
                                    ORDER_SCHEMA, RESULTS_PREFIX)
 from coordination.exceptions import BoardPermissionError, BoardUnreachable, WmsError, WorkdirError
@@ -51,6 +50,12 @@ def process_cpu() -> float:
     """CPU seconds this process has used (its own threads, not its children)."""
     times = os.times()
     return times.user + times.system
+
+
+def absolute_workdir(workdir) -> Path:
+    """The workdir as an absolute path, relative ones (the default `wms_workdir`) taken from the
+    current folder at start, so nothing later depends on the folder a git process runs in."""
+    return Path(os.path.abspath(os.path.expanduser(str(workdir))))
 
 
 def make_worker_id() -> str:
@@ -116,7 +121,7 @@ class Worker:
         now = now or testhooks.wall_clock()
         self.now = now
         self.rng = rng or random.Random()
-        self.workdir = Path(config.workdir)
+        self.workdir = absolute_workdir(config.workdir)
         self.settings = BoardSettings(max_attempts=config.max_attempts, retry_backoff=config.retry_backoff,
                                       offline_after=config.offline_after)
         self.stats = WorkerStats(started_at=now())
@@ -132,6 +137,7 @@ class Worker:
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._signals = 0
+        self._restore_signals = lambda: None
         self._stop_now = False
         self._scan_lapsed = False
         self._pending_since: dict[str, float] = {}  # others' pending refs -> when this worker first saw them
@@ -154,13 +160,19 @@ class Worker:
         self.holders = 0  # workers holding those orders, as last seen
 
     # ---------------------------------------------------------------- life cycle
-    def run(self) -> WorkerStats:
+    def run(self, *, restore_signals: bool = False) -> WorkerStats:
+        """Work until a stop condition. ``restore_signals``: put the signal handlers back afterwards
+        (for a program that embeds the worker); the command keeps them until it exits."""
         self.install_signal_handlers()
         try:
             self.start()
             self.work_loop()
         finally:
-            self.shutdown()
+            try:
+                self.shutdown()
+            finally:
+                if restore_signals:
+                    self._restore_signals()
         return self.stats
 
     def start(self) -> None:
@@ -315,19 +327,16 @@ class Worker:
 
     # ---------------------------------------------------------------- stopping and pausing
     def install_signal_handlers(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        signal.signal(signal.SIGINT, self._on_signal)
-        signal.signal(signal.SIGTERM, self._on_signal)
+        self._restore_signals = signals.install(self._on_signal)
 
-    def _on_signal(self, signum, frame) -> None:
+    def _on_signal(self, name: str, urgent: bool = False) -> None:
         self._signals += 1
-        name = signal.Signals(signum).name
-        if self._signals == 1:
+        if self._signals == 1 and not urgent:
             log.info("%s received: finishing the current order, then stopping (again to stop at once)", name)
             self.request_stop(f"{name} received")
         else:
-            log.info("%s received again: releasing claims and stopping now", name)
+            log.info("%s received%s: releasing claims and stopping now", name, "" if urgent else " again")
+            self.request_stop(f"{name} received")
             self._stop_now = True
         self._wake.set()
 
