@@ -799,6 +799,9 @@ class Worker:
 
     # ---------------------------------------------------------------- waiting
     def handle_empty_poll(self) -> None:
+        if self.board_finished():
+            self.request_stop("No work left on the board: every order is completed or failed")
+            return
         if not self._learning:  # while a holder's liveness is still being learned, work may yet come free
             self.stats.empty_polls += 1
         if self.stats.empty_polls >= self.config.max_failures:
@@ -812,6 +815,14 @@ class Worker:
         idle = self.now() - self._last_activity
         log.info("   📊 Empty polls in a row: %d/%d; ⏳ idle %.2f h of %g h", self.stats.empty_polls,
                  self.config.max_failures, idle / 3600, self.config.max_idle_hours)
+
+    def board_finished(self) -> bool:
+        """Nothing on the board can still become work: no order available, waiting to be retried or
+        claimed (by anyone, this worker included). Waiting would only wait for the host to publish
+        more, so the worker stops at once; while orders are in play (they may come back) the
+        empty polls count toward --max-failures instead."""
+        return self.remaining == 0 and self.in_play == 0 and not self.jobs and not self.ready \
+            and not self._learning
 
     def next_timeout(self) -> float:
         now = self.now()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import PY, ROOT, host, ids_by_state, read_board_json, wait_for, worker_cmd
+from tests.helpers import PY, ROOT, host, ids_by_state, make_bare, read_board_json, wait_for, worker_cmd
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="process groups and ptys are POSIX")
 
@@ -57,7 +57,15 @@ def test_killpg_mid_order_finishes_once_and_releases_twice(board, tmp_path, sign
         assert read_board_json(board, "available_work/pg-00001.json")["seq"] == 1
 
 
-def test_killpg_sigterm_while_idle_stops_with_exit_0(board, tmp_path):
+def test_killpg_sigterm_while_idle_stops_with_exit_0(tmp_path):
+    """Idle: the board's only order waits out a retry back-off, so the worker keeps looking."""
+    from coordination.github_bridge import GitHubWorkBridge
+
+    board = make_bare(tmp_path / "board.git")
+    host("init", "--repo-url", str(board), env={**os.environ, "ENVIRONMENT": "production"})  # 60-s back-off
+    host("publish", "--repo-url", str(board), "--simulate", "1", "--seconds", "0", "--prefix", "idle")
+    with GitHubWorkBridge(repo_url=str(board)) as bridge:
+        assert bridge.submit_failed_work(bridge.claim_available_work("by-hand"), "later, please") is True
     workdir = tmp_path / "w"
     proc = _start_in_own_group(str(board), workdir, "--max-failures", "1000", "--max-idle-hours", "5")
     wait_for(lambda: "😴 No work available" in _log(workdir), 30, what="an empty poll")
