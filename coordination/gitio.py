@@ -38,6 +38,7 @@ from coordination.defaults import GIT_TIMEOUT_SECONDS, MAX_LOOSE_OBJECTS, MAX_PA
 from coordination.exceptions import (
     BoardNotFound,
     BoardPermissionError,
+    BoardRefusesPushes,
     BoardUnreachable,
     GitNotFound,
     GitTimeout,
@@ -434,6 +435,11 @@ class LocalRepo:
                 self._classify_failure("push", err)
                 raise BoardUnreachable(f"git push failed: {_last_lines(err) or _last_lines(out)}")
         self.counters["push_rejected_refs"] += sum(1 for v in ok.values() if not v)
+        if any("branch is currently checked out" in m for m in messages.values()):
+            raise BoardRefusesPushes(
+                f"The board at {self.remote.url} is a repository with its branch main checked out (not a bare "
+                "repository), and git refuses every push to a checked-out branch. Use a bare repository as the "
+                "board: git init --bare NEW.git (or git clone --bare THIS NEW.git), then --repo-url NEW.git.")
         return PushResult(ok, messages)
 
     # -- local refs and objects ---------------------------------------------------------------
