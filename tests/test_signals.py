@@ -136,3 +136,30 @@ def test_a_killed_persistent_reader_is_started_again(board, tmp_path):
     assert repo.read_raw(view.main)[0] == "commit"
     assert repo._repo.git.cat_file_all.proc.pid != reader.pid
     repo.close()
+
+
+def test_tesseract_runs_apart_from_the_terminal_too(tmp_path):
+    """Tesseract, the second engine, is started out of the terminal's group like git: a Ctrl+C for the
+    worker does not kill the page being read (checked on a real tesseract process)."""
+    pytest.importorskip("pytesseract")
+    import pytesseract
+
+    from pipelines.engines import tesseract_engine
+
+    tesseract_engine._pytesseract()
+    seen = {}
+    original_popen = subprocess.Popen
+
+    class Recording(original_popen):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen["own session"] = os.getsid(self.pid) == self.pid
+
+    pytesseract.pytesseract.subprocess.Popen = Recording
+    try:
+        from PIL import Image
+
+        pytesseract.image_to_string(Image.new("RGB", (40, 20), "white"))  # what the engine runs per block
+    finally:
+        pytesseract.pytesseract.subprocess.Popen = original_popen
+    assert seen == {"own session": True}
