@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from coordination.signals import child_process_options
 from pipelines.engines.base import BlockRequest, Line
 from pipelines.exceptions import EngineError, EngineTimeout, EngineUnavailable
 
@@ -50,7 +51,26 @@ def _pytesseract():
         import pytesseract
     except ImportError:
         raise EngineUnavailable("pytesseract is not installed; run: pip install -r requirements.txt") from None
+    _out_of_terminal_signals(pytesseract.pytesseract)
     return pytesseract
+
+
+def _out_of_terminal_signals(module) -> None:
+    """Start tesseract processes apart from the terminal's process group, as the worker starts git
+    (`coordination.signals`): a Ctrl+C meant for the worker must not kill the page being read.
+    pytesseract builds the arguments of every OCR run's Popen in its `subprocess_args()`; this
+    extends them."""
+    original = module.subprocess_args
+    if getattr(original, "wms_own_group", False):
+        return
+
+    def subprocess_args(include_stdout=True):
+        kwargs = original(include_stdout)
+        kwargs.update(child_process_options())
+        return kwargs
+
+    subprocess_args.wms_own_group = True
+    module.subprocess_args = subprocess_args
 
 
 class TesseractEngine:
