@@ -90,8 +90,8 @@ def iter_checks(config, registry: ProcessorRegistry):
         yield Check("board read", True, f"reached {remote.url}")
         waiting = view.count(OrderState.AVAILABLE) + view.count(OrderState.RETRY)
         yield Check("work", waiting > 0, f"{waiting} order(s) waiting" if waiting else
-                    "the board has no work right now, so a worker would stop after --max-failures empty polls "
-                    "(this is why a worker keeps stopping immediately); try later", required=False)
+                    "the board has no work right now: a worker would look again --max-failures times (20: "
+                    "about 17 minutes) and then stop; try later", required=False)
         ref = f"{HEARTBEATS_PREFIX}check-{int(time.time())}"
         sha = board.ref_commit({"kind": "check", "sent_at": time.time()})
         pushed = repo.push([RefUpdate(ref, sha, "")])
@@ -109,16 +109,17 @@ def iter_checks(config, registry: ProcessorRegistry):
         yield Check("board", False, exc.message)
     for kind in registry.kinds():
         try:
-            processor = registry.get(kind)
+            registry.get(kind)
+            parts = registry.checks(kind)
             yield Check(f"order kind {kind}", True, "loads")
-            for ok, required, detail in getattr(processor, "describe", lambda: [])():
-                yield Check(f"order kind {kind}", ok, detail, required=required)
+            for part in parts:
+                yield Check(part.name, part.ok, part.detail, part.required)
         except ModuleNotFoundError as exc:
             yield Check(f"order kind {kind}", False,
                         f"No module named {exc.name!r}: run pip install -r requirements.txt in this folder")
         except Exception as exc:
             yield Check(f"order kind {kind}", False, f"cannot load: {exc}")
-    sleeper = SleepPreventer(enabled=True)
+    sleeper = SleepPreventer(enabled=True, announce=False)
     if sleeper.start_prevention():
         sleeper.stop_prevention()
         yield Check("sleep prevention", True, "available", required=False)

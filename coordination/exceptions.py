@@ -76,3 +76,8 @@ class WorkdirError(WmsError):
 
 class PushRejected(WmsError):
     """A compare-and-swap on a ref failed: someone else changed it first."""
+
+
+class BoardRefusesPushes(BoardPermissionError):
+    """The board's server refuses every push to main for a reason no retry changes (a non-bare
+    repository with main checked out)."""

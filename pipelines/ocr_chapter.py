@@ -137,8 +137,4 @@ def make_processor():
             "timings": {"total": round(total_s, 3), **{k: round(v, 3) for k, v in stages.items()}},
             "pages": out_pages,
         }
-
-    from pipelines.engines import engine_report
-
-    process.describe = engine_report  # what `--check` says about the engines
     return process

@@ -50,27 +50,14 @@ def get_engine(name: str = "rapidocr", *, threads: int | None = None, timeout: f
     raise OrderFormatError(f"unknown OCR engine {name!r}; choose one of {', '.join(ENGINES)}")
 
 
-def engine_report() -> list[tuple[bool, bool, str]]:
-    """What `wms-worker --check` says about the engines: (ok, required, detail) per line."""
+def onnxruntime_missing_message() -> str:
+    """What `--check` says where onnxruntime cannot be installed (no wheel for this Python/platform)."""
     import platform
     import sys
 
-    from pipelines.engines.tesseract_engine import tesseract_status
-
-    report = []
-    ort = onnxruntime_available()
-    if ort:
-        from importlib.metadata import version
-
-        report.append((True, True, f"RapidOCR, the default engine, can run (onnxruntime {version('onnxruntime')})"))
-    else:
-        report.append((False, False, f"onnxruntime is not installed (it has no wheel for Python "
-                       f"{sys.version_info[0]}.{sys.version_info[1]} on {platform.system()} {platform.machine()}): "
-                       "RapidOCR cannot run here, so every chapter is read with Tesseract alone, which finds fewer "
-                       "lines (vertical Japanese above all); results say engine \"tesseract\""))
-    ok, detail = tesseract_status()
-    report.append((ok, not ort, detail))  # Tesseract is required only where it is the only engine
-    return report
+    return (f"onnxruntime is not installed (it has no wheel for Python {sys.version_info[0]}.{sys.version_info[1]} "
+            f"on {platform.system()} {platform.machine()}): RapidOCR cannot run here, so every chapter is read with "
+            "Tesseract alone, which finds fewer lines (vertical Japanese above all); results say engine \"tesseract\"")
 
 
 __all__ = ["ENGINES", "Engine", "Line", "get_engine", "onnxruntime_available"]

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from coordination.signals import child_process_options
 from pipelines.engines.base import BlockRequest, Line
 from pipelines.exceptions import EngineError, EngineTimeout, EngineUnavailable
 
@@ -50,6 +51,7 @@ def _pytesseract():
         import pytesseract
     except ImportError:
         raise EngineUnavailable("pytesseract is not installed; run: pip install -r requirements.txt") from None
+    _out_of_terminal_signals(pytesseract.pytesseract)
     return pytesseract
 
 
@@ -58,20 +60,22 @@ INSTALL_HINT = ("Windows: the installer from github.com/UB-Mannheim/tesseract/wi
                 "sudo apt-get install tesseract-ocr tesseract-ocr-jpn tesseract-ocr-jpn-vert tesseract-ocr-eng")
 
 
-def tesseract_status() -> tuple[bool, str]:
-    """(usable, what to tell the volunteer) for `--check`."""
-    try:
-        pt = _pytesseract()
-        version = pt.get_tesseract_version()
-        languages = set(pt.get_languages(config=""))
-    except EngineUnavailable as exc:
-        return False, str(exc)
-    except Exception:
-        return False, f"Tesseract is not installed: orders that ask for it fail here. Install it ({INSTALL_HINT})"
-    missing = [lang for lang in DEBIAN_PACKAGES if lang not in languages]
-    if missing:
-        return False, (f"Tesseract {version} lacks the languages {', '.join(missing)}: install them ({INSTALL_HINT})")
-    return True, f"Tesseract {version} with {', '.join(DEBIAN_PACKAGES)}"
+def _out_of_terminal_signals(module) -> None:
+    """Start tesseract processes apart from the terminal's process group, as the worker starts git
+    (`coordination.signals`): a Ctrl+C meant for the worker must not kill the page being read.
+    pytesseract builds the arguments of every OCR run's Popen in its `subprocess_args()`; this
+    extends them."""
+    original = module.subprocess_args
+    if getattr(original, "wms_own_group", False):
+        return
+
+    def subprocess_args(include_stdout=True):
+        kwargs = original(include_stdout)
+        kwargs.update(child_process_options())
+        return kwargs
+
+    subprocess_args.wms_own_group = True
+    module.subprocess_args = subprocess_args
 
 
 class TesseractEngine:
@@ -87,8 +91,7 @@ class TesseractEngine:
             self.languages = set(pt.get_languages(config=""))
         except pt.TesseractNotFoundError:
             raise EngineUnavailable(
-                "the tesseract program is not installed; install the Debian package tesseract-ocr "
-                "(apt-get install tesseract-ocr tesseract-ocr-jpn tesseract-ocr-jpn-vert tesseract-ocr-eng)"
+                f"the tesseract program is not installed; install it ({INSTALL_HINT})"
             ) from None
         except Exception as exc:
             raise EngineUnavailable(f"tesseract does not run: {exc}") from None
@@ -113,7 +116,8 @@ class TesseractEngine:
         if lang not in self.languages:
             pkg = DEBIAN_PACKAGES.get(lang, f"tesseract-ocr-{lang.replace('_', '-')}")
             raise EngineUnavailable(
-                f"tesseract language {lang!r} is not installed; install the Debian package {pkg} (apt-get install {pkg})"
+                f"tesseract language {lang!r} is not installed; install the Debian package {pkg} (apt-get install {pkg}); "
+                f"elsewhere: {INSTALL_HINT}"
             )
 
     def read_page(self, image: np.ndarray) -> list[Line]:
