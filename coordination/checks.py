@@ -11,7 +11,10 @@ from rich.console import Console
 from coordination.board import Board
 from coordination.defaults import HEARTBEATS_PREFIX
 from coordination.exceptions import BoardNotInitialized, BoardPermissionError, BoardUnreachable, WmsError
-from coordination.gitio import LocalRepo, RefUpdate, git_available
+from coordination import portable
+from coordination.exceptions import GitTooOld
+from coordination.gitio import (MIN_GIT_VERSION, REFTABLE_GIT_VERSION, LocalRepo, RefUpdate, git_available,
+                                git_version, ref_format, require_git_version)
 from coordination.processors import ProcessorRegistry
 from coordination.remote import parse_repo_url
 from coordination.sleep_prevention import SleepPreventer
@@ -39,11 +42,32 @@ def run_checks(config, registry: ProcessorRegistry, console: Console) -> bool:
     return ok
 
 
+def names_check(case_insensitive: bool, version) -> Check | None:
+    """On a file system that ignores case (Windows, macOS), can the clone keep refs apart that differ only in case?"""
+    if not case_insensitive:
+        return None
+    if ref_format(case_insensitive, version) == "reftable":
+        return Check("names", True, "this file system ignores case; the local clone keeps its refs in a reftable",
+                     required=False)
+    need = ".".join(map(str, REFTABLE_GIT_VERSION))
+    return Check("names", False, f"this file system ignores case and git {need} or later is needed to keep apart "
+                 "orders whose ids differ only in case (Ab, ab). The ids `host_tools publish` makes from series and "
+                 "chapter names are lower-case; hand-made orders may not be. Update git to be safe", required=False)
+
+
 def iter_checks(config, registry: ProcessorRegistry):
     if not git_available():
         yield Check("git", False, "Git command not found. Install git (Debian/Ubuntu: sudo apt-get install git).")
         return
-    yield Check("git", True, "git is installed")
+    version = git_version()
+    try:
+        require_git_version(version)
+    except GitTooOld as exc:
+        yield Check("git", False, exc.message)
+        return
+    need = ".".join(map(str, MIN_GIT_VERSION))
+    yield Check("git", True, f"git {'.'.join(map(str, version))} (the worker needs {need} or later)" if version
+                else f"git is installed but does not say its version (the worker needs {need} or later)")
     workdir = Path(config.workdir)
     try:
         workdir.mkdir(parents=True, exist_ok=True)
@@ -51,6 +75,9 @@ def iter_checks(config, registry: ProcessorRegistry):
         yield Check("disk", free >= MIN_FREE_BYTES,
                     f"{free / 1e9:.1f} GB free in {workdir}" if free >= MIN_FREE_BYTES else
                     f"only {free / 1e6:.0f} MB free in {workdir}; free at least 500 MB or choose another --workdir")
+        case_check = names_check(portable.is_case_insensitive(workdir), version)
+        if case_check:
+            yield case_check
     except OSError as exc:
         yield Check("disk", False, f"cannot use {workdir}: {exc.strerror}; choose a writable --workdir")
         return

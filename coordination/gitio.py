@@ -42,9 +42,11 @@ from coordination.exceptions import (
     BoardUnreachable,
     GitNotFound,
     GitTimeout,
+    GitTooOld,
     WmsError,
     WorkdirError,
 )
+from coordination import portable
 from coordination.remote import Remote
 from coordination.secrets import redact
 from coordination.signals import child_process_options
@@ -72,8 +74,49 @@ _MODE_BLOB = "100644"
 _MODE_LINK = "120000"
 
 
+#: GIT_CONFIG_COUNT (how a token reaches git without a config file) came with git 2.31; older
+#: git ignores it silently, and every push then fails as a permission error.
+MIN_GIT_VERSION = (2, 31)
+#: reftable keeps ref names inside a file, so refs differing only in case stay apart on NTFS/APFS
+REFTABLE_GIT_VERSION = (2, 45)
+
+
 def git_available() -> bool:
     return shutil.which("git") is not None
+
+
+def parse_git_version(text: str) -> tuple[int, ...] | None:
+    """(2, 39, 5) from `git version 2.39.5`, `git version 2.45.1.windows.1`, `git version 2.39.3 (Apple Git-146)`."""
+    m = re.search(r"git version (\d+)\.(\d+)(?:\.(\d+))?", text)
+    return tuple(int(g) for g in m.groups() if g is not None) if m else None
+
+
+_GIT_VERSION: dict = {}
+
+
+def git_version() -> tuple[int, ...] | None:
+    """The installed git's version (asked once per process); None when git does not say."""
+    if "v" not in _GIT_VERSION:
+        try:
+            out = subprocess.run(["git", "--version"], capture_output=True, text=True, timeout=30).stdout
+        except FileNotFoundError:
+            raise GitNotFound() from None
+        except (OSError, subprocess.TimeoutExpired):
+            out = ""
+        _GIT_VERSION["v"] = parse_git_version(out)
+    return _GIT_VERSION["v"]
+
+
+def require_git_version(version: tuple[int, ...] | None) -> None:
+    if version is not None and version[:2] < MIN_GIT_VERSION:
+        raise GitTooOld(version, MIN_GIT_VERSION)
+
+
+def ref_format(case_insensitive: bool, version: tuple[int, ...] | None) -> str | None:
+    """How the clone stores refs: "reftable" where the file system ignores case and git has it, else git's default."""
+    if case_insensitive and version is not None and version[:2] >= REFTABLE_GIT_VERSION:
+        return "reftable"
+    return None
 
 
 def run_git(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -164,6 +207,7 @@ class LocalRepo:
         ``lean``: a shallow, partial clone that fetches no history and only the blobs it reads."""
         if not git_available():
             raise GitNotFound()
+        require_git_version(git_version())
         repo = cls(path, remote, timeout, lean)
         repo._ensure()
         return repo
@@ -172,7 +216,12 @@ class LocalRepo:
         if self.path.exists() and not self._healthy():
             if (self.path / CLONE_MARKER).exists():
                 log.warning("Local clone at %s is damaged; cloning again", self.path)
-                shutil.rmtree(self.path, ignore_errors=True)
+                try:
+                    portable.remove_tree(self.path)
+                except OSError as exc:
+                    raise WorkdirError(f"The local clone at {self.path} is damaged and cannot be removed ({exc}). "
+                                       "Stop other workers using this --workdir, delete that folder, and run "
+                                       "again.") from None
             else:
                 raise WorkdirError(f"{self.path} exists and is not a wms clone; choose another --workdir.")
         if not self.path.exists():
@@ -180,7 +229,9 @@ class LocalRepo:
                 self.path.mkdir(parents=True)
             except OSError as exc:
                 raise WorkdirError(f"Cannot create {self.path}: {exc.strerror}. Choose a writable --workdir.") from exc
-            self._run(["init", "--bare", "-q", str(self.path)], cwd=self.path.parent, network=False)
+            fmt = ref_format(portable.is_case_insensitive(self.path), git_version())
+            self._run(["init", "--bare", "-q"] + ([f"--ref-format={fmt}"] if fmt else []) + [str(self.path)],
+                      cwd=self.path.parent, network=False)
             (self.path / CLONE_MARKER).write_text("bare clone of a wms board; safe to delete when no worker runs\n")
             # our settings in one write after those git init chose for this system, not a git
             # process per setting
@@ -618,7 +669,7 @@ class LocalRepo:
                 target.parent.mkdir(exist_ok=True)
                 tmp = target.with_name(f".tmp-{os.getpid()}-{sha[2:]}")
                 tmp.write_bytes(zlib.compress(header + data, 1))
-                os.replace(tmp, target)
+                portable.replace(tmp, target)
             except OSError as exc:
                 raise WorkdirError(
                     f"Cannot write to the local clone in {self.path}: {exc.strerror}. "

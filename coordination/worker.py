@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from coordination.board import TRACK, Board, BoardSettings, BoardView, Candidate, Located, RESULT_FILE, dumps
-from coordination import signals, testhooks
+from coordination import portable, signals, testhooks
 from coordination.defaults import (BATCH_BELOW_SECONDS, CLAIMS_PREFIX, HEARTBEATS_PREFIX, MAIN_REF, MAX_RESULT_BYTES,
                                    ORDER_SCHEMA, RESULTS_PREFIX)
 from coordination.exceptions import BoardPermissionError, BoardUnreachable, WmsError, WorkdirError
@@ -143,6 +143,7 @@ class Worker:
         self._rest_until = 0.0
         self._pause_logged = ""
         self._wake = threading.Event()
+        self._spool_retry = threading.Event()  # never set: a wait between tries to save a held spool file
         self._lock = threading.Lock()
         self._signals = 0
         self._restore_signals = lambda: None
@@ -698,7 +699,7 @@ class Worker:
         job.thread.start()
 
     def perform_job(self, job: Job) -> None:
-        scratch = self.workdir / "jobs" / f"{job.work_id}--{job.seq}"
+        scratch = self.workdir / "jobs" / f"{portable.case_safe(job.work_id)}--{job.seq}"
         try:
             scratch.mkdir(parents=True, exist_ok=True)
             ctx = WorkContext(
@@ -751,13 +752,27 @@ class Worker:
                                            permanent=True)
         info = {"status": "completed", "work_id": job.work_id, "seq": job.seq, "worker_id": self.worker_id, "at": now}
         testhooks.crash_point("submit-before-spool")
-        return self.spool.put(job.work_id, job.seq, info, record)
+        return self.spool_patiently(job.work_id, job.seq, info, record)
 
     def handle_job_failure(self, job: Job, message: str, *, permanent: bool) -> SpoolEntry:
         log.warning("❌ Failed work: %s: %s", job.work_id, message)
         info = {"status": "failed", "work_id": job.work_id, "seq": job.seq, "worker_id": self.worker_id,
                 "at": self.now(), "error": message[:2000], "permanent": permanent}
-        return self.spool.put(job.work_id, job.seq, info, None)
+        return self.spool_patiently(job.work_id, job.seq, info, None)
+
+    def spool_patiently(self, work_id: str, seq: int, info: dict, record: dict | None,
+                        waits=(1, 2, 4, 8, 15, 30, 30, 30, 30, 30)) -> SpoolEntry:
+        """Save a result from a job's thread; a file another program holds (Windows) is tried again for
+        about 3 minutes while the worker carries on, instead of stopping it."""
+        for wait in (*waits, None):
+            try:
+                return self.spool.put(work_id, seq, info, record)
+            except SpoolWriteError as exc:
+                if not exc.transient or wait is None or self._stop_now:
+                    raise
+                log.warning("%s Trying again in %d s.", exc.message, wait)
+                self._spool_retry.wait(wait)
+        raise AssertionError("unreachable")
 
     def collect_finished_jobs(self) -> None:
         for work_id, job in list(self.jobs.items()):

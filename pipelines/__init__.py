@@ -24,13 +24,16 @@ def _load_ocr_chapter():
 def _check_ocr_chapter() -> list[KindCheck]:
     """Load each OCR engine for real (Tesseract with its languages), for `--check`. RapidOCR, the
     default, is required; Tesseract only for chapters published with `--engine tesseract`."""
-    from pipelines.engines import ENGINES, get_engine
+    from pipelines.engines import ENGINES, get_engine, onnxruntime_available, onnxruntime_missing_message
     from pipelines.exceptions import EngineUnavailable
 
     checks = []
     detector = None
-    for name in ENGINES:
-        required = name == "rapidocr"
+    ort = onnxruntime_available()
+    if not ort:  # no onnxruntime wheel here: Tesseract reads every chapter, so it is the one required
+        checks.append(KindCheck("OCR engine rapidocr", False, onnxruntime_missing_message(), False))
+    for name in ENGINES if ort else ("tesseract",):
+        required = name == "rapidocr" or not ort
         try:
             engine = get_engine(name, threads=1, **({"detector": detector} if name == "tesseract" and detector else {}))
             if name == "rapidocr":
