@@ -663,6 +663,7 @@ class Worker:
                 log=logging.getLogger(f"wms.job.{job.work_id}"),
                 on_progress=lambda done, total, msg: setattr(job, "progress", (done, total, msg)),
                 stop_requested=lambda: self._stop_now,
+                remote=self.remote, cache_dir=self.workdir / "stores",
             )
             if "_invalid" in job.order:
                 raise OrderError(str(job.order["_invalid"]), permanent=True)

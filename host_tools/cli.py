@@ -20,9 +20,11 @@ from coordination import archive as archive_lib
 from coordination.board import Board, BoardSettings
 from coordination.cli import WmsClickException
 from coordination.exceptions import WmsError
+from coordination.remote import parse_repo_url
 from coordination.secrets import redact
 from host_tools import admin
 from host_tools import collect as collect_lib
+from host_tools import page_store as page_store_lib
 from host_tools import status as status_lib
 from host_tools.alerts import AlertError, AlertLedger, Mailer, SmtpSettings, parse_recipients
 from host_tools.monitor import Monitor, PollReport, ledger_path
@@ -103,8 +105,14 @@ def init(obj: HostContext, repo_url):
 @click.option("--lang", type=click.Choice(["auto", "jpn", "eng"]), default=None, help="Language of the chapters.")
 @click.option("--dry-run", is_flag=True, help="Show what would be published; change nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Publish even past GitHub's size limits, without asking.")
+@click.option("--page-store", default=None, metavar="URL", envvar="WMS_PAGE_STORE",
+              help="Put page images into page stores URL-0001, URL-0002... instead of the board "
+                   "(WMS_PAGE_STORE; see docs/HOST.md).")
+@click.option("--store-limit", type=click.FloatRange(min=0, min_open=True), default=page_store_lib.DEFAULT_LIMIT / 1e9,
+              show_default=True, metavar="GB", help="Move on to the next page store once one holds this much.")
 @click.pass_obj
-def publish(obj: HostContext, repo_url, sources, simulate, seconds, prefix, engine, lang, dry_run, yes):
+def publish(obj: HostContext, repo_url, sources, simulate, seconds, prefix, engine, lang, dry_run, yes, page_store,
+            store_limit):
     """Publish chapters (folders, .cbz, .csv/.json URL manifests) or load-test orders.
 
     A chapter already on the board, in any state or archived, is reported and skipped.
@@ -124,14 +132,27 @@ def publish(obj: HostContext, repo_url, sources, simulate, seconds, prefix, engi
                                                  on_source=lambda *_: progress.advance(task))
         orders += chapter_orders
         board = obj.board(repo_url)
-        report = admin.publish(board, orders, files, dry_run=True, now=now)
+        board_files = {} if page_store else files  # with a page store, no page goes into the board
+        report = admin.publish(board, orders, board_files, dry_run=True, now=now)
         warnings = admin.publish_warnings(report)
         for line in warnings:
             click.echo(f"Warning: {line}", err=True)
+        if not page_store:
+            published = set(report.published)
+            page_bytes = sum(len(data) for path, data in files.items() if path.split("/")[1] in published)
+            note = page_store_lib.local_pages_warning(report.repo_bytes, page_bytes)
+            if note:
+                click.echo(f"Warning: {note}", err=True)
         if not dry_run and report.published:
             if warnings and not yes and not click.confirm("Publish anyway?", default=False, err=True):
                 raise click.ClickException("Nothing published.")
-            report = admin.publish(board, orders, files, now=now)
+            if page_store:
+                stores = page_store_lib.PageStores(
+                    page_store, admin.host_workdir(parse_repo_url(page_store), obj.config.workdir),
+                    limit=int(store_limit * 1e9), git_timeout=obj.config.git_timeout)
+                for line in page_store_lib.describe(stores.place(orders, files, set(report.published))):
+                    click.echo(line)
+            report = admin.publish(board, orders, board_files, now=now)
     except LIBRARY_ERRORS as exc:
         fail(exc)
     for work_id, state in report.skipped:
