@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coordination.exceptions import BoardNotFound, BoardPermissionError, BoardUnreachable
+from coordination.exceptions import BoardUnreachable, WmsError
 from coordination.gitio import LocalRepo, RefUpdate
 from coordination.remote import Remote, parse_repo_url
 from coordination.secrets import redact
@@ -66,8 +67,18 @@ def store_path(work_id: str, name: str) -> str:
     return f"{shard(work_id)}/{work_id}/{name}"
 
 
-def local_pages_warning(board_bytes: int, page_bytes: int, threshold: int = LOCAL_PAGES_WARNING) -> str | None:
-    """A warning when pages go into a board already past ``threshold`` bytes (None otherwise)."""
+def warning_threshold() -> int:
+    """Bytes of board past which pages published into it get a warning: $WMS_PAGES_WARNING_MB, default 500."""
+    try:
+        value = float(os.environ.get("WMS_PAGES_WARNING_MB", ""))
+    except ValueError:
+        return LOCAL_PAGES_WARNING
+    return int(value * 1e6) if value >= 0 else LOCAL_PAGES_WARNING
+
+
+def local_pages_warning(board_bytes: int, page_bytes: int, threshold: int | None = None) -> str | None:
+    """A warning when pages go into a board past ``threshold`` bytes with them (None otherwise)."""
+    threshold = warning_threshold() if threshold is None else threshold
     if page_bytes <= 0 or board_bytes + page_bytes <= threshold:
         return None
     return (f"this board holds about {board_bytes / 1e6:.0f} MB and these chapters add {page_bytes / 1e6:.0f} MB "
@@ -92,12 +103,12 @@ class StoreReport:
     pushes: int = 0
 
 
-def _is_local(remote: Remote) -> bool:
-    return remote.is_local
+def _local_path(remote: Remote) -> Path:
+    return Path(remote.url[len("file://"):] if remote.url.startswith("file://") else remote.url)
 
 
 def _create_local_store(remote: Remote) -> None:
-    path = Path(remote.url[len("file://"):] if remote.url.startswith("file://") else remote.url)
+    path = _local_path(remote)
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(path)], check=True, capture_output=True)
     for key in ("uploadpack.allowFilter", "uploadpack.allowAnySHA1InWant"):
         subprocess.run(["git", "--git-dir", str(path), "config", key, "true"], check=True, capture_output=True)
@@ -131,8 +142,8 @@ class PageStores:
             try:
                 main, manifest = self._fetch(repo)
                 break
-            except (BoardNotFound, BoardPermissionError) as exc:
-                if attempt == 1 and _is_local(remote):
+            except WmsError as exc:
+                if attempt == 1 and remote.is_local and not _local_path(remote).exists():
                     _create_local_store(remote)
                     continue
                 raise StoreError(
