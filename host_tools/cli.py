@@ -20,11 +20,13 @@ from coordination import archive as archive_lib
 from coordination.board import Board, BoardSettings
 from coordination.cli import WmsClickException
 from coordination.exceptions import WmsError
-from coordination.remote import parse_repo_url
+from coordination.gitio import LocalRepo
+from coordination.remote import parse_repo_url, related_remote
 from coordination.secrets import redact
 from host_tools import admin
 from host_tools import collect as collect_lib
 from host_tools import page_store as page_store_lib
+from host_tools import succession
 from host_tools import status as status_lib
 from host_tools.alerts import AlertError, AlertLedger, Mailer, SmtpSettings, parse_recipients
 from host_tools.monitor import Monitor, PollReport, ledger_path
@@ -43,6 +45,13 @@ class HostContext:
         settings = BoardSettings(max_attempts=self.config.max_attempts, retry_backoff=self.config.retry_backoff,
                                  offline_after=self.config.offline_after)
         return admin.open_board(url, self.config.workdir, settings, git_timeout=self.config.git_timeout)
+
+    def board_at(self, remote) -> Board:
+        """A board named by another (a successor), with the credentials chosen for it."""
+        settings = BoardSettings(max_attempts=self.config.max_attempts, retry_backoff=self.config.retry_backoff,
+                                 offline_after=self.config.offline_after)
+        path = admin.host_workdir(remote, self.config.workdir) / "board.git"
+        return Board(LocalRepo.open(path, remote, timeout=self.config.git_timeout), settings)
 
 
 def fail(exc: Exception) -> None:
@@ -164,18 +173,50 @@ def publish(obj: HostContext, repo_url, sources, simulate, seconds, prefix, engi
 
 @cli.command()
 @repo_option
+@click.option("--successor", required=True, metavar="URL", help="The board volunteers move on to (already `init`ed).")
+@click.pass_obj
+def retire(obj: HostContext, repo_url, successor):
+    """Hand a board's volunteers on to a successor board once this one has no work left.
+
+    Orders still in play on this board finish here; workers then carry on at the successor,
+    with the same credentials when it is on the same host.
+
+    Example: python -m host_tools retire --repo-url /tmp/board.git --successor /tmp/board-2.git
+    """
+    try:
+        board = obj.board(repo_url)
+        outcome = succession.retire(board, successor, obj.board_at)
+    except LIBRARY_ERRORS as exc:
+        fail(exc)
+    new = redact(parse_repo_url(successor).url)
+    click.echo({"retired": f"Board retired: workers that find no work on it carry on at {new}.",
+                "changed": f"Successor changed: workers that find no work on this board carry on at {new}.",
+                "unchanged": f"Board already retired with successor {new}; nothing to do."}[outcome])
+
+
+@cli.command()
+@repo_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @click.option("--write-status-page", is_flag=True, help="Also commit STATUS.md (and a progress line in README.md).")
 @click.option("--offline-after", type=float, default=None, help="Seconds of silence before a worker counts as offline.")
+@click.option("--follow", is_flag=True, help="Also show the successor boards of a retired board, in order.")
 @click.pass_obj
-def status(obj: HostContext, repo_url, as_json, write_status_page, offline_after):
+def status(obj: HostContext, repo_url, as_json, write_status_page, offline_after, follow):
     """Counts per state, workers (last heartbeat, online), throughput and ETA.
 
     Example: python -m host_tools status --repo-url /tmp/board.git --write-status-page
     """
+    offline_after = offline_after or obj.config.offline_after
     try:
         board = obj.board(repo_url)
-        report = status_lib.full_status(board, offline_after=offline_after or obj.config.offline_after)
+        report = status_lib.full_status(board, offline_after=offline_after)
+        report["successor"] = succession.successor_of(board.view())
+        if follow and report["successor"]:
+            report["chain"] = []
+            first = obj.board_at(related_remote(report["successor"], board.repo.remote))
+            for nxt, _ in succession.chain(first, obj.board_at):
+                report["chain"].append({"repo_url": nxt.repo.remote.url,
+                                        **status_lib.full_status(nxt, offline_after=offline_after)})
         commit = status_lib.write_status_page(board, report) if write_status_page else None
     except LIBRARY_ERRORS as exc:
         fail(exc)
@@ -183,6 +224,11 @@ def status(obj: HostContext, repo_url, as_json, write_status_page, offline_after
         click.echo(json.dumps(report, sort_keys=True))
         return
     status_lib.render(report, console)
+    if report["successor"]:
+        click.echo(f"This board is retired: volunteers who find no work here carry on at {report['successor']}.")
+    for other in report.get("chain", []):
+        click.echo(f"\nSuccessor {other['repo_url']}:")
+        status_lib.render(other, console)
     if write_status_page:
         click.echo(f"STATUS.md committed ({commit[:10]})." if commit else "STATUS.md unchanged.")
 
