@@ -149,7 +149,9 @@ def publish(obj: HostContext, repo_url, sources, simulate, seconds, prefix, engi
         if not page_store:
             published = set(report.published)
             page_bytes = sum(len(data) for path, data in files.items() if path.split("/")[1] in published)
-            note = page_store_lib.local_pages_warning(report.repo_bytes, page_bytes)
+            chapters = len({path.split("/")[1] for path in files if path.split("/")[1] in published})
+            note = page_store_lib.local_pages_warning(report.repo_bytes, page_bytes, chapters=chapters,
+                                                      folders=page_store_lib.pages_folder_width(board))
             if note:
                 click.echo(f"Warning: {note}", err=True)
         if not dry_run and report.published:

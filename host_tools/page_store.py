@@ -45,6 +45,7 @@ DEFAULT_LIMIT = 2_000_000_000  # bytes of pages per store: far under GitHub's 10
 PUSH_CHUNK = 500_000_000  # bytes of pages per push: far under GitHub's 2 GB per push
 LOCAL_PAGES_WARNING = 500_000_000  # a board past this many bytes, still taking pages, gets a warning
 MAX_STORES = 9999
+MAX_FOLDER_ENTRIES = 1000  # GitHub's web view lists this many entries of a folder
 STORE_REF = "refs/heads/main"
 TRACK = "refs/remotes/origin/main"
 
@@ -76,10 +77,25 @@ def warning_threshold() -> int:
     return int(value * 1e6) if value >= 0 else LOCAL_PAGES_WARNING
 
 
-def local_pages_warning(board_bytes: int, page_bytes: int, threshold: int | None = None) -> str | None:
-    """A warning when pages go into a board past ``threshold`` bytes with them (None otherwise)."""
+def pages_folder_width(board) -> int:
+    """Entries in the board's ``pages/`` folder at the tip of the host's last fetch."""
+    view = board.view()
+    entry = view.repo.lookup(view.tree, "pages") if view.tree else None
+    return len(view.repo.read_tree(entry.sha)) if entry is not None and entry.is_tree else 0
+
+
+def local_pages_warning(board_bytes: int, page_bytes: int, threshold: int | None = None, *, folders: int = 0,
+                        chapters: int = 0) -> str | None:
+    """A warning when pages go into a board past ``threshold`` bytes with them, or when ``pages/``
+    (``folders`` entries now, ``chapters`` more) would list past 1,000 entries (None otherwise)."""
     threshold = warning_threshold() if threshold is None else threshold
-    if page_bytes <= 0 or board_bytes + page_bytes <= threshold:
+    if page_bytes <= 0:
+        return None
+    if folders + chapters > MAX_FOLDER_ENTRIES and board_bytes + page_bytes <= threshold:
+        return (f"pages/ on the board would hold {folders + chapters} entries; GitHub's web view lists only "
+                f"{MAX_FOLDER_ENTRIES}. Publish with --page-store URL (docs/HOST.md, \"Page stores\"), or "
+                "collect with --prune-pages first.")
+    if board_bytes + page_bytes <= threshold:
         return None
     return (f"this board holds about {board_bytes / 1e6:.0f} MB and these chapters add {page_bytes / 1e6:.0f} MB "
             f"of pages to it; history keeps them for good. Past {threshold / 1e6:.0f} MB, publish with "
