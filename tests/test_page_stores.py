@@ -211,3 +211,19 @@ def test_store_urls_and_credentials():
     with pytest.raises(InvalidRepoUrl, match="is on this machine, but the board is not; refused"):
         related_remote("/home/volunteer/photos.git", board)
     assert related_remote("/srv/pages-0001.git", parse_repo_url("/srv/board.git")).url == "/srv/pages-0001.git"
+
+
+def test_after_collect_the_store_can_be_deleted_and_the_dataset_loses_nothing(board, tmp_path):
+    import shutil
+
+    chapter = text_chapter(tmp_path / "src", chapter="C8")
+    host("publish", "--repo-url", str(board), "--page-store", str(tmp_path / "pages.git"), str(chapter))
+    run_worker(str(board), tmp_path / "w")
+    host("collect", "--repo-url", str(board), "--out", str(tmp_path / "ds"))
+    shutil.rmtree(tmp_path / "pages-0001.git")  # what docs/HOST.md says the host may do after collect
+    again = host("collect", "--repo-url", str(board), "--out", str(tmp_path / "ds2"), "--include-archived")
+    assert "Collected 1 new chapter(s)" in again.stdout
+    for folder in ("ds", "ds2"):
+        (line,) = (tmp_path / folder / "results.jsonl").read_text().splitlines()
+        record = json.loads(line)
+        assert [p["text"].replace(" ", "") for p in record["pages"]] == ["PAGE1OFC8", "PAGE2OFC8"]
