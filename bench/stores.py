@@ -20,9 +20,10 @@ minutes, not days.
   (incompressible, like JPEG) pages of `--page-kb` each in `pages/<id>/` of the board, by
   the real `admin.publish`.
 
-After the last result: `git gc` on the board, then `git count-objects -vH` (size-pack is
-what the issue's done-when measures), bytes of history per chapter, and chapters per board
-before GitHub's 10 GB.
+After the last result: `git gc` on the board, then `git count-objects -vH` (size-pack: what
+the whole repository holds, history included), bytes of history per chapter, chapters per
+board before GitHub's 10 GB, and what a fresh worker's first fetch downloads (a lean clone,
+the default: main's tip without history, plus the orders on offer).
 """
 from __future__ import annotations
 
@@ -161,7 +162,12 @@ def run_board(bare: Path, workdir: Path, orders: list[dict], files: dict, worker
     subprocess.run(["git", "--git-dir", str(bare), "gc", "-q", "--prune=now"], check=True)
     counts = dict(line.split(": ", 1) for line in git_out(bare, "count-objects", "-v").splitlines())
     counts_h = dict(line.split(": ", 1) for line in git_out(bare, "count-objects", "-vH").splitlines())
-    return {"completed": len(state["completed"]), "left": sum(len(v) for k, v in state.items() if k != "completed"),
+    # what a volunteer joining now downloads: a fresh worker's first fetch (lean clone, as by default)
+    fresh = Board(LocalRepo.open(workdir / "fresh" / "board.git", parse_repo_url(str(bare)), lean=True))
+    fresh.sync()
+    fresh.repo.close()
+    first_fetch = sum(f.stat().st_size for f in (workdir / "fresh" / "board.git" / "objects").rglob("*") if f.is_file())
+    return {"completed": len(state["completed"]), "first_fetch": first_fetch, "left": sum(len(v) for k, v in state.items() if k != "completed"),
             "seconds": seconds, "size_pack": int(counts["size-pack"]) * 1024, "size_pack_h": counts_h["size-pack"],
             "commits": int(git_out(bare, "rev-list", "--count", "main").strip())}
 
@@ -202,11 +208,11 @@ def main() -> None:
                           args.result_kb * 1000, args.seed + 100)
             rows.append(("pages in the board", args.without, r))
         print(f"{'board':<20} {'chapters':>8} {'done':>6} {'left':>5} {'minutes':>8} {'commits':>8} "
-              f"{'size-pack':>10} {'kB/chapter':>11} {'chapters in 10 GB':>18}")
+              f"{'size-pack':>10} {'kB/chapter':>11} {'chapters in 10 GB':>18} {'1st fetch kB':>13}")
         for name, n, r in rows:
             per = r["size_pack"] / max(1, r["completed"])
             print(f"{name:<20} {n:>8} {r['completed']:>6} {r['left']:>5} {r['seconds'] / 60:>8.1f} {r['commits']:>8} "
-                  f"{r['size_pack_h']:>10} {per / 1e3:>11.1f} {int(10e9 // per):>18,}")
+                  f"{r['size_pack_h']:>10} {per / 1e3:>11.1f} {int(10e9 // per):>18,} {r['first_fetch'] / 1e3:>13.0f}")
         print(f"store bytes for {args.chapters} chapters: {args.chapters * chapter_bytes / 1e9:.1f} GB in "
               f"{-(-args.chapters // per_store)} store(s) of at most {args.store_gb:g} GB (not written)")
 
