@@ -59,3 +59,22 @@ def test_retire_refuses_what_would_strand_volunteers(board, tmp_path):
     again = host("retire", "--repo-url", str(board), "--successor", str(second))
     assert again.stdout.strip() == f"Board already retired with successor {second}; nothing to do."
     assert "successor" not in read_board_json(second, "board.json")
+
+
+def test_a_worker_does_not_follow_a_remote_board_to_a_repository_on_its_own_machine(daemon_board, tmp_path):
+    url, bare = daemon_board
+    local = make_bare(tmp_path / "volunteers-own.git")
+    host("init", "--repo-url", str(local))
+    host("publish", "--repo-url", str(local), "--simulate", "1", "--seconds", "0", "--prefix", "own")
+    from tests.test_invariants import client
+    editor = client(url, tmp_path / "editor")
+    policy = read_board_json(bare, "board.json")
+    policy["successor"] = str(local)  # written by hand: retire itself would accept it only from a local board
+    editor.update_main(lambda v: ({"board.json": editor.repo.write_blob(json.dumps(policy).encode())},
+                                  "test: a successor on the volunteer's machine"))
+    proc = subprocess.run(worker_cmd(url, tmp_path / "w", "--max-failures", "1"), cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0
+    assert (f"This board names a successor this worker cannot use ({local} is on this machine, but the board is "
+            "not; refused.); staying") in proc.stdout + proc.stderr
+    assert ids_by_state(local)["available"] == ["own-00001"]
