@@ -109,7 +109,6 @@ def related_remote(url: str, board: Remote) -> Remote:
     target = _origin(remote.url)
     if target is None and not board.is_local:
         raise InvalidRepoUrl(f"{remote.url} is on this machine, but the board is not; refused.")
-    if not remote.env or target is None:
-        if target is not None and target == _origin(board.url):
-            return Remote(remote.url, dict(board.env))
+    if not remote.env and target is not None and target == _origin(board.url):
+        return Remote(remote.url, dict(board.env))
     return remote

@@ -21,7 +21,7 @@ from coordination.board import Board, BoardSettings
 from coordination.cli import WmsClickException
 from coordination.exceptions import WmsError
 from coordination.gitio import LocalRepo
-from coordination.remote import parse_repo_url, related_remote
+from coordination.remote import parse_repo_url
 from coordination.secrets import redact
 from host_tools import admin
 from host_tools import collect as collect_lib
@@ -146,22 +146,14 @@ def publish(obj: HostContext, repo_url, sources, simulate, seconds, prefix, engi
         warnings = admin.publish_warnings(report)
         for line in warnings:
             click.echo(f"Warning: {line}", err=True)
-        if not page_store:
-            published = set(report.published)
-            page_bytes = sum(len(data) for path, data in files.items() if path.split("/")[1] in published)
-            chapters = len({path.split("/")[1] for path in files if path.split("/")[1] in published})
-            note = page_store_lib.local_pages_warning(report.repo_bytes, page_bytes, chapters=chapters,
-                                                      folders=page_store_lib.pages_folder_width(board))
-            if note:
-                click.echo(f"Warning: {note}", err=True)
+        for line in ([] if page_store else page_store_lib.board_pages_warnings(board, report, files)):
+            click.echo(f"Warning: {line}", err=True)
         if not dry_run and report.published:
             if warnings and not yes and not click.confirm("Publish anyway?", default=False, err=True):
                 raise click.ClickException("Nothing published.")
-            if page_store:
-                stores = page_store_lib.PageStores(
-                    page_store, admin.host_workdir(parse_repo_url(page_store), obj.config.workdir),
-                    limit=int(store_limit * 1e9), git_timeout=obj.config.git_timeout)
-                for line in page_store_lib.describe(stores.place(orders, files, set(report.published))):
+            if page_store:  # the pages go to the stores, the orders point at them
+                for line in page_store_lib.put_pages(page_store, obj.config.workdir, orders, files, report.published,
+                                                     limit_gb=store_limit, git_timeout=obj.config.git_timeout):
                     click.echo(line)
             report = admin.publish(board, orders, board_files, now=now)
     except LIBRARY_ERRORS as exc:
@@ -215,8 +207,7 @@ def status(obj: HostContext, repo_url, as_json, write_status_page, offline_after
         report["successor"] = succession.successor_of(board.view())
         if follow and report["successor"]:
             report["chain"] = []
-            first = obj.board_at(related_remote(report["successor"], board.repo.remote))
-            for nxt, _ in succession.chain(first, obj.board_at):
+            for nxt, _ in succession.chain(board, obj.board_at)[1:]:
                 report["chain"].append({"repo_url": nxt.repo.remote.url,
                                         **status_lib.full_status(nxt, offline_after=offline_after)})
         commit = status_lib.write_status_page(board, report) if write_status_page else None

@@ -293,3 +293,23 @@ class PageStores:
 
 def describe(report: StoreReport) -> list[str]:
     return [f"Pages of {n} chapter(s) in page store {redact(url)}" for url, n in report.stores.items()]
+
+
+def put_pages(base: str, host_workdir: Path | None, orders: list[dict], files: dict[str, bytes], work_ids,
+              *, limit_gb: float, git_timeout: float) -> list[str]:
+    """`publish --page-store`: place the pages of ``work_ids`` in the stores of ``base``; what to tell the host."""
+    from host_tools.admin import host_workdir as workdir_of
+
+    stores = PageStores(base, workdir_of(parse_repo_url(base), host_workdir), limit=int(limit_gb * 1e9),
+                        git_timeout=git_timeout)
+    return describe(stores.place(orders, files, set(work_ids)))
+
+
+def board_pages_warnings(board, report, files: dict[str, bytes]) -> list[str]:
+    """`publish` without a store: the warning for pages going into a board that is already large."""
+    published = set(report.published)
+    chapters = {path.split("/")[1] for path in files if path.split("/")[1] in published}
+    page_bytes = sum(len(data) for path, data in files.items() if path.split("/")[1] in chapters)
+    note = local_pages_warning(report.repo_bytes, page_bytes, chapters=len(chapters),
+                               folders=pages_folder_width(board) if chapters else 0)
+    return [note] if note else []
