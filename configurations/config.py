@@ -21,12 +21,17 @@ ENVIRONMENTS = ("development", "testing", "production")
 _loaded = False
 
 
-def load_dotenv_once(path: str | os.PathLike | None = None) -> None:
-    """Read `.env` from the current folder (or ``path``) into the environment, once."""
+def load_dotenv_once(path: str | os.PathLike | None = None, also: tuple = ()) -> None:
+    """Read `.env` from the current folder (or ``path``) into the environment, once; then `.env` in
+    each folder of ``also`` (the worker: the project folder). The environment wins over any `.env`,
+    and the current folder's `.env` over the others (a value already set is never replaced)."""
     global _loaded
     if _loaded and path is None:
         return
     load_dotenv(path or Path.cwd() / ".env", override=False)
+    for folder in also:
+        if Path(folder, ".env").is_file():
+            load_dotenv(Path(folder, ".env"), override=False)
     _loaded = True
 
 

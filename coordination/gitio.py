@@ -38,14 +38,18 @@ from coordination.defaults import GIT_TIMEOUT_SECONDS, MAX_LOOSE_OBJECTS, MAX_PA
 from coordination.exceptions import (
     BoardNotFound,
     BoardPermissionError,
+    BoardRefusesPushes,
     BoardUnreachable,
     GitNotFound,
     GitTimeout,
+    GitTooOld,
     WmsError,
     WorkdirError,
 )
+from coordination import portable
 from coordination.remote import Remote
 from coordination.secrets import redact
+from coordination.signals import child_process_options
 
 log = logging.getLogger("wms.git")
 
@@ -70,8 +74,70 @@ _MODE_BLOB = "100644"
 _MODE_LINK = "120000"
 
 
+#: GIT_CONFIG_COUNT (how a token reaches git without a config file) came with git 2.31; older
+#: git ignores it silently, and every push then fails as a permission error.
+MIN_GIT_VERSION = (2, 31)
+#: reftable keeps ref names inside a file, so refs differing only in case stay apart on NTFS/APFS
+REFTABLE_GIT_VERSION = (2, 45)
+
+
 def git_available() -> bool:
     return shutil.which("git") is not None
+
+
+def parse_git_version(text: str) -> tuple[int, ...] | None:
+    """(2, 39, 5) from `git version 2.39.5`, `git version 2.45.1.windows.1`, `git version 2.39.3 (Apple Git-146)`."""
+    m = re.search(r"git version (\d+)\.(\d+)(?:\.(\d+))?", text)
+    return tuple(int(g) for g in m.groups() if g is not None) if m else None
+
+
+_GIT_VERSION: dict = {}
+
+
+def git_version() -> tuple[int, ...] | None:
+    """The installed git's version (asked once per process); None when git does not say."""
+    if "v" not in _GIT_VERSION:
+        try:
+            out = subprocess.run(["git", "--version"], capture_output=True, text=True, timeout=30).stdout
+        except FileNotFoundError:
+            raise GitNotFound() from None
+        except (OSError, subprocess.TimeoutExpired):
+            out = ""
+        _GIT_VERSION["v"] = parse_git_version(out)
+    return _GIT_VERSION["v"]
+
+
+def require_git_version(version: tuple[int, ...] | None) -> None:
+    if version is not None and version[:2] < MIN_GIT_VERSION:
+        raise GitTooOld(version, MIN_GIT_VERSION)
+
+
+def ref_format(case_insensitive: bool, version: tuple[int, ...] | None) -> str | None:
+    """How the clone stores refs: "reftable" where the file system ignores case and git has it, else git's default."""
+    if case_insensitive and version is not None and version[:2] >= REFTABLE_GIT_VERSION:
+        return "reftable"
+    return None
+
+
+def run_git(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    """Every short-lived git process starts here: in a session of its own (`child_process_options`),
+    so a terminal's Ctrl+C, which signals the whole foreground process group, reaches the worker
+    only and the worker decides what it means."""
+    return subprocess.run(cmd, **child_process_options(), **kwargs)
+
+
+class _Git(git.Git):
+    """GitPython's command runner, starting its processes (the persistent `cat-file --batch`
+    readers among them) out of the terminal's process group, as `run_git` does."""
+
+    def execute(self, command, *args, **kwargs):
+        for key, value in child_process_options().items():
+            kwargs.setdefault(key, value)
+        return super().execute(command, *args, **kwargs)
+
+
+class _Repo(git.Repo):
+    GitCommandWrapperType = _Git
 
 
 @dataclass(frozen=True)
@@ -116,7 +182,8 @@ class LocalRepo:
     """A bare local clone of the board in the worker's workdir."""
 
     def __init__(self, path: Path, remote: Remote, timeout: float = GIT_TIMEOUT_SECONDS, lean: bool = False):
-        self.path = Path(path)
+        # absolute from the start: git runs with other working folders (`git init` in the parent)
+        self.path = Path(os.path.abspath(os.path.expanduser(path)))
         self.remote = remote
         self.timeout = timeout
         self.lean = lean  # shallow, partial clone: see coordination/lean.py
@@ -140,6 +207,7 @@ class LocalRepo:
         ``lean``: a shallow, partial clone that fetches no history and only the blobs it reads."""
         if not git_available():
             raise GitNotFound()
+        require_git_version(git_version())
         repo = cls(path, remote, timeout, lean)
         repo._ensure()
         return repo
@@ -148,7 +216,12 @@ class LocalRepo:
         if self.path.exists() and not self._healthy():
             if (self.path / CLONE_MARKER).exists():
                 log.warning("Local clone at %s is damaged; cloning again", self.path)
-                shutil.rmtree(self.path, ignore_errors=True)
+                try:
+                    portable.remove_tree(self.path)
+                except OSError as exc:
+                    raise WorkdirError(f"The local clone at {self.path} is damaged and cannot be removed ({exc}). "
+                                       "Stop other workers using this --workdir, delete that folder, and run "
+                                       "again.") from None
             else:
                 raise WorkdirError(f"{self.path} exists and is not a wms clone; choose another --workdir.")
         if not self.path.exists():
@@ -156,7 +229,9 @@ class LocalRepo:
                 self.path.mkdir(parents=True)
             except OSError as exc:
                 raise WorkdirError(f"Cannot create {self.path}: {exc.strerror}. Choose a writable --workdir.") from exc
-            self._run(["init", "--bare", "-q", str(self.path)], cwd=self.path.parent, network=False)
+            fmt = ref_format(portable.is_case_insensitive(self.path), git_version())
+            self._run(["init", "--bare", "-q"] + ([f"--ref-format={fmt}"] if fmt else []) + [str(self.path)],
+                      cwd=self.path.parent, network=False)
             (self.path / CLONE_MARKER).write_text("bare clone of a wms board; safe to delete when no worker runs\n")
             # our settings in one write after those git init chose for this system, not a git
             # process per setting
@@ -195,13 +270,13 @@ class LocalRepo:
         self._reopen()
 
     def _reopen(self) -> None:
-        self._repo = git.Repo(self.path, odbt=git.GitCmdObjectDB)
+        self._repo = _Repo(self.path, odbt=git.GitCmdObjectDB)
         # the persistent cat-file may fetch a missing object on demand: it needs the remote's credentials
         self._repo.git.update_environment(**{k: v for k, v in self._env().items() if k.startswith(("GIT_", "LC_", "LANG"))})
 
     def _healthy(self) -> bool:
         try:
-            out = subprocess.run(
+            out = run_git(
                 ["git", "-C", str(self.path), "rev-parse", "--is-bare-repository"],
                 capture_output=True, text=True, timeout=30,
             )
@@ -209,7 +284,7 @@ class LocalRepo:
             return False
         if out.returncode != 0 or out.stdout.strip() != "true":
             return False
-        fsck = subprocess.run(
+        fsck = run_git(
             ["git", "-C", str(self.path), "for-each-ref", "--format=%(objectname)"],
             capture_output=True, text=True, timeout=60,
         )
@@ -218,7 +293,7 @@ class LocalRepo:
         shas = fsck.stdout.split()
         if not shas:
             return True
-        check = subprocess.run(
+        check = run_git(
             ["git", "-C", str(self.path), "cat-file", "--batch-check"],
             input="\n".join(shas) + "\n", capture_output=True, text=True, timeout=60,
         )
@@ -250,10 +325,8 @@ class LocalRepo:
         cmd = ["git"] + (["-C", str(self.path)] if cwd is None else []) + args
         cpu0 = _children_cpu()
         try:
-            proc = subprocess.run(
-                cmd, cwd=cwd, input=input_bytes, capture_output=True, env=self._env(),
-                timeout=timeout or self.timeout, start_new_session=True,
-            )
+            proc = run_git(cmd, cwd=cwd, input=input_bytes, capture_output=True, env=self._env(),
+                           timeout=timeout or self.timeout)
         except FileNotFoundError as exc:
             raise GitNotFound() from exc
         except subprocess.TimeoutExpired as exc:
@@ -413,6 +486,11 @@ class LocalRepo:
                 self._classify_failure("push", err)
                 raise BoardUnreachable(f"git push failed: {_last_lines(err) or _last_lines(out)}")
         self.counters["push_rejected_refs"] += sum(1 for v in ok.values() if not v)
+        if any("branch is currently checked out" in m for m in messages.values()):
+            raise BoardRefusesPushes(
+                f"The board at {self.remote.url} is a repository with its branch main checked out (not a bare "
+                "repository), and git refuses every push to a checked-out branch. Use a bare repository as the "
+                "board: git init --bare NEW.git (or git clone --bare THIS NEW.git), then --repo-url NEW.git.")
         return PushResult(ok, messages)
 
     # -- local refs and objects ---------------------------------------------------------------
@@ -477,15 +555,45 @@ class LocalRepo:
 
     def read_raw(self, sha: str) -> tuple[str, bytes]:
         assert self._repo is not None
+        try:
+            info = self._repo.odb.stream(bytes.fromhex(sha))
+            return info.type.decode(), info.read()
+        except (OSError, ValueError):
+            if not self._restart_dead_readers():
+                raise
         info = self._repo.odb.stream(bytes.fromhex(sha))
         return info.type.decode(), info.read()
+
+    def _object_info(self, sha: str):
+        assert self._repo is not None
+        try:
+            return self._repo.odb.info(bytes.fromhex(sha))
+        except (OSError, ValueError):
+            if not self._restart_dead_readers():
+                raise
+        return self._repo.odb.info(bytes.fromhex(sha))
+
+    def _restart_dead_readers(self) -> bool:
+        """If a persistent `git cat-file` reader died (a signal, the OOM killer), forget it so the next
+        read starts a new one; True if one had died. A read that failed for another reason (a
+        missing object) is not retried."""
+        assert self._repo is not None
+        runner = self._repo.git
+        dead = [cmd for cmd in (runner.cat_file_all, runner.cat_file_header)
+                if cmd is not None and cmd.proc is not None and cmd.proc.poll() is not None]
+        if not dead:
+            return False
+        log.warning("A git reader process ended unexpectedly (exit %s); starting a new one",
+                    dead[0].proc.returncode)
+        runner.clear_cache()
+        return True
 
     def read_blob(self, sha: str, limit: int | None = None) -> bytes:
         cached = self._blob_cache.get(sha)
         if cached is not None:
             return cached
         assert self._repo is not None
-        info = self._repo.odb.info(bytes.fromhex(sha))
+        info = self._object_info(sha)
         if limit is not None and info.size > limit:
             raise ValueError(f"object {sha[:12]} is {info.size} bytes, over the {limit}-byte limit")
         kind, data = self.read_raw(sha)
@@ -561,7 +669,7 @@ class LocalRepo:
                 target.parent.mkdir(exist_ok=True)
                 tmp = target.with_name(f".tmp-{os.getpid()}-{sha[2:]}")
                 tmp.write_bytes(zlib.compress(header + data, 1))
-                os.replace(tmp, target)
+                portable.replace(tmp, target)
             except OSError as exc:
                 raise WorkdirError(
                     f"Cannot write to the local clone in {self.path}: {exc.strerror}. "
@@ -745,12 +853,12 @@ class TreeFileReader:
             return
         self._prefetched.add(folder)
         try:
-            listing = subprocess.run(
+            listing = run_git(
                 ["git", "-C", str(self.repo_path), "rev-list", "--objects", "--no-object-names", "--missing=print",
                  f"{self.commit}:{folder}"], capture_output=True, timeout=self.timeout, env=self.env)
             missing = [ln[1:] for ln in listing.stdout.decode().split() if ln.startswith("?")]
             if listing.returncode == 0 and missing:
-                subprocess.run(
+                run_git(
                     ["git", "-C", str(self.repo_path), "-c", "fetch.negotiationAlgorithm=noop", "fetch", "--no-tags",
                      "--quiet", "--no-write-fetch-head", "--no-auto-gc", "--stdin", "origin"],
                     input=("\n".join(missing) + "\n").encode(), capture_output=True, timeout=self.timeout,
@@ -762,7 +870,7 @@ class TreeFileReader:
         clean = _safe_board_path(path)
         if self.env is not None and "/" in clean:
             self._prefetch(clean.rsplit("/", 1)[0])
-        listing = subprocess.run(
+        listing = run_git(
             ["git", "-C", str(self.repo_path), "ls-tree", "-z", "-l", self.commit, "--", clean],
             capture_output=True, timeout=self.timeout, env=self.env,
         )
@@ -776,7 +884,7 @@ class TreeFileReader:
             raise IsADirectoryError(f"{clean} is a folder, not a file")
         if int(size) > self.max_bytes:
             raise ValueError(f"{clean} is {int(size)} bytes, over the {self.max_bytes}-byte limit")
-        blob = subprocess.run(["git", "-C", str(self.repo_path), "cat-file", "blob", sha],
+        blob = run_git(["git", "-C", str(self.repo_path), "cat-file", "blob", sha],
                               capture_output=True, timeout=self.timeout, env=self.env)
         if blob.returncode != 0:
             raise FileNotFoundError(f"{clean} could not be read from the local clone")

@@ -21,7 +21,6 @@ import hashlib
 import logging
 import os
 import random
-import signal
 import socket
 import threading
 import time
@@ -29,8 +28,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coordination.board import Board, BoardSettings, BoardView, Candidate, Located, RESULT_FILE, dumps
-from coordination import testhooks
+from coordination.board import TRACK, Board, BoardSettings, BoardView, Candidate, Located, RESULT_FILE, dumps
+from coordination import portable, signals, testhooks
 from coordination.defaults import (BATCH_BELOW_SECONDS, CLAIMS_PREFIX, HEARTBEATS_PREFIX, MAIN_REF, MAX_RESULT_BYTES,
                                    ORDER_SCHEMA, RESULTS_PREFIX)
 from coordination.exceptions import BoardPermissionError, BoardUnreachable, WmsError, WorkdirError
@@ -52,6 +51,20 @@ def process_cpu() -> float:
     """CPU seconds this process has used (its own threads, not its children)."""
     times = os.times()
     return times.user + times.system
+
+
+def poll_wait(empty_polls: int, poll_seconds: float, cap_seconds: float, draw: float) -> float:
+    """Seconds to wait after the ``empty_polls``-th empty poll in a row: ``poll_seconds``, growing by half
+    each time up to ``cap_seconds``, with ±20 % jitter (``draw`` in [0, 1)). With the defaults (15 s,
+    60 s) twenty empty polls, `--max-failures 20`, take about 17 minutes."""
+    base = min(cap_seconds, poll_seconds * (1.5 ** max(0, empty_polls - 1)))
+    return base * (0.8 + 0.4 * draw)
+
+
+def absolute_workdir(workdir) -> Path:
+    """The workdir as an absolute path, relative ones (the default `wms_workdir`) taken from the
+    current folder at start, so nothing later depends on the folder a git process runs in."""
+    return Path(os.path.abspath(os.path.expanduser(str(workdir))))
 
 
 def make_worker_id() -> str:
@@ -117,7 +130,7 @@ class Worker:
         now = now or testhooks.wall_clock()
         self.now = now
         self.rng = rng or random.Random()
-        self.workdir = Path(config.workdir)
+        self.workdir = absolute_workdir(config.workdir)
         self.settings = BoardSettings(max_attempts=config.max_attempts, retry_backoff=config.retry_backoff,
                                       offline_after=config.offline_after)
         self.stats = WorkerStats(started_at=now())
@@ -131,8 +144,10 @@ class Worker:
         self._rest_until = 0.0
         self._pause_logged = ""
         self._wake = threading.Event()
+        self._spool_retry = threading.Event()  # never set: a wait between tries to save a held spool file
         self._lock = threading.Lock()
         self._signals = 0
+        self._restore_signals = lambda: None
         self._stop_now = False
         self._scan_lapsed = False
         self._pending_since: dict[str, float] = {}  # others' pending refs -> when this worker first saw them
@@ -145,6 +160,7 @@ class Worker:
         self._claimed_last = 0
         self._last_busy: float | None = None  # how long the last order took
         self._unreachable_since: float | None = None
+        self._reached = False  # the board answered during this run
         self._learning = False  # a holder's liveness is still being learned: an empty poll is not final
         self._fatal: WmsError | None = None  # the workdir cannot be written: stop with this error
         self.repo: LocalRepo | None = None
@@ -157,13 +173,19 @@ class Worker:
         self._boards_seen = {self.remote.url}
 
     # ---------------------------------------------------------------- life cycle
-    def run(self) -> WorkerStats:
+    def run(self, *, restore_signals: bool = False) -> WorkerStats:
+        """Work until a stop condition. ``restore_signals``: put the signal handlers back afterwards
+        (for a program that embeds the worker); the command keeps them until it exits."""
         self.install_signal_handlers()
         try:
             self.start()
             self.work_loop()
         finally:
-            self.shutdown()
+            try:
+                self.shutdown()
+            finally:
+                if restore_signals:
+                    self._restore_signals()
         return self.stats
 
     def start(self) -> None:
@@ -178,8 +200,8 @@ class Worker:
         for entry in self.spool.entries():
             self.outbox[entry.key] = entry
         if self.outbox:
-            log.info("Found %d unsent result(s) in the spool; pushing them first", len(self.outbox))
-        log.info("Worker %s starting on %s", self.worker_id, self.remote.url)
+            log.info("📦 Found %d unsent result(s) in the spool; pushing them first", len(self.outbox))
+        log.info("🚀 Worker %s starting on %s", self.worker_id, self.remote.url)
         if self.outbox:  # the spool goes first; otherwise the first claim carries the first heartbeat
             self.with_board_retries(lambda: self.exchange(0, heartbeat=True))
 
@@ -189,12 +211,12 @@ class Worker:
             if self._fatal is not None:
                 self.stats.stop_reason = self._fatal.message
                 self.stats.exit_code = self._fatal.exit_code
-                log.error("STOPPING: %s", self._fatal.message)
+                log.error("🛑 STOPPING: %s", self._fatal.message)
                 raise self._fatal
             reason = self.stop_reason()
             if reason and not self.stats.stop_reason:
                 self.stats.stop_reason = reason
-                log.info("STOPPING: %s", reason)
+                log.info("🛑 STOPPING: %s", reason)
             if self._stop_now:
                 self.release_jobs(running=True)
                 return
@@ -315,29 +337,35 @@ class Worker:
                 f"{verb} {n} ({cpu:.2f} s)" for verb, (n, cpu) in sorted(self.repo.processes.items(),
                                                                      key=lambda kv: -kv[1][1])), process_cpu())
             self.repo.close()
+        self.log_statistics()
+
+    def log_statistics(self) -> None:
+        """The run's figures in the log (worker.log keeps them; the command also prints a table)."""
+        st = self.stats
+        log.info("🏁 Worker %s finished: %s", self.worker_id, st.stop_reason or "stopped")
+        log.info("📊 Final statistics: work done %d (completed %d, failed %d, released %d), lost claim races %d, "
+                 "runtime %.1f s, %.1f jobs/hour, efficiency %.0f%%", st.work_done, st.completed, st.failed,
+                 st.released, st.lost_races, st.runtime(), st.jobs_per_hour(), st.efficiency(self.config.jobs) * 100)
 
     # ---------------------------------------------------------------- stopping and pausing
     def install_signal_handlers(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        signal.signal(signal.SIGINT, self._on_signal)
-        signal.signal(signal.SIGTERM, self._on_signal)
+        self._restore_signals = signals.install(self._on_signal)
 
-    def _on_signal(self, signum, frame) -> None:
+    def _on_signal(self, name: str, urgent: bool = False) -> None:
         self._signals += 1
-        name = signal.Signals(signum).name
-        if self._signals == 1:
+        if self._signals == 1 and not urgent:
             log.info("%s received: finishing the current order, then stopping (again to stop at once)", name)
             self.request_stop(f"{name} received")
         else:
-            log.info("%s received again: releasing claims and stopping now", name)
+            log.info("%s received%s: releasing claims and stopping now", name, "" if urgent else " again")
+            self.request_stop(f"{name} received")
             self._stop_now = True
         self._wake.set()
 
     def request_stop(self, reason: str) -> None:
         if not self.stats.stop_reason:
             self.stats.stop_reason = reason
-            log.info("STOPPING: %s", reason)
+            log.info("🛑 STOPPING: %s", reason)
         self._wake.set()
 
     def paused(self) -> bool:
@@ -352,9 +380,9 @@ class Worker:
             reason = ""
         if reason != self._pause_logged:
             if reason:
-                log.info("Paused: %s", reason)
+                log.info("⏸️ Paused: %s", reason)
             else:
-                log.info("Resumed")
+                log.info("▶️ Resumed")
             self._pause_logged = reason
         return reason
 
@@ -364,8 +392,14 @@ class Worker:
     def stop_reason(self) -> str | None:
         if self.stats.stop_reason:
             return self.stats.stop_reason
-        if (self.workdir / "STOP").exists():
-            return f"STOP file found in {self.workdir}"
+        stop_file = self.workdir / "STOP"
+        if stop_file.exists():
+            try:  # honoured once: the next start in this workdir runs normally
+                stop_file.unlink()
+                return f"STOP file found in {self.workdir} (removed, so the next start runs normally)"
+            except OSError as exc:
+                return f"STOP file found in {self.workdir} (could not remove it: {exc.strerror}; delete it " \
+                       "before the next start)"
         if self.stats.work_done >= self.config.max_work:
             return f"Reached max work orders ({self.config.max_work})"
         if self.stats.empty_polls >= self.config.max_failures:
@@ -385,15 +419,22 @@ class Worker:
         """Run a board step; on an unreachable board back off (with jitter) and report None."""
         try:
             result = step()
+            self._reached = True
             self._board_delay = 0.0
             if self._unreachable_since is not None:
-                log.info("Board reachable again after %.0f s", self.now() - self._unreachable_since)
+                log.info("✅ Board reachable again after %.0f s", self.now() - self._unreachable_since)
                 self._unreachable_since = None
                 self.liveness.refresh_all()  # holders could not heartbeat through the outage either
             return result
         except BoardPermissionError:
             raise
         except BoardUnreachable as exc:
+            if not self._reached and not self.known_board():
+                # never reached from this workdir: a wrong host or port, not an outage to wait out
+                raise BoardUnreachable(
+                    f"Board unreachable: {exc.message} This workdir has never reached the board, so the worker "
+                    "stops instead of retrying: check the host name and port in --repo-url (and this machine's "
+                    "network), then start again.") from None
             # an outage is not "no work": it does not count toward --max-failures. The worker keeps
             # its results in the spool and backs off (with jitter) for up to --max-idle-hours.
             self._board_delay = min(max(self._board_delay * 2, self.config.poll_seconds), self.config.poll_cap_seconds)
@@ -407,10 +448,14 @@ class Worker:
                 self.request_stop(f"Board unreachable for {down / 3600:.2f} hours (limit --max-idle-hours "
                                   f"{self.config.max_idle_hours:g}); {len(self.outbox)} result(s) stay in the spool")
                 return None
-            log.warning("Board unreachable (%s); results are kept in the spool. Retrying in %.1f s",
+            log.warning("⚠️ Board unreachable (%s); results are kept in the spool. Retrying in %.1f s",
                         exc.message, wait)
             self.wait(wait)
             return None
+
+    def known_board(self) -> bool:
+        """Has this workdir's clone ever fetched the board (a board once reached, now down)?"""
+        return self.repo is not None and bool(self.repo.refs(TRACK))
 
     def exchange(self, want: int, *, heartbeat: bool = False, sync: bool = True, state: str = "running") -> list[Job]:
         """Fetch, then push results, claims, a fold of main and a heartbeat together; retry lost races."""
@@ -511,7 +556,7 @@ class Worker:
         for cand in candidates:
             if not result.accepted(f"{CLAIMS_PREFIX}{cand.work_id}/{cand.seq}"):
                 self.stats.lost_races += 1
-                log.info("lost claim race for %s; choosing another", cand.work_id)
+                log.info("❌ Worker lost claim race for %s; choosing another", cand.work_id)
                 continue
             claimed += 1
             self._claimed_last += 1
@@ -552,7 +597,7 @@ class Worker:
                 del self.ready[work_id]
                 self.unfolded.pop(("claim", work_id, job.seq), None)
                 self.stats.lost_races += 1
-                log.info("lost claim race for %s (the board moved on); choosing another", work_id)
+                log.info("❌ Worker lost claim race for %s (the board moved on); choosing another", work_id)
 
     def forget_reflected(self, view: BoardView) -> None:
         for key in list(self.unfolded):
@@ -645,7 +690,7 @@ class Worker:
             if not job.confirmed:
                 continue
             del self.ready[work_id]
-            log.info("Claimed work: %s", work_id)
+            log.info("✅ Claimed work: %s", work_id)
             self.jobs[work_id] = job
             self.perform_job_in_thread(job)
             started.append(job)
@@ -658,7 +703,7 @@ class Worker:
         job.thread.start()
 
     def perform_job(self, job: Job) -> None:
-        scratch = self.workdir / "jobs" / f"{job.work_id}--{job.seq}"
+        scratch = self.workdir / "jobs" / f"{portable.case_safe(job.work_id)}--{job.seq}"
         try:
             scratch.mkdir(parents=True, exist_ok=True)
             ctx = WorkContext(
@@ -712,13 +757,27 @@ class Worker:
                                            permanent=True)
         info = {"status": "completed", "work_id": job.work_id, "seq": job.seq, "worker_id": self.worker_id, "at": now}
         testhooks.crash_point("submit-before-spool")
-        return self.spool.put(job.work_id, job.seq, info, record)
+        return self.spool_patiently(job.work_id, job.seq, info, record)
 
     def handle_job_failure(self, job: Job, message: str, *, permanent: bool) -> SpoolEntry:
-        log.warning("Failed work: %s: %s", job.work_id, message)
+        log.warning("❌ Failed work: %s: %s", job.work_id, message)
         info = {"status": "failed", "work_id": job.work_id, "seq": job.seq, "worker_id": self.worker_id,
                 "at": self.now(), "error": message[:2000], "permanent": permanent}
-        return self.spool.put(job.work_id, job.seq, info, None)
+        return self.spool_patiently(job.work_id, job.seq, info, None)
+
+    def spool_patiently(self, work_id: str, seq: int, info: dict, record: dict | None,
+                        waits=(1, 2, 4, 8, 15, 30, 30, 30, 30, 30)) -> SpoolEntry:
+        """Save a result from a job's thread; a file another program holds (Windows) is tried again for
+        about 3 minutes while the worker carries on, instead of stopping it."""
+        for wait in (*waits, None):
+            try:
+                return self.spool.put(work_id, seq, info, record)
+            except SpoolWriteError as exc:
+                if not exc.transient or wait is None or self._stop_now:
+                    raise
+                log.warning("%s Trying again in %d s.", exc.message, wait)
+                self._spool_retry.wait(wait)
+        raise AssertionError("unreachable")
 
     def collect_finished_jobs(self) -> None:
         for work_id, job in list(self.jobs.items()):
@@ -737,10 +796,10 @@ class Worker:
             self.outbox[job.outcome.key] = job.outcome
             if job.outcome.info["status"] == "completed":
                 self.stats.completed += 1
-                log.info("Completed work: %s", work_id)
+                log.info("🎉 Completed work: %s", work_id)
             else:
                 self.stats.failed += 1
-            log.info("Progress: %d/%d (%.1f jobs/hour)", self.stats.work_done, self.config.max_work,
+            log.info("📈 Progress: %d/%d (%.1f jobs/hour)", self.stats.work_done, self.config.max_work,
                      self.stats.jobs_per_hour(self.now()))
         if not self.jobs:
             self.sleep.stop_prevention()
@@ -756,7 +815,7 @@ class Worker:
             self.ready.pop(work_id, None)
             self.jobs.pop(work_id, None)
             self.stats.released += 1
-            log.info("Released work: %s", work_id)
+            log.info("↩️ Released work: %s", work_id)
 
     # ---------------------------------------------------------------- waiting
     def handle_empty_poll(self) -> None:
@@ -766,6 +825,9 @@ class Worker:
             if self.successor and (self.jobs or self.outbox or self.unfolded or self._learning):
                 self._next_poll_at = self.now() + self.config.fold_delay  # not counted: ours still to show
                 return
+        if self.board_finished():
+            self.request_stop("No work left on the board: every order is completed or failed")
+            return
         if not self._learning:  # while a holder's liveness is still being learned, work may yet come free
             self.stats.empty_polls += 1
         if self.stats.empty_polls >= self.config.max_failures:
@@ -773,10 +835,20 @@ class Worker:
         # the wait grows with every empty poll in a row, counted or not: idle workers at the end of
         # the queue should not take the CPU and the server from those finishing the last orders
         self._idle_polls += 1
-        base = min(self.config.poll_cap_seconds, self.config.poll_seconds * (1.5 ** max(0, self._idle_polls - 1)))
-        wait = base * (0.8 + 0.4 * self.rng.random())
+        wait = poll_wait(self._idle_polls, self.config.poll_seconds, self.config.poll_cap_seconds, self.rng.random())
         self._next_poll_at = self.now() + wait
-        log.info("No work available, waiting %s seconds", f"{wait:.0f}" if wait >= 10 else f"{wait:.1f}")
+        log.info("😴 No work available, waiting %s seconds", f"{wait:.0f}" if wait >= 10 else f"{wait:.1f}")
+        idle = self.now() - self._last_activity
+        log.info("   📊 Empty polls in a row: %d/%d; ⏳ idle %.2f h of %g h", self.stats.empty_polls,
+                 self.config.max_failures, idle / 3600, self.config.max_idle_hours)
+
+    def board_finished(self) -> bool:
+        """Nothing on the board can still become work: no order available, waiting to be retried or
+        claimed (by anyone, this worker included). Waiting would only wait for the host to publish
+        more, so the worker stops at once; while orders are in play (they may come back) the
+        empty polls count toward --max-failures instead."""
+        return self.remaining == 0 and self.in_play == 0 and not self.jobs and not self.ready \
+            and not self._learning
 
     def successor_step(self) -> bool:
         """A retired board that offers nothing more: carry on at its successor. True when moved.

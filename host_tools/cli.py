@@ -67,6 +67,12 @@ repo_option = click.option("--repo-url", help="The board: https/ssh/git URL, fil
                            "Default: GITHUB_REPO_URL from .env or the environment.")
 
 
+def describe_order(order: dict) -> str:
+    """One line for a published order: series / chapter and its pages, or a load-test order."""
+    pages = order.get("pages") or []
+    return f"{order.get('series', '?')} / {order.get('chapter', '?')}, {len(pages)} page(s)"
+
+
 def progress_bar() -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console,
                     transient=True, disable=not console.is_terminal)
@@ -159,9 +165,13 @@ def publish(obj: HostContext, repo_url, sources, simulate, seconds, prefix, engi
             report = admin.publish(board, orders, board_files, now=now)
     except LIBRARY_ERRORS as exc:
         fail(exc)
+    verb = "Would publish" if dry_run else "Published"
+    by_id = {o.get("work_id"): o for o in orders}
+    for work_id in report.published:  # chapters one by one; load-test orders only in the count
+        if by_id.get(work_id, {}).get("kind") != "simulate":
+            click.echo(f"{verb} {work_id}: {describe_order(by_id[work_id])}")
     for work_id, state in report.skipped:
         click.echo(f"Skipped {work_id}: already on the board ({state})")
-    verb = "Would publish" if dry_run else "Published"
     click.echo(f"{verb} {len(report.published)} order(s), {report.bytes_added / 1e6:.1f} MB"
                + (f"; skipped {len(report.skipped)}" if report.skipped else ""))
 

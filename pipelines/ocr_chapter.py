@@ -141,10 +141,9 @@ def make_processor():
             "work_id": work_id,
             "series": order.get("series"),
             "chapter": order.get("chapter"),
-            "engine": engine,
+            "engine": ocr.engine_name,
             "engine_version": ocr.engine_version,
             "timings": {"total": round(total_s, 3), **{k: round(v, 3) for k, v in stages.items()}},
             "pages": out_pages,
         }
-
     return process
