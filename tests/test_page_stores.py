@@ -190,7 +190,7 @@ def test_local_pages_warn_once_the_board_is_large_and_still_publish(board, tmp_p
     chapter = text_chapter(tmp_path / "src", chapter="C6")
     out = host("publish", "--repo-url", str(board), str(chapter), env={**__import__("os").environ,
                                                                     "WMS_PAGES_WARNING_MB": "0.001"})
-    assert out.stdout.startswith("Published 1 order(s)")
+    assert "Published 1 order(s), 0.0 MB" in out.stdout.splitlines()
     assert "Warning: this board holds about 0 MB and these chapters add 0 MB of pages to it; history keeps them " \
            "for good. Past 0 MB, publish with --page-store URL" in out.stderr
     chapter2 = text_chapter(tmp_path / "src", chapter="C7")
