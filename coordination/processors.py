@@ -47,6 +47,8 @@ class WorkContext:
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("wms.processor"))
     on_progress: Callable[[int, int, str], None] | None = None
     stop_requested: Callable[[], bool] = lambda: False
+    remote: object | None = None  # the board's Remote: page stores on its host are read with its credentials
+    cache_dir: Path | None = None  # where the worker keeps what outlives one order (page store repositories)
 
     def read_board_file(self, path: str) -> bytes:
         return self.board.read_file(path)

@@ -17,6 +17,7 @@ order when the claim was made.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import random
@@ -36,7 +37,7 @@ from coordination.gitio import LocalRepo, RefUpdate, TreeFileReader
 from coordination.liveness import LivenessTracker
 from coordination.politeness import BatteryWatch, rest_after
 from coordination.processors import OrderError, ProcessorRegistry, WorkContext
-from coordination.remote import Remote, parse_repo_url
+from coordination.remote import Remote, parse_repo_url, related_remote
 from coordination.sleep_prevention import SleepPreventer
 from coordination.spool import Spool, SpoolEntry, SpoolWriteError
 from coordination.states import OrderState, duplicate_path
@@ -168,6 +169,8 @@ class Worker:
         self.remaining: int | None = None  # orders the board still offers, as last seen
         self.in_play = 0  # orders claimed on the board, as last seen
         self.holders = 0  # workers holding those orders, as last seen
+        self.successor: str | None = None  # the board this one hands its volunteers on to (board.json)
+        self._boards_seen = {self.remote.url}
 
     # ---------------------------------------------------------------- life cycle
     def run(self, *, restore_signals: bool = False) -> WorkerStats:
@@ -479,6 +482,7 @@ class Worker:
             self.confirm_ready_jobs(view)
             started += self.start_ready_jobs()
             self.remaining = view.count(OrderState.AVAILABLE) + view.count(OrderState.RETRY)
+            self.successor = view.policy().get("successor") or None  # a retired board names the next one
             self.in_play = view.count(OrderState.ACTIVE)
             self.holders = len(view.holders())
         pushed_results = []
@@ -708,6 +712,7 @@ class Worker:
                 log=logging.getLogger(f"wms.job.{job.work_id}"),
                 on_progress=lambda done, total, msg: setattr(job, "progress", (done, total, msg)),
                 stop_requested=lambda: self._stop_now,
+                remote=self.remote, cache_dir=self.workdir / "stores",
             )
             if "_invalid" in job.order:
                 raise OrderError(str(job.order["_invalid"]), permanent=True)
@@ -814,6 +819,12 @@ class Worker:
 
     # ---------------------------------------------------------------- waiting
     def handle_empty_poll(self) -> None:
+        if self.successor and not self.remaining:  # a retired board with nothing left on offer
+            if self.successor_step():
+                return
+            if self.successor and (self.jobs or self.outbox or self.unfolded or self._learning):
+                self._next_poll_at = self.now() + self.config.fold_delay  # not counted: ours still to show
+                return
         if self.board_finished():
             self.request_stop("No work left on the board: every order is completed or failed")
             return
@@ -838,6 +849,41 @@ class Worker:
         empty polls count toward --max-failures instead."""
         return self.remaining == 0 and self.in_play == 0 and not self.jobs and not self.ready \
             and not self._learning
+
+    def successor_step(self) -> bool:
+        """A retired board that offers nothing more: carry on at its successor. True when moved.
+
+        Only once this worker holds nothing there (its results pushed and shown on main) and no
+        other worker's order may come free; the successor's clone and spool are kept apart
+        (workdir/successors/...), so a restart, which begins at the first board again, never
+        pushes one board's results to another."""
+        if self.jobs or self.ready or self.outbox or self.unfolded or self._learning:
+            return False
+        try:
+            remote = related_remote(str(self.successor), self.remote)
+        except WmsError as exc:
+            remote = None
+            log.warning("This board names a successor this worker cannot use (%s); staying", exc.message)
+        if remote is None or remote.url in self._boards_seen or len(self._boards_seen) > 20:
+            self.successor = None
+            return False
+        self.with_board_retries(lambda: self.exchange(0, heartbeat=True, state="stopped"))
+        old = self.remote.url
+        self.repo.close()
+        self.remote = remote
+        self._boards_seen.add(remote.url)
+        base = self.workdir / "successors" / hashlib.sha1(remote.url.encode()).hexdigest()[:12]
+        self.repo = LocalRepo.open(base / "board.git", remote, timeout=self.config.git_timeout,
+                                   lean=getattr(self.config, "lean_clone", False))
+        self.board = Board(self.repo, self.settings)
+        self.spool = Spool(base / "spool")
+        self.outbox = {entry.key: entry for entry in self.spool.entries()}
+        self.liveness = LivenessTracker(self.config.offline_after)
+        self._pending_since, self._last_heartbeat, self._next_poll_at = {}, 0.0, 0.0
+        self.stats.empty_polls, self._idle_polls, self._scan_lapsed = 0, 0, False
+        self.remaining, self.in_play, self.holders, self.successor = None, 0, 0, None
+        log.info("Board %s is retired and has no work left; carrying on at its successor %s", old, remote.url)
+        return True
 
     def next_timeout(self) -> float:
         now = self.now()
