@@ -14,14 +14,16 @@ from pathlib import Path
 
 from configurations import ConfigFactory
 from coordination import archive
-from coordination.board import RESULT_FILE, Board, BoardSettings, dumps
-from coordination.defaults import CLAIMS_PREFIX, RESULTS_PREFIX
-from coordination.gitio import LocalRepo, RefUpdate
-from coordination.leases import fold_into_main
+from coordination.board import Board
+from coordination.claims import claim_updates
+from coordination.fold import BoardSettings
+from coordination.git import LocalRepo, RefUpdate
 from coordination.processors import ProcessorRegistry
+from coordination.records import RESULT_FILE, completion_record, dumps, order_of, result_info
+from coordination.refs import result_ref
 from coordination.remote import parse_repo_url
 from coordination.sleep_prevention import SleepPreventer
-from coordination.worker import BOARD_FIELDS, Worker, WorkerStats
+from coordination.worker import Worker, WorkerStats
 
 __all__ = ["DistributedWorker", "GitHubWorkBridge", "SleepPreventer"]
 
@@ -44,37 +46,34 @@ class GitHubWorkBridge:
                 return None
             cand = candidates[0]
             now = time.time()
-            info = {"kind": "claim", "work_id": cand.work_id, "seq": cand.seq, "worker_id": worker_id, "claimed_at": now}
-            ref = f"{CLAIMS_PREFIX}{cand.work_id}/{cand.seq}"
-            if not self.board.repo.push([RefUpdate(ref, self.board.ref_commit(info, when=now), "")]).accepted(ref):
+            claim = claim_updates([cand], worker_id, now, lambda info: self.board.ref_commit(info, when=now))[0]
+            if not self.board.repo.push([claim]).accepted(claim.ref):
                 continue  # lost the race: choose again
-            confirmed = fold_into_main(self.board, now)
+            confirmed = self.board.fold_into_main(now)
             if not confirmed.claim_holds(cand.work_id, cand.seq, worker_id):
                 continue
-            record = view.locate(cand.work_id).record
-            order = {k: v for k, v in record.items() if k not in BOARD_FIELDS}
+            order = order_of(view.locate(cand.work_id).record)
             order.update(work_id=cand.work_id, seq=cand.seq, worker_id=worker_id, claimed_at=now)
             return order
         return None
 
     def _submit(self, work_order: dict, info: dict, record: dict | None) -> bool:
         work_id, seq = work_order["work_id"], int(work_order["seq"])
-        ref = f"{RESULTS_PREFIX}{work_id}/{seq}"
+        ref = result_ref(work_id, seq)
         files = {RESULT_FILE: dumps(record)} if record is not None else None
         self.board.repo.push([RefUpdate(ref, self.board.ref_commit(info, files), "")])
-        fold_into_main(self.board)
+        self.board.fold_into_main()
         return True
 
     def submit_completed_work(self, work_order: dict, results: dict) -> bool:
         now = time.time()
         worker_id = work_order.get("worker_id", "bridge")
         order = {k: v for k, v in work_order.items() if k not in ("seq", "worker_id", "claimed_at")}
-        record = {"schema": 1, "work_id": work_order["work_id"], "kind": order.get("kind"), "worker_id": worker_id,
-                  "seq": int(work_order["seq"]), "claimed_at": work_order.get("claimed_at", now), "started_at":
-                  work_order.get("claimed_at", now), "completed_at": now, "order": order, "result": results}
-        info = {"status": "completed", "work_id": work_order["work_id"], "seq": int(work_order["seq"]),
-                "worker_id": worker_id, "at": now}
-        return self._submit(work_order, info, record)
+        work_id, seq = work_order["work_id"], int(work_order["seq"])
+        claimed_at = work_order.get("claimed_at", now)
+        record = completion_record(work_id, seq, worker_id, order, results, claimed_at=claimed_at,
+                                   started_at=claimed_at, completed_at=now)
+        return self._submit(work_order, result_info("completed", work_id, seq, worker_id, now), record)
 
     def get_archive_statistics(self) -> dict:
         """Archived results on the board: totals and per-month counts and sizes.
@@ -92,9 +91,8 @@ class GitHubWorkBridge:
         return archive.cleanup_old_archives(self.board, days_to_keep)
 
     def submit_failed_work(self, work_order: dict, error_message: str, permanent: bool = False) -> bool:
-        info = {"status": "failed", "work_id": work_order["work_id"], "seq": int(work_order["seq"]),
-                "worker_id": work_order.get("worker_id", "bridge"), "at": time.time(),
-                "error": str(error_message)[:2000], "permanent": permanent}
+        info = result_info("failed", work_order["work_id"], int(work_order["seq"]), work_order.get("worker_id", "bridge"),
+                           time.time(), error=str(error_message), permanent=permanent)
         return self._submit(work_order, info, None)
 
 

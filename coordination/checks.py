@@ -9,10 +9,10 @@ from pathlib import Path
 from rich.console import Console
 
 from coordination.board import Board
-from coordination.defaults import HEARTBEATS_PREFIX
 from coordination.exceptions import BoardNotInitialized, BoardPermissionError, BoardUnreachable, WmsError
-from coordination.gitio import LocalRepo, RefUpdate, git_available
+from coordination.git import LocalRepo, RefUpdate, git_available
 from coordination.processors import ProcessorRegistry
+from coordination.refs import heartbeat_ref
 from coordination.remote import parse_repo_url
 from coordination.sleep_prevention import SleepPreventer
 from coordination.states import OrderState
@@ -65,7 +65,7 @@ def iter_checks(config, registry: ProcessorRegistry):
         yield Check("work", waiting > 0, f"{waiting} order(s) waiting" if waiting else
                     "the board has no work right now, so a worker would stop after --max-failures empty polls "
                     "(this is why a worker keeps stopping immediately); try later", required=False)
-        ref = f"{HEARTBEATS_PREFIX}check-{int(time.time())}"
+        ref = heartbeat_ref(f"check-{int(time.time())}")
         sha = board.ref_commit({"kind": "check", "sent_at": time.time()})
         pushed = repo.push([RefUpdate(ref, sha, "")])
         if pushed.accepted(ref):

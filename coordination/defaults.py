@@ -1,10 +1,5 @@
 """Default values shared by the worker, the monitor and the host tools."""
 
-MAIN_REF = "refs/heads/main"
-CLAIMS_PREFIX = "refs/wms/claims/"
-RESULTS_PREFIX = "refs/wms/results/"
-HEARTBEATS_PREFIX = "refs/wms/heartbeats/"
-
 HEARTBEAT_SECONDS = 60.0
 OFFLINE_AFTER_SECONDS = 180.0  # three missed heartbeats
 MAX_ATTEMPTS = 3

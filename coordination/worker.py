@@ -28,12 +28,17 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coordination.board import Board, BoardSettings, BoardView, Candidate, Located, RESULT_FILE, dumps
-from coordination import testhooks
-from coordination.defaults import (BATCH_BELOW_SECONDS, CLAIMS_PREFIX, HEARTBEATS_PREFIX, MAIN_REF, MAX_RESULT_BYTES,
-                                   ORDER_SCHEMA, RESULTS_PREFIX)
+from coordination import claims, testhooks
+from coordination.backoff import Backoff
+from coordination.board import Board
+from coordination.claims import Candidate
+from coordination.defaults import BATCH_BELOW_SECONDS, MAX_RESULT_BYTES, ORDER_SCHEMA
 from coordination.exceptions import BoardPermissionError, BoardUnreachable, WmsError, WorkdirError
-from coordination.gitio import LocalRepo, RefUpdate, TreeFileReader
+from coordination.fold import BoardSettings
+from coordination.git import LocalRepo, RefUpdate, TreeFileReader
+from coordination.records import RESULT_FILE, Located, completion_record, dumps, order_of, result_info
+from coordination.refs import MAIN_REF, heartbeat_ref, result_ref
+from coordination.view import BoardView
 from coordination.liveness import LivenessTracker
 from coordination.politeness import BatteryWatch, rest_after
 from coordination.processors import OrderError, ProcessorRegistry, WorkContext
@@ -43,8 +48,6 @@ from coordination.spool import Spool, SpoolEntry, SpoolWriteError
 from coordination.states import OrderState, duplicate_path
 
 log = logging.getLogger("wms.worker")
-BOARD_FIELDS = ("seq", "attempts", "errors", "not_before", "worker_id", "claimed_at", "lease_until", "attempt",
-                "failed_at")
 
 
 def process_cpu() -> float:
@@ -108,7 +111,7 @@ class WorkerStats:
 
 class Worker:
     def __init__(self, config, registry: ProcessorRegistry, *, remote: Remote | None = None,
-                 now=None, rng: random.Random | None = None):
+                 now=None, rng: random.Random | None = None, monotonic=time.monotonic, sleep=time.sleep):
         self.config = config
         self.registry = registry
         self.remote = remote or parse_repo_url(config.repo_url)
@@ -116,6 +119,8 @@ class Worker:
         now = now or testhooks.wall_clock()
         self.now = now
         self.rng = rng or random.Random()
+        self.monotonic = monotonic  # this process's own clock: how long it has watched something
+        self.sleep_for = sleep
         self.workdir = Path(config.workdir)
         self.settings = BoardSettings(max_attempts=config.max_attempts, retry_backoff=config.retry_backoff,
                                       offline_after=config.offline_after)
@@ -124,13 +129,12 @@ class Worker:
         self.ready: dict[str, Job] = {}  # claimed ahead, waiting for a free slot
         self.outbox: dict[str, SpoolEntry] = {}
         self.unfolded: dict[tuple, float] = {}  # (kind, work_id, seq) -> pushed at
-        self.liveness = LivenessTracker(config.offline_after)
+        self.liveness = LivenessTracker(config.offline_after, clock=monotonic)
         self.sleep = SleepPreventer(enabled=config.prevent_sleep)
         self.battery = BatteryWatch(config.pause_on_battery)
         self._rest_until = 0.0
         self._pause_logged = ""
         self._wake = threading.Event()
-        self._lock = threading.Lock()
         self._signals = 0
         self._stop_now = False
         self._scan_lapsed = False
@@ -138,9 +142,12 @@ class Worker:
         self._heartbeat_seq = 0
         self._last_heartbeat = 0.0
         self._last_activity = now()
-        self._board_delay = 0.0
+        # an unreachable board: waits from poll_seconds doubling to poll_cap_seconds, +-25 %
+        self.board_backoff = Backoff(config.poll_seconds, config.poll_cap_seconds, spread=(0.75, 1.25), rng=self.rng)
         self._next_poll_at = 0.0
-        self._idle_polls = 0  # empty polls in a row, counted toward --max-failures or not
+        # empty polls in a row, counted toward --max-failures or not: waits growing 1.5 times, +-20 %
+        self.idle_backoff = Backoff(config.poll_seconds, config.poll_cap_seconds, factor=1.5, spread=(0.8, 1.2),
+                                    rng=self.rng)
         self._claimed_last = 0
         self._last_busy: float | None = None  # how long the last order took
         self._unreachable_since: float | None = None
@@ -150,7 +157,6 @@ class Worker:
         self.board: Board | None = None
         self.spool: Spool | None = None
         self.remaining: int | None = None  # orders the board still offers, as last seen
-        self.in_play = 0  # orders claimed on the board, as last seen
         self.holders = 0  # workers holding those orders, as last seen
 
     # ---------------------------------------------------------------- life cycle
@@ -169,8 +175,8 @@ class Worker:
         except OSError as exc:
             raise WorkdirError(f"Cannot create the workdir {self.workdir}: {exc.strerror}. Choose another --workdir.")
         self.repo = LocalRepo.open(self.workdir / "board.git", self.remote, timeout=self.config.git_timeout,
-                                   lean=getattr(self.config, "lean_clone", False))
-        self.board = Board(self.repo, self.settings)
+                                   lean=self.config.lean_clone)
+        self.board = Board(self.repo, self.settings, clock=self.now, rng=self.rng, sleep=self.sleep_for)
         self.spool = Spool(self.workdir / "spool")
         for entry in self.spool.entries():
             self.outbox[entry.key] = entry
@@ -221,7 +227,7 @@ class Worker:
                     continue  # the board was unreachable and we waited
                 if started or self._claimed_last:
                     self.stats.empty_polls = 0
-                    self._idle_polls = 0
+                    self.idle_backoff.reset()
                     continue  # there may be more slots to fill, or claims to confirm
                 if claim and not self.ready:
                     self.handle_empty_poll()
@@ -262,7 +268,7 @@ class Worker:
         costs half as much per order; 1 for long orders, where it costs little anyway and
         holding a second order ahead would only keep it from other workers.
         """
-        configured = getattr(self.config, "claim_batch", 1)
+        configured = self.config.claim_batch
         if configured:
             return configured
         # not near the end of the queue either: orders held ahead then would keep others idle
@@ -272,7 +278,7 @@ class Worker:
     def result_batch(self) -> int:
         """Results pushed together: a batch, and two while orders are short even at the end of the
         queue (holding a result back for a while keeps no order from anyone)."""
-        configured = getattr(self.config, "claim_batch", 1)
+        configured = self.config.claim_batch
         if configured:
             return configured
         short = self._last_busy is not None and self._last_busy < BATCH_BELOW_SECONDS
@@ -294,13 +300,14 @@ class Worker:
         self.sleep.stop_prevention()
         if self.board is None:
             return
+        pause = Backoff(0.2, 0.2, factor=1, spread=(1.0, 2.5), rng=self.rng, sleep=self.sleep_for)
         try:
             for _ in range(5):
                 self.collect_finished_jobs()
                 self.exchange(0, heartbeat=True, state="stopped")
                 if not self.outbox and not self.unfolded:
                     break
-                time.sleep(0.2 + self.rng.random() * 0.3)
+                pause.wait()
         except WmsError as exc:
             log.warning("Could not reach the board while stopping: %s. %d result(s) stay in the spool "
                         "and are pushed on the next start.", exc.message, len(self.outbox))
@@ -382,7 +389,7 @@ class Worker:
         """Run a board step; on an unreachable board back off (with jitter) and report None."""
         try:
             result = step()
-            self._board_delay = 0.0
+            self.board_backoff.reset()
             if self._unreachable_since is not None:
                 log.info("Board reachable again after %.0f s", self.now() - self._unreachable_since)
                 self._unreachable_since = None
@@ -393,8 +400,7 @@ class Worker:
         except BoardUnreachable as exc:
             # an outage is not "no work": it does not count toward --max-failures. The worker keeps
             # its results in the spool and backs off (with jitter) for up to --max-idle-hours.
-            self._board_delay = min(max(self._board_delay * 2, self.config.poll_seconds), self.config.poll_cap_seconds)
-            wait = self._board_delay * (0.75 + 0.5 * self.rng.random())
+            wait = self.board_backoff.next()
             now = self.now()
             if self._unreachable_since is None:
                 self._unreachable_since = now
@@ -411,11 +417,12 @@ class Worker:
 
     def exchange(self, want: int, *, heartbeat: bool = False, sync: bool = True, state: str = "running") -> list[Job]:
         """Fetch, then push results, claims, a fold of main and a heartbeat together; retry lost races."""
+        again = Backoff(0.05, 0.05, factor=1, spread=(0.0, 1.0), rng=self.rng, sleep=self.sleep_for)
         for _ in range(20):
             jobs = self._exchange_once(want, heartbeat=heartbeat, sync=sync, state=state)
             if jobs is not None:
                 return jobs
-            time.sleep(self.rng.random() * 0.05)
+            again.wait()
         return []
 
     def _exchange_once(self, want: int, *, heartbeat: bool, sync: bool, state: str) -> list[Job] | None:
@@ -434,13 +441,12 @@ class Worker:
             self.confirm_ready_jobs(view)
             started += self.start_ready_jobs()
             self.remaining = view.count(OrderState.AVAILABLE) + view.count(OrderState.RETRY)
-            self.in_play = view.count(OrderState.ACTIVE)
             self.holders = len(view.holders())
         pushed_results = []
         for entry in list(self.outbox.values()):
             files = {RESULT_FILE: dumps(entry.record)} if entry.record is not None else None
             sha = self.board.ref_commit(entry.info, files, when=entry.info.get("at"))
-            ref = f"{RESULTS_PREFIX}{entry.work_id}/{entry.seq}"
+            ref = result_ref(entry.work_id, entry.seq)
             on_server = view is not None and self.holds_result(view, entry)
             if not on_server:
                 updates.append(RefUpdate(ref, sha, ""))
@@ -448,17 +454,15 @@ class Worker:
             if view is not None:
                 view.add_local("results", entry.work_id, entry.seq, ref, sha)
         candidates: list[Candidate] = []
+        claim_refs: list[RefUpdate] = []
         if view is not None and want > 0:
             candidates = view.candidates(now, exclude=set(self.jobs) | set(self.ready), limit=want, rng=self.rng,
                                          lapsed=self.lapsed_holder if self._scan_lapsed else None,
                                          share=view.share_of(self.worker_id))
-            for cand in candidates:
-                info = {"kind": "claim", "work_id": cand.work_id, "seq": cand.seq, "worker_id": self.worker_id,
-                        "claimed_at": now, "lease_seconds": self.config.offline_after}
-                if cand.takeover_of:
-                    info["takeover_of"] = cand.takeover_of
-                updates.append(RefUpdate(f"{CLAIMS_PREFIX}{cand.work_id}/{cand.seq}",
-                                         self.board.ref_commit(info, when=now), ""))
+            claim_refs = claims.claim_updates(candidates, self.worker_id, now,
+                                              lambda info: self.board.ref_commit(info, when=now),
+                                              lease_seconds=self.config.offline_after)
+            updates += claim_refs
         fold_main = False
         # a heartbeat rides on any push once half its interval has passed, so a busy worker
         # seldom pushes one on its own
@@ -490,7 +494,7 @@ class Worker:
         main_ok = fold_main and result.accepted(MAIN_REF)
         if pushed_results:
             testhooks.crash_point("submit-after-push")
-        if any(result.accepted(f"{CLAIMS_PREFIX}{c.work_id}/{c.seq}") for c in candidates):
+        if any(result.accepted(u.ref) for u in claim_refs):
             testhooks.crash_point("claim-after-push")
         for entry, ref, on_server in pushed_results:
             if not (on_server or main_ok or result.accepted(ref)):
@@ -504,8 +508,8 @@ class Worker:
                 self.unfolded[("result", entry.work_id, entry.seq)] = self.now()
         claimed = 0
         self._claimed_last = 0
-        for cand in candidates:
-            if not result.accepted(f"{CLAIMS_PREFIX}{cand.work_id}/{cand.seq}"):
+        for cand, claim in zip(candidates, claim_refs):
+            if not result.accepted(claim.ref):
                 self.stats.lost_races += 1
                 log.info("lost claim race for %s; choosing another", cand.work_id)
                 continue
@@ -579,7 +583,7 @@ class Worker:
         """Push ``fold`` on its own? When a change of ours waits to be shown on main (`fold_due`), when
         this worker has seen another change pending for `fold_delay` seconds of its own clock (its
         owner may be gone), or when the fold repairs main without applying any ref."""
-        now = time.monotonic()
+        now = self.monotonic()
         self._pending_since = {ref: self._pending_since.get(ref, now) for ref in fold.folded_refs}
         if self.fold_due() or (fold.changes and not fold.folded_refs):
             return True
@@ -601,7 +605,7 @@ class Worker:
                 "holding": sorted([j.work_id, j.seq] for j in (*self.jobs.values(), *self.ready.values())),
                 "completed": self.stats.completed, "failed": self.stats.failed, "host": socket.gethostname(),
                 "pid": os.getpid(), "started_at": self.stats.started_at}
-        return RefUpdate(f"{HEARTBEATS_PREFIX}{self.worker_id}", self.board.ref_commit(info, when=now), None)
+        return RefUpdate(heartbeat_ref(self.worker_id), self.board.ref_commit(info, when=now), None)
 
     def observe_heartbeats(self, view: BoardView) -> None:
         for worker, note in view.heartbeats.items():
@@ -609,22 +613,14 @@ class Worker:
 
     def lapsed_holder(self, work_id: str, loc: Located) -> str | None:
         """The silent worker holding ``work_id``, or None while its lease lives."""
-        holder = str(loc.record.get("worker_id", ""))
-        if not holder or holder == self.worker_id:
-            return None
-        if not self.liveness.known(holder):
-            claimed_at = loc.record.get("claimed_at", 0)
-            self.liveness.observe(holder, f"claim:{work_id}:{loc.seq}", {"sent_at": claimed_at})
-        if self.liveness.online(holder):
-            if not self.liveness.settled(holder):
-                self._learning = True
-            return None
+        holder, learning = claims.lapsed_holder(self.liveness, self.worker_id, work_id, loc)
+        self._learning = self._learning or learning
         return holder
 
     # ---------------------------------------------------------------- jobs
     def add_ready_job(self, view: BoardView, cand: Candidate, now: float, *, confirmed: bool) -> Job:
         loc = view.locate(cand.work_id)
-        order = {k: v for k, v in loc.record.items() if k not in BOARD_FIELDS}
+        order = order_of(loc.record)
         order.setdefault("work_id", cand.work_id)
         job = Job(cand.work_id, cand.seq, order, now, loc.attempts + 1, view.main or "", confirmed=confirmed)
         job.takeover_of = cand.takeover_of
@@ -659,7 +655,8 @@ class Worker:
             scratch.mkdir(parents=True, exist_ok=True)
             ctx = WorkContext(
                 work_id=job.work_id, workdir=scratch,
-                board=TreeFileReader(self.repo.path, job.commit, env=self.repo.reader_env() if self.repo.lean else None),
+                board=TreeFileReader(self.repo.path, job.commit, url=self.remote.url,
+                                     remote_env=self.remote.env if self.repo.lean else None),
                 log=logging.getLogger(f"wms.job.{job.work_id}"),
                 on_progress=lambda done, total, msg: setattr(job, "progress", (done, total, msg)),
                 stop_requested=lambda: self._stop_now,
@@ -694,25 +691,20 @@ class Worker:
 
     def handle_job_success(self, job: Job, result: dict) -> SpoolEntry:
         now = self.now()
-        record = {"schema": 1, "work_id": job.work_id, "kind": job.order.get("kind"), "worker_id": self.worker_id,
-                  "seq": job.seq, "attempt": job.attempt, "claimed_at": job.claimed_at,
-                  "started_at": job.started_at, "completed_at": now,
-                  "duration_seconds": round(now - job.started_at, 3), "order": job.order, "result": result}
-        for key in ("series", "chapter"):
-            if key in job.order:
-                record[key] = job.order[key]
+        record = completion_record(job.work_id, job.seq, self.worker_id, job.order, result, claimed_at=job.claimed_at,
+                                   started_at=job.started_at, completed_at=now, attempt=job.attempt)
         size = len(dumps(record))
         if size > MAX_RESULT_BYTES:
             return self.handle_job_failure(job, f"result is {size} bytes, over the {MAX_RESULT_BYTES}-byte limit",
                                            permanent=True)
-        info = {"status": "completed", "work_id": job.work_id, "seq": job.seq, "worker_id": self.worker_id, "at": now}
+        info = result_info("completed", job.work_id, job.seq, self.worker_id, now)
         testhooks.crash_point("submit-before-spool")
         return self.spool.put(job.work_id, job.seq, info, record)
 
     def handle_job_failure(self, job: Job, message: str, *, permanent: bool) -> SpoolEntry:
         log.warning("Failed work: %s: %s", job.work_id, message)
-        info = {"status": "failed", "work_id": job.work_id, "seq": job.seq, "worker_id": self.worker_id,
-                "at": self.now(), "error": message[:2000], "permanent": permanent}
+        info = result_info("failed", job.work_id, job.seq, self.worker_id, self.now(), error=message,
+                           permanent=permanent)
         return self.spool.put(job.work_id, job.seq, info, None)
 
     def collect_finished_jobs(self) -> None:
@@ -744,8 +736,7 @@ class Worker:
         """Hand orders back to the board: those claimed ahead, and with ``running`` those in progress."""
         held = list(self.ready.items()) + (list(self.jobs.items()) if running else [])
         for work_id, job in held:
-            info = {"status": "released", "work_id": work_id, "seq": job.seq, "worker_id": self.worker_id,
-                    "at": self.now()}
+            info = result_info("released", work_id, job.seq, self.worker_id, self.now())
             entry = self.spool.put(work_id, job.seq, info, None)
             self.outbox[entry.key] = entry
             self.ready.pop(work_id, None)
@@ -761,9 +752,7 @@ class Worker:
             return
         # the wait grows with every empty poll in a row, counted or not: idle workers at the end of
         # the queue should not take the CPU and the server from those finishing the last orders
-        self._idle_polls += 1
-        base = min(self.config.poll_cap_seconds, self.config.poll_seconds * (1.5 ** max(0, self._idle_polls - 1)))
-        wait = base * (0.8 + 0.4 * self.rng.random())
+        wait = self.idle_backoff.next()
         self._next_poll_at = self.now() + wait
         log.info("No work available, waiting %s seconds", f"{wait:.0f}" if wait >= 10 else f"{wait:.1f}")
 

@@ -12,10 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from coordination.archive import ArchiveIndex
-from coordination.board import Board, BoardSettings, BoardView, dumps
+from coordination.board import Board
+from coordination.fold import BoardSettings
+from coordination.records import dumps
+from coordination.view import BoardView
 from coordination.defaults import ORDER_SCHEMA
 from coordination.liveness import LivenessTracker, read_snapshot, write_snapshot
-from coordination.gitio import LocalRepo
+from coordination.git import LocalRepo
 from coordination.remote import Remote, parse_repo_url
 from coordination.states import BOARD_FOLDERS, OrderState, state_path, valid_work_id
 

@@ -17,7 +17,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from configurations import ConfigFactory, load_dotenv_once
 from coordination import archive as archive_lib
-from coordination.board import Board, BoardSettings
+from coordination.board import Board
+from coordination.fold import BoardSettings
 from coordination.cli import WmsClickException
 from coordination.exceptions import WmsError
 from coordination.secrets import redact

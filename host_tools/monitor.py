@@ -27,10 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from coordination.board import Board, BoardView, dumps
+from coordination.board import Board
+from coordination.fold import max_attempts
+from coordination.records import dumps
+from coordination.view import BoardView
 from coordination.exceptions import BoardUnreachable
-from coordination.gitio import RefUpdate
-from coordination.leases import Lapsed, fold_into_main, lapsed_claims, take_back
+from coordination.git import RefUpdate
+from coordination.leases import Lapsed, lapsed_claims, take_back
 from coordination.liveness import LivenessTracker, read_snapshot, write_snapshot
 from coordination.states import STATE_FOLDERS, OrderState, state_path
 from host_tools.alerts import AlertError, AlertLedger, Incident, Mailer, deliver
@@ -83,7 +86,7 @@ class Monitor:
             self.tracker.restore(read_snapshot(self.liveness_file))
         report = PollReport(now)
         try:
-            fold_into_main(self.board, now)
+            self.board.fold_into_main(now)
             view = self.board.sync(heartbeats=True)
         except BoardUnreachable:
             self._blind = True
@@ -156,7 +159,7 @@ class Monitor:
                 if len(seen.get(work_id, [])) > 1 or view.pending_claim(work_id, -1):
                     continue
                 loc = view.locate(work_id)
-                attempts, limit = loc.attempts, view._max_attempts(loc.record, self.board.settings)
+                attempts, limit = loc.attempts, max_attempts(loc.record, self.board.settings)
                 if loc.state == OrderState.RETRY and attempts >= limit and "_invalid" not in loc.record:
                     record = dict(loc.record, failed_at=now)
                     record.pop("not_before", None)

@@ -16,7 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 from coordination.archive import archive_months, month_of, read_month
-from coordination.board import Board, BoardView
+from coordination.board import Board
+from coordination.view import BoardView
 from coordination.defaults import MAX_RESULT_BYTES
 from coordination.states import OrderState, state_path
 from host_tools.admin import board_status

@@ -9,9 +9,9 @@ import time
 import pytest
 
 from coordination.api import GitHubWorkBridge
-from coordination.board import dumps
-from coordination.defaults import CLAIMS_PREFIX, HEARTBEATS_PREFIX
-from coordination.gitio import RefUpdate
+from coordination.records import dumps
+from coordination.refs import CLAIMS_PREFIX, HEARTBEATS_PREFIX
+from coordination.git import RefUpdate
 from coordination.states import OrderState, state_path
 from host_tools import admin
 from host_tools.alerts import AlertLedger, Mailer, SmtpSettings

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from coordination.board import Board, BoardSettings
-from coordination.defaults import CLAIMS_PREFIX
-from coordination.gitio import LocalRepo, RefUpdate
-from coordination.leases import fold_into_main
+from coordination.board import Board
+from coordination.fold import BoardSettings
+from coordination.refs import CLAIMS_PREFIX
+from coordination.git import LocalRepo, RefUpdate
 from coordination.remote import parse_repo_url
 from coordination.states import OrderState
 from tests.helpers import (
@@ -72,8 +72,8 @@ def test_invariant_2_server_decides_claims(daemon_board, tmp_path):
     # A completes; its refs are folded into main and deleted
     a.repo.push([RefUpdate("refs/wms/results/race-00001/1", a.ref_commit(
         {"status": "completed", "worker_id": "A", "seq": 1}, {"record.json": b'{"seq": 1}'}), "")])
-    fold_into_main(a)
-    fold_into_main(a)
+    a.fold_into_main()
+    a.fold_into_main()
     assert "race-00001" in ids_by_state(bare)["completed"]
     assert git_out(bare, "for-each-ref", "refs/wms/claims/", "refs/wms/results/") == ""
     # B still holds its stale view where the order is on offer: the claim name is free again,
@@ -119,7 +119,7 @@ def test_invariant_4_everything_finishes(daemon_board, tmp_path):
     first.wait()
     # the worker may die before folding its claim into main; any client folds pending refs
     b = client(url, tmp_path / "edit")
-    wait_for(lambda: fold_into_main(b) and ids_by_state(bare)["active"] == ["long-00001"], 20,
+    wait_for(lambda: b.fold_into_main() and ids_by_state(bare)["active"] == ["long-00001"], 20,
              what="claim folded into main")
     # a shorter order lets the test end soon: the second worker takes the order over once the lease lapses
     record = read_board_json(bare, "active_work/long-00001.json")
@@ -147,7 +147,7 @@ def test_invariant_5_at_most_one_completion(board, tmp_path):
     ref = f"{CLAIMS_PREFIX}twice-00001/2"
     assert second.repo.push([RefUpdate(ref, second.ref_commit(
         {"kind": "claim", "worker_id": "worker-b", "seq": 2, "claimed_at": time.time()}), "")]).accepted(ref)
-    fold_into_main(second)
+    second.fold_into_main()
     assert read_board_json(board, "active_work/twice-00001.json")["worker_id"] == "worker-b"
     # both finish: the late result of the lapsed lease and the new holder's
     first.submit_completed_work(order, {"text": "from a"})
