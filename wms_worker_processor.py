@@ -2,6 +2,7 @@
 
 Also the seed manual's Python API: DistributedWorker, GitHubWorkBridge, SleepPreventer.
 """
+from configurations import ConfigFactory, worker_config
 from coordination import api
 from coordination.cli import build_worker_cli
 from pipelines import default_registry
@@ -16,8 +17,11 @@ class DistributedWorker(api.DistributedWorker):
     def default_registry(self):
         return default_registry()
 
+    def configure(self, environment, **overrides):
+        return ConfigFactory.worker(environment, **overrides)
 
-cli = build_worker_cli(default_registry)
+
+cli = build_worker_cli(default_registry, worker_config)
 
 if __name__ == "__main__":
     cli(prog_name="wms_worker_processor.py")

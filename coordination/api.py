@@ -12,9 +12,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from configurations import ConfigFactory
 from coordination import archive
 from coordination.board import Board
+from coordination.config import WorkerConfig
 from coordination.claims import claim_updates
 from coordination.fold import BoardSettings
 from coordination.git import LocalRepo, RefUpdate
@@ -110,10 +110,14 @@ class DistributedWorker:
         raise ValueError("pass registry=...: coordination does not know the order kinds "
                          "(wms_worker_processor.DistributedWorker wires the default ones)")
 
+    def configure(self, environment: str, **overrides) -> WorkerConfig:
+        raise ValueError("coordination does not read presets or .env: wms_worker_processor.DistributedWorker "
+                         "wires them (configurations.ConfigFactory)")
+
     def run_worker_cycle(self, max_work_orders: int = 50, max_consecutive_failures: int = 20,
                          max_idle_hours: float = 2.0) -> WorkerStats:
         registry = self.registry or self.default_registry()
-        config = ConfigFactory.worker(self.environment, repo_url=self.repo_url, max_work=max_work_orders,
+        config = self.configure(self.environment, repo_url=self.repo_url, max_work=max_work_orders,
                                       max_failures=max_consecutive_failures, max_idle_hours=max_idle_hours,
                                       **self.overrides)
         return Worker(config, registry).run()

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from configurations import ConfigFactory, load_dotenv_once
+from coordination.config import WorkerConfig
 from coordination.exceptions import WmsError, WorkdirError
 from coordination.live import LiveView
 from coordination.politeness import lower_priority
@@ -70,7 +70,10 @@ def print_statistics(console: Console, stats, worker_id: str, jobs: int) -> None
     console.print(table)
 
 
-def build_worker_cli(registry_factory: Callable[[], ProcessorRegistry]) -> click.Command:
+def build_worker_cli(registry_factory: Callable[[], ProcessorRegistry],
+                     configure: Callable[..., WorkerConfig]) -> click.Command:
+    """The worker's command. ``configure(environment, **flags)``: the settings (flags not given are None)."""
+
     @click.command(context_settings={"help_option_names": ["-h", "--help"]})
     @click.option("--repo-url", default=None, help="The board: https (token allowed), ssh, git://, file:// URL or a "
                   "path. Default: GITHUB_REPO_URL from .env or the environment.")
@@ -105,10 +108,9 @@ def build_worker_cli(registry_factory: Callable[[], ProcessorRegistry]) -> click
         from coordination.worker import Worker
 
         console = Console(highlight=False)
-        load_dotenv_once()
         logging_ready = False
         try:
-            config = ConfigFactory.worker(
+            config = configure(
                 environment, repo_url=repo_url, max_work=max_work, max_failures=max_failures,
                 max_idle_hours=max_idle_hours, poll_seconds=poll_seconds, workdir=workdir, worker_id=worker_id,
                 jobs=jobs, heartbeat_seconds=heartbeat_seconds, nice=nice, pause_on_battery=pause_on_battery,

@@ -58,7 +58,3 @@ class WorkdirError(WmsError):
     """The local working folder cannot be used (read-only, disk full)."""
 
     exit_code = 7
-
-
-class PushRejected(WmsError):
-    """A compare-and-swap on a ref failed: someone else changed it first."""

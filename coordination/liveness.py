@@ -30,7 +30,7 @@ class _Seen:
 
 
 class LivenessTracker:
-    def __init__(self, offline_after: float, clock=time.monotonic, wall=None):
+    def __init__(self, offline_after: float, clock=time.monotonic):
         self.offline_after = offline_after
         self.clock = clock
         self._seen: dict[str, _Seen] = {}

@@ -25,10 +25,6 @@ class Remote:
     url: str  # safe to show: no credentials
     env: dict = field(default_factory=dict, compare=False, hash=False)
 
-    @property
-    def is_local(self) -> bool:
-        return self.url.startswith("file://") or self.url.startswith("/")
-
     def __str__(self) -> str:  # never prints credentials
         return self.url
 

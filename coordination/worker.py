@@ -32,6 +32,7 @@ from coordination import claims, testhooks
 from coordination.backoff import Backoff
 from coordination.board import Board
 from coordination.claims import Candidate
+from coordination.config import WorkerConfig
 from coordination.defaults import BATCH_BELOW_SECONDS, MAX_RESULT_BYTES, ORDER_SCHEMA
 from coordination.exceptions import BoardPermissionError, BoardUnreachable, WmsError, WorkdirError
 from coordination.fold import BoardSettings
@@ -110,7 +111,7 @@ class WorkerStats:
 
 
 class Worker:
-    def __init__(self, config, registry: ProcessorRegistry, *, remote: Remote | None = None,
+    def __init__(self, config: WorkerConfig, registry: ProcessorRegistry, *, remote: Remote | None = None,
                  now=None, rng: random.Random | None = None, monotonic=time.monotonic, sleep=time.sleep):
         self.config = config
         self.registry = registry

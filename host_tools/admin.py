@@ -5,7 +5,6 @@ The click commands in `host_tools/cli.py` are a thin layer over these functions.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -252,13 +251,3 @@ def board_status(board: Board, now: float | None = None, offline_after: float | 
             "pending_refs": sum(len(v) for v in raw.claims.values()) + sum(len(v) for v in raw.results.values()),
             "workers": workers, "main": raw.main, "checked_at": now}
 
-
-def read_completed(board: Board, view: BoardView | None = None) -> list[dict]:
-    """Every completion record on the board (used by tests and the collect command)."""
-    view = view or board.sync()
-    out = []
-    for work_id in view.list_ids(OrderState.COMPLETED):
-        found = view.read_path(state_path(OrderState.COMPLETED, work_id), limit=None)
-        if found:
-            out.append(json.loads(found[1]))
-    return out

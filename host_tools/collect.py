@@ -336,10 +336,6 @@ class CollectReport:
     pages_pruned: list[str] = field(default_factory=list)
     commit: str | None = None
 
-    @property
-    def collected(self) -> list[str]:
-        return self.written + self.already + self.without_pages
-
 
 def _images_for(view: BoardView, ch: dict) -> Callable[[], dict[str, bytes]]:
     def load() -> dict[str, bytes]:
