@@ -11,11 +11,13 @@ class WmsError(Exception):
 
 
 class ConfigurationError(WmsError):
+    """A setting (flag, .env or environment variable) is not valid: the user must correct it."""
+
     exit_code = 2
 
 
 class InvalidRepoUrl(ConfigurationError):
-    pass
+    """The board's URL cannot be used (unknown scheme, no host)."""
 
 
 class GitNotFound(WmsError):
@@ -41,6 +43,8 @@ class BoardPermissionError(WmsError):
 
 
 class BoardNotInitialized(WmsError):
+    """The repository is there but holds no board yet (no main branch): the host runs init."""
+
     exit_code = 6
 
 
@@ -51,7 +55,7 @@ class BoardNotFound(WmsError):
 
 
 class GitTimeout(BoardUnreachable):
-    pass
+    """A git command did not finish in time; treated as an unreachable board (retried)."""
 
 
 class WorkdirError(WmsError):

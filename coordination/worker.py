@@ -1,14 +1,16 @@
 """The volunteer's worker: claim, process, submit, and stop by itself.
 
 One manager loop (the calling thread) owns every git operation; orders are
-processed in worker threads (`--jobs N`). Each turn of the loop is a short,
+processed in threads (`--jobs N`, `jobs.py`). Each turn of the loop is a short,
 named step:
 
-    collect_finished_jobs -> stop_reason -> exchange (fetch; push results, claims,
-    a fold of main and a heartbeat in one push) -> start_ready_jobs -> wait
+    collect_finished_jobs -> check_stop -> start_ready_jobs -> exchange (fetch; push
+    results, claims, a fold of main and a heartbeat in one push, `exchange.py`) -> wait
 
-With `prefetch` (default 1) the worker claims the next order while the current one
-runs, so git round trips overlap with processing instead of adding to it.
+When to talk to the board and how much to ask for is decided by `pacing.py` from a
+snapshot of the worker; when to hold back or stop by `stopping.py`. With `prefetch`
+(default 1) the worker claims the next order while the current one runs, so git
+round trips overlap with processing instead of adding to it.
 
 A finished attempt goes to the local spool before anything is pushed
 (Invariant 3). A claim is a create-only ref decided by the server (Invariant 2);
@@ -20,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import signal
 import socket
 import threading
 import time
@@ -28,27 +29,29 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coordination import claims, testhooks
+from coordination import pacing, testhooks
 from coordination.backoff import Backoff
 from coordination.board import Board
 from coordination.claims import Candidate
 from coordination.config import WorkerConfig
-from coordination.defaults import BATCH_BELOW_SECONDS, MAX_RESULT_BYTES, ORDER_SCHEMA
-from coordination.exceptions import BoardPermissionError, BoardUnreachable, WmsError, WorkdirError
+from coordination.exceptions import WmsError, WorkdirError
+from coordination.exchange import Exchanges
 from coordination.fold import BoardSettings
-from coordination.git import LocalRepo, RefUpdate, TreeFileReader
-from coordination.records import RESULT_FILE, Located, completion_record, dumps, order_of, result_info
-from coordination.refs import MAIN_REF, heartbeat_ref, result_ref
-from coordination.view import BoardView
+from coordination.git import LocalRepo, TreeFileReader
+from coordination.jobs import Job, JobRunner
 from coordination.liveness import LivenessTracker
 from coordination.politeness import BatteryWatch, rest_after
-from coordination.processors import OrderError, ProcessorRegistry, WorkContext
+from coordination.processors import ProcessorRegistry
+from coordination.records import order_of
 from coordination.remote import Remote, parse_repo_url
 from coordination.sleep_prevention import SleepPreventer
-from coordination.spool import Spool, SpoolEntry, SpoolWriteError
-from coordination.states import OrderState, duplicate_path
+from coordination.spool import Spool, SpoolEntry
+from coordination.stopping import Stopping, limit_reached
+from coordination.view import BoardView
 
 log = logging.getLogger("wms.worker")
+
+__all__ = ["Job", "Worker", "WorkerStats", "make_worker_id"]
 
 
 def process_cpu() -> float:
@@ -60,23 +63,6 @@ def process_cpu() -> float:
 def make_worker_id() -> str:
     host = "".join(c if c.isalnum() or c in "-_" else "-" for c in socket.gethostname())[:40] or "host"
     return f"{host}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-
-
-@dataclass
-class Job:
-    work_id: str
-    seq: int
-    order: dict
-    claimed_at: float
-    attempt: int
-    commit: str
-    started_at: float = 0.0
-    thread: threading.Thread | None = None
-    takeover_of: str | None = None
-    confirmed: bool = False  # main agreed the order was on offer when we claimed it
-    outcome: SpoolEntry | None = None
-    finished: bool = False
-    progress: tuple = (0, 0, "")
 
 
 @dataclass
@@ -110,17 +96,19 @@ class WorkerStats:
         return min(1.0, self.busy_seconds / (self.runtime(now) * max(jobs, 1)))
 
 
-class Worker:
+class Worker(Exchanges):
+    """``now``: the wall clock (written into records); ``monotonic``: this process's own clock (how
+    long it has watched something); ``rng`` and ``sleep``: every random choice and wait."""
+
     def __init__(self, config: WorkerConfig, registry: ProcessorRegistry, *, remote: Remote | None = None,
                  now=None, rng: random.Random | None = None, monotonic=time.monotonic, sleep=time.sleep):
         self.config = config
         self.registry = registry
         self.remote = remote or parse_repo_url(config.repo_url)
         self.worker_id = config.worker_id or make_worker_id()
-        now = now or testhooks.wall_clock()
-        self.now = now
+        self.now = now = now or testhooks.wall_clock()
         self.rng = rng or random.Random()
-        self.monotonic = monotonic  # this process's own clock: how long it has watched something
+        self.monotonic = monotonic
         self.sleep_for = sleep
         self.workdir = Path(config.workdir)
         self.settings = BoardSettings(max_attempts=config.max_attempts, retry_backoff=config.retry_backoff,
@@ -132,12 +120,9 @@ class Worker:
         self.unfolded: dict[tuple, float] = {}  # (kind, work_id, seq) -> pushed at
         self.liveness = LivenessTracker(config.offline_after, clock=monotonic)
         self.sleep = SleepPreventer(enabled=config.prevent_sleep)
-        self.battery = BatteryWatch(config.pause_on_battery)
-        self._rest_until = 0.0
-        self._pause_logged = ""
         self._wake = threading.Event()
-        self._signals = 0
-        self._stop_now = False
+        self.stopping = Stopping(self.workdir, BatteryWatch(config.pause_on_battery), self.request_stop, self._wake)
+        self._rest_until = 0.0
         self._scan_lapsed = False
         self._pending_since: dict[str, float] = {}  # others' pending refs -> when this worker first saw them
         self._heartbeat_seq = 0
@@ -145,24 +130,36 @@ class Worker:
         self._last_activity = now()
         # an unreachable board: waits from poll_seconds doubling to poll_cap_seconds, +-25 %
         self.board_backoff = Backoff(config.poll_seconds, config.poll_cap_seconds, spread=(0.75, 1.25), rng=self.rng)
-        self._next_poll_at = 0.0
         # empty polls in a row, counted toward --max-failures or not: waits growing 1.5 times, +-20 %
         self.idle_backoff = Backoff(config.poll_seconds, config.poll_cap_seconds, factor=1.5, spread=(0.8, 1.2),
                                     rng=self.rng)
+        self._next_poll_at = 0.0
         self._claimed_last = 0
         self._last_busy: float | None = None  # how long the last order took
         self._unreachable_since: float | None = None
         self._learning = False  # a holder's liveness is still being learned: an empty poll is not final
-        self._fatal: WmsError | None = None  # the workdir cannot be written: stop with this error
         self.repo: LocalRepo | None = None
         self.board: Board | None = None
         self.spool: Spool | None = None
+        self.runner: JobRunner | None = None
         self.remaining: int | None = None  # orders the board still offers, as last seen
         self.holders = 0  # workers holding those orders, as last seen
 
+    def snapshot(self) -> pacing.Snapshot:
+        """What the pacing decisions read of this worker now."""
+        stopping = bool(self.stats.stop_reason)
+        return pacing.Snapshot(
+            jobs=len(self.jobs), ready=len(self.ready),
+            unconfirmed=tuple(j.claimed_at for j in self.ready.values() if not j.confirmed),
+            outbox_times=tuple(e.info.get("at", 0) for e in self.outbox.values()),
+            unfolded_times=tuple(self.unfolded.values()), work_done=self.stats.work_done, stopping=stopping,
+            paused=not stopping and self.paused(), remaining=self.remaining, holders=self.holders,
+            last_busy=self._last_busy, last_heartbeat=self._last_heartbeat, next_poll_at=self._next_poll_at,
+            rest_until=self._rest_until)
+
     # ---------------------------------------------------------------- life cycle
     def run(self) -> WorkerStats:
-        self.install_signal_handlers()
+        self.stopping.install_signal_handlers()
         try:
             self.start()
             self.work_loop()
@@ -179,6 +176,8 @@ class Worker:
                                    lean=self.config.lean_clone)
         self.board = Board(self.repo, self.settings, clock=self.now, rng=self.rng, sleep=self.sleep_for)
         self.spool = Spool(self.workdir / "spool")
+        self.runner = JobRunner(self.registry, self.spool, self.workdir, self.worker_id, self.now, self.board_files,
+                                lambda: self.stopping.at_once, self._wake)
         for entry in self.spool.entries():
             self.outbox[entry.key] = entry
         if self.outbox:
@@ -190,39 +189,26 @@ class Worker:
     def work_loop(self) -> None:
         while True:
             self.collect_finished_jobs()
-            if self._fatal is not None:
-                self.stats.stop_reason = self._fatal.message
-                self.stats.exit_code = self._fatal.exit_code
-                log.error("STOPPING: %s", self._fatal.message)
-                raise self._fatal
-            reason = self.stop_reason()
-            if reason and not self.stats.stop_reason:
-                self.stats.stop_reason = reason
-                log.info("STOPPING: %s", reason)
-            if self._stop_now:
-                self.release_jobs(running=True)
-                return
-            if self.stats.stop_reason or self.paused():
-                self.release_jobs(running=False)
-            if self.stats.stop_reason and not self.jobs:
+            if not self.check_stop():
                 return
             self.start_ready_jobs()
-            want = self.claims_wanted()
-            may_claim = want > 0 and self.now() >= self._next_poll_at
+            pace, now = self.snapshot(), self.now()
+            want = pacing.claims_wanted(self.config, pace)
+            may_claim = want > 0 and now >= self._next_poll_at
             # with batching, claim only a batch at a time (or when nothing waits to run)
-            claim = may_claim and (want >= self.batch() or not self.ready)
-            flush = self.flush_due()
+            claim = may_claim and (want >= pacing.batch(self.config, pace) or not self.ready)
+            flush = pacing.flush_due(self.config, pace, now)
             # nothing claimed ahead is confirmed yet: the next free slot would have nothing to start
             unconfirmed = bool(self.ready) and not any(j.confirmed for j in self.ready.values())
             if unconfirmed and not (claim or flush or self.free_threads() > 0):
                 # the current order is running: confirm the next one before it ends (a fetch only),
                 # so it can start the moment a slot frees instead of waiting for a round trip then;
                 # not at once, so that others' pushes have likely shown our claims on main by then
-                if self.confirm_wait() <= 0:
+                if pacing.confirm_wait(self.config, pace, self.now()) <= 0:
                     self.with_board_retries(self.confirm_step)
                     continue
                 unconfirmed = False
-            if claim or unconfirmed or flush or self.fold_due():
+            if claim or unconfirmed or flush or pacing.fold_due(self.config, pace, self.now()):
                 started = self.with_board_retries(lambda: self.exchange(want if may_claim else 0))
                 if started is None:
                     continue  # the board was unreachable and we waited
@@ -232,69 +218,32 @@ class Worker:
                     continue  # there may be more slots to fill, or claims to confirm
                 if claim and not self.ready:
                     self.handle_empty_poll()
-            elif self.heartbeat_due():
+            elif pacing.heartbeat_due(self.config, pace, self.now()):
                 self.with_board_retries(lambda: self.exchange(0, heartbeat=True, sync=False))
-            self.wait(self.next_timeout())
+            self.wait(pacing.next_timeout(self.config, self.snapshot(), self.now()))
+
+    def check_stop(self) -> bool:
+        """Go on with this turn? Stops on a fatal error, releases what is held when stopping or
+        paused; False once the worker should leave the loop."""
+        fatal = self.runner.fatal
+        if fatal is not None:
+            self.stats.stop_reason = fatal.message
+            self.stats.exit_code = fatal.exit_code
+            log.error("STOPPING: %s", fatal.message)
+            raise fatal
+        reason = self.stop_reason()
+        if reason and not self.stats.stop_reason:
+            self.stats.stop_reason = reason
+            log.info("STOPPING: %s", reason)
+        if self.stopping.at_once:
+            self.release_jobs(running=True)
+            return False
+        if self.stats.stop_reason or self.paused():
+            self.release_jobs(running=False)
+        return not (self.stats.stop_reason and not self.jobs)
 
     def free_threads(self) -> int:
         return self.config.jobs - len(self.jobs)
-
-    def claims_wanted(self) -> int:
-        """How many more orders to claim: enough to fill the threads plus a small claim-ahead queue."""
-        if self.stats.stop_reason or self.paused():
-            return 0
-        held = len(self.jobs) + len(self.ready)
-        left = self.config.max_work - self.stats.work_done - held
-        return max(0, min(self.config.jobs + self.ahead() - held, left))
-
-    def ahead(self) -> int:
-        """Orders to hold claimed ahead of the running ones: `prefetch`, and while batching one
-        batch more less one, so a batch claimed in one round trip is confirmed by the fetch of the
-        next round trip (made anyway) before the first of it is needed.
-
-        None at the end of the queue (the board offers fewer orders than workers hold some): an
-        order held ahead then would wait while another worker has nothing to do, so the last
-        orders go to whoever frees a slot first."""
-        if self.remaining is not None and self.remaining < self.holders:
-            return 0
-        batch = self.batch()
-        return max(self.config.prefetch, 2 * batch - 1 if batch > 1 else batch)
-
-    def batch(self) -> int:
-        """Orders handled per round trip to the board (`claim_batch`; 0 = automatic).
-
-        Automatic: 2 while orders are short (the last took under BATCH_BELOW_SECONDS) and the
-        board offers at least two orders per worker holding some (not the end of the queue), so a
-        worker on quick orders pushes two results and two claims at once and coordination
-        costs half as much per order; 1 for long orders, where it costs little anyway and
-        holding a second order ahead would only keep it from other workers.
-        """
-        configured = self.config.claim_batch
-        if configured:
-            return configured
-        # not near the end of the queue either: orders held ahead then would keep others idle
-        plenty = self.remaining is None or self.remaining >= 2 * max(1, self.holders)
-        return 2 if plenty and self._last_busy is not None and self._last_busy < BATCH_BELOW_SECONDS else 1
-
-    def result_batch(self) -> int:
-        """Results pushed together: a batch, and two while orders are short even at the end of the
-        queue (holding a result back for a while keeps no order from anyone)."""
-        configured = self.config.claim_batch
-        if configured:
-            return configured
-        short = self._last_busy is not None and self._last_busy < BATCH_BELOW_SECONDS
-        return max(self.batch(), 2 if short else 1)
-
-    def flush_due(self) -> bool:
-        """Push finished attempts now? At once without batching; else a batch at a time, or when one
-        has waited `fold_delay` seconds, or when nothing runs (results are in the spool meanwhile)."""
-        if not self.outbox:
-            return False
-        together = self.result_batch()
-        if together <= 1 or len(self.outbox) >= together or not self.jobs or self.stats.stop_reason:
-            return True
-        oldest = min(e.info.get("at", 0) for e in self.outbox.values())
-        return self.now() - oldest >= self.config.fold_delay
 
     def shutdown(self) -> None:
         self.stats.ended_at = self.now()
@@ -322,23 +271,6 @@ class Worker:
             self.repo.close()
 
     # ---------------------------------------------------------------- stopping and pausing
-    def install_signal_handlers(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        signal.signal(signal.SIGINT, self._on_signal)
-        signal.signal(signal.SIGTERM, self._on_signal)
-
-    def _on_signal(self, signum, frame) -> None:
-        self._signals += 1
-        name = signal.Signals(signum).name
-        if self._signals == 1:
-            log.info("%s received: finishing the current order, then stopping (again to stop at once)", name)
-            self.request_stop(f"{name} received")
-        else:
-            log.info("%s received again: releasing claims and stopping now", name)
-            self._stop_now = True
-        self._wake.set()
-
     def request_stop(self, reason: str) -> None:
         if not self.stats.stop_reason:
             self.stats.stop_reason = reason
@@ -346,22 +278,7 @@ class Worker:
         self._wake.set()
 
     def paused(self) -> bool:
-        return bool(self.pause_reason())
-
-    def pause_reason(self) -> str:
-        if (self.workdir / "PAUSE").exists():
-            reason = f"PAUSE file in {self.workdir}"
-        elif self.battery.on_battery():
-            reason = "running on battery (--no-pause-on-battery to work anyway)"
-        else:
-            reason = ""
-        if reason != self._pause_logged:
-            if reason:
-                log.info("Paused: %s", reason)
-            else:
-                log.info("Resumed")
-            self._pause_logged = reason
-        return reason
+        return bool(self.stopping.pause_reason())
 
     def resting(self) -> bool:
         return self.now() < self._rest_until
@@ -369,256 +286,27 @@ class Worker:
     def stop_reason(self) -> str | None:
         if self.stats.stop_reason:
             return self.stats.stop_reason
-        if (self.workdir / "STOP").exists():
-            return f"STOP file found in {self.workdir}"
-        if self.stats.work_done >= self.config.max_work:
-            return f"Reached max work orders ({self.config.max_work})"
-        if self.stats.empty_polls >= self.config.max_failures:
-            return f"No work available after {self.stats.empty_polls} consecutive attempts"
-        idle = self.now() - self._last_activity
-        if not self.jobs and not self.ready and idle >= self.config.max_idle_hours * 3600:
-            if self._unreachable_since is not None:
-                self.stats.exit_code = BoardUnreachable.exit_code
-                return (f"Board unreachable for {(self.now() - self._unreachable_since) / 3600:.2f} hours, idle for "
-                        f"{idle / 3600:.2f} (limit --max-idle-hours {self.config.max_idle_hours:g}); "
-                        f"{len(self.outbox)} result(s) stay in the spool")
-            return f"Idle for {idle / 3600:.2f} hours (limit {self.config.max_idle_hours:g})"
-        return None
-
-    # ---------------------------------------------------------------- talking to the board
-    def with_board_retries(self, step):
-        """Run a board step; on an unreachable board back off (with jitter) and report None."""
-        try:
-            result = step()
-            self.board_backoff.reset()
-            if self._unreachable_since is not None:
-                log.info("Board reachable again after %.0f s", self.now() - self._unreachable_since)
-                self._unreachable_since = None
-                self.liveness.refresh_all()  # holders could not heartbeat through the outage either
-            return result
-        except BoardPermissionError:
-            raise
-        except BoardUnreachable as exc:
-            # an outage is not "no work": it does not count toward --max-failures. The worker keeps
-            # its results in the spool and backs off (with jitter) for up to --max-idle-hours.
-            wait = self.board_backoff.next()
-            now = self.now()
-            if self._unreachable_since is None:
-                self._unreachable_since = now
-            down = now - self._unreachable_since
-            if down >= self.config.max_idle_hours * 3600:
-                self.stats.exit_code = exc.exit_code
-                self.request_stop(f"Board unreachable for {down / 3600:.2f} hours (limit --max-idle-hours "
-                                  f"{self.config.max_idle_hours:g}); {len(self.outbox)} result(s) stay in the spool")
-                return None
-            log.warning("Board unreachable (%s); results are kept in the spool. Retrying in %.1f s",
-                        exc.message, wait)
-            self.wait(wait)
+        found = self.stopping.stop_file()
+        if found:
+            return found
+        now = self.now()
+        limit = limit_reached(self.config, work_done=self.stats.work_done, empty_polls=self.stats.empty_polls,
+                              holding=bool(self.jobs or self.ready), idle=now - self._last_activity,
+                              unreachable_for=None if self._unreachable_since is None else now - self._unreachable_since,
+                              unsent=len(self.outbox))
+        if limit is None:
             return None
-
-    def exchange(self, want: int, *, heartbeat: bool = False, sync: bool = True, state: str = "running") -> list[Job]:
-        """Fetch, then push results, claims, a fold of main and a heartbeat together; retry lost races."""
-        again = Backoff(0.05, 0.05, factor=1, spread=(0.0, 1.0), rng=self.rng, sleep=self.sleep_for)
-        for _ in range(20):
-            jobs = self._exchange_once(want, heartbeat=heartbeat, sync=sync, state=state)
-            if jobs is not None:
-                return jobs
-            again.wait()
-        return []
-
-    def _exchange_once(self, want: int, *, heartbeat: bool, sync: bool, state: str) -> list[Job] | None:
-        """One round trip. None when every claim lost its race (the caller tries again)."""
-        assert self.board is not None and self.repo is not None
-        now = self.now()
-        self._learning = False
-        view = self.board.sync(heartbeats=self._scan_lapsed) if sync else None
-        updates: list[RefUpdate] = []
-        started: list[Job] = []
-        if view is not None:
-            self.board.require_main(view)
-            if self._scan_lapsed:
-                self.observe_heartbeats(view)
-            self.forget_reflected(view)
-            self.confirm_ready_jobs(view)
-            started += self.start_ready_jobs()
-            self.remaining = view.count(OrderState.AVAILABLE) + view.count(OrderState.RETRY)
-            self.holders = len(view.holders())
-        pushed_results = []
-        for entry in list(self.outbox.values()):
-            files = {RESULT_FILE: dumps(entry.record)} if entry.record is not None else None
-            sha = self.board.ref_commit(entry.info, files, when=entry.info.get("at"))
-            ref = result_ref(entry.work_id, entry.seq)
-            on_server = view is not None and self.holds_result(view, entry)
-            if not on_server:
-                updates.append(RefUpdate(ref, sha, ""))
-            pushed_results.append((entry, ref, on_server))
-            if view is not None:
-                view.add_local("results", entry.work_id, entry.seq, ref, sha)
-        candidates: list[Candidate] = []
-        claim_refs: list[RefUpdate] = []
-        if view is not None and want > 0:
-            candidates = view.candidates(now, exclude=set(self.jobs) | set(self.ready), limit=want, rng=self.rng,
-                                         lapsed=self.lapsed_holder if self._scan_lapsed else None,
-                                         share=view.share_of(self.worker_id))
-            claim_refs = claims.claim_updates(candidates, self.worker_id, now,
-                                              lambda info: self.board.ref_commit(info, when=now),
-                                              lease_seconds=self.config.offline_after)
-            updates += claim_refs
-        fold_main = False
-        # a heartbeat rides on any push once half its interval has passed, so a busy worker
-        # seldom pushes one on its own
-        beat = heartbeat or self.heartbeat_due() or (bool(updates) and self.heartbeat_half_due())
-        if view is not None:
-            fold = view.plan_fold(now, self.board.settings, self.worker_id)
-            # the fold rides on every push; on its own it is pushed only when a change has waited
-            # `fold_delay` unseen on main (ours, or one this worker has watched that long)
-            if self.fold_needed(fold) or updates or beat:
-                _, fold_updates = self.board.fold_update(view, now, worker_id=self.worker_id, fold=fold)
-                creating = {u.ref for u in updates}
-                updates += [u for u in fold_updates if u.ref not in creating]
-                fold_main = any(u.ref == MAIN_REF for u in fold_updates)
-        if beat:
-            updates.append(self.heartbeat_update(state))
-        if want > 0 and not candidates:
-            self._scan_lapsed = True  # nothing on offer: next time look for leases that lapsed
-        if not updates:
-            for entry, _, on_server in pushed_results:
-                if on_server:  # the server held it already: nothing to push
-                    self.outbox.pop(entry.key, None)
-                    self.spool.remove(entry)
-            return started
-        if candidates:
-            testhooks.crash_point("claim-before-push")
-        if pushed_results:
-            testhooks.crash_point("submit-before-push")
-        result = self.repo.push(updates)
-        main_ok = fold_main and result.accepted(MAIN_REF)
-        if pushed_results:
-            testhooks.crash_point("submit-after-push")
-        if any(result.accepted(u.ref) for u in claim_refs):
-            testhooks.crash_point("claim-after-push")
-        for entry, ref, on_server in pushed_results:
-            if not (on_server or main_ok or result.accepted(ref)):
-                # kept in the spool; the next exchange sees whether the server holds it after all
-                log.warning("The board did not take the result of %s yet (%s); it stays in the spool",
-                            entry.work_id, result.messages.get(ref, "no answer"))
-                continue
-            self.outbox.pop(entry.key, None)
-            self.spool.remove(entry)
-            if not main_ok:
-                self.unfolded[("result", entry.work_id, entry.seq)] = self.now()
-        claimed = 0
-        self._claimed_last = 0
-        for cand, claim in zip(candidates, claim_refs):
-            if not result.accepted(claim.ref):
-                self.stats.lost_races += 1
-                log.info("lost claim race for %s; choosing another", cand.work_id)
-                continue
-            claimed += 1
-            self._claimed_last += 1
-            # if main did not move since we chose, the order was still on offer: the claim is good
-            self.add_ready_job(view, cand, now, confirmed=main_ok)
-            self.unfolded[("claim", cand.work_id, cand.seq)] = self.now()
-        if candidates and not claimed:
-            return None
-        if claimed:
-            self._scan_lapsed = False
-        return started + self.start_ready_jobs()
-
-    def holds_result(self, view: BoardView, entry: SpoolEntry) -> bool:
-        """Does the server already hold this result, as a ref or folded into main?"""
-        note = view.results.get(entry.work_id, {}).get(entry.seq)
-        if note is not None and note.info.get("worker_id") == entry.info.get("worker_id") \
-                and note.info.get("status") == entry.info.get("status"):
-            return True
-        if entry.info.get("status") != "completed":
-            return False
-        loc = view.locate(entry.work_id)
-        return (loc.state == OrderState.COMPLETED and loc.record.get("seq") == entry.seq) or \
-            view.has_path(duplicate_path(entry.work_id, entry.seq))
-
-    def confirm_step(self) -> None:
-        view = self.board.sync()
-        self.forget_reflected(view)
-        self.confirm_ready_jobs(view)
-
-    def confirm_ready_jobs(self, view: BoardView) -> None:
-        """Check claims made while main moved: keep those main still agrees with, drop the others."""
-        for work_id, job in list(self.ready.items()):
-            if job.confirmed:
-                continue
-            if view.claim_holds(work_id, job.seq, self.worker_id, bool(job.takeover_of)):
-                job.confirmed = True
-            else:
-                del self.ready[work_id]
-                self.unfolded.pop(("claim", work_id, job.seq), None)
-                self.stats.lost_races += 1
-                log.info("lost claim race for %s (the board moved on); choosing another", work_id)
-
-    def forget_reflected(self, view: BoardView) -> None:
-        for key in list(self.unfolded):
-            kind, work_id, seq = key
-            loc = view.locate(work_id)
-            if kind == "claim":
-                done = loc.seq >= seq or (loc.state is not None and loc.state.terminal)
-            else:
-                note = view.results.get(work_id, {}).get(seq)
-                done = note is None or view.result_reflected(work_id, seq, note, loc)
-            if done:
-                self.unfolded.pop(key, None)
-
-    def confirm_wait(self) -> float:
-        """Seconds until the claims made ahead are confirmed: half the last order's time (a slot is
-        not expected to free before then), at most half of `fold_delay`."""
-        pending = [j.claimed_at for j in self.ready.values() if not j.confirmed]
-        if not pending or any(j.confirmed for j in self.ready.values()):
-            return float("inf")
-        delay = min(self.config.fold_delay, self._last_busy or 0.0) / 2
-        return min(pending) + delay - self.now()
-
-    def fold_due(self) -> bool:
-        now = self.now()
-        return any(now - t >= self.config.fold_delay for t in self.unfolded.values())
-
-    def fold_needed(self, fold) -> bool:
-        """Push ``fold`` on its own? When a change of ours waits to be shown on main (`fold_due`), when
-        this worker has seen another change pending for `fold_delay` seconds of its own clock (its
-        owner may be gone), or when the fold repairs main without applying any ref."""
-        now = self.monotonic()
-        self._pending_since = {ref: self._pending_since.get(ref, now) for ref in fold.folded_refs}
-        if self.fold_due() or (fold.changes and not fold.folded_refs):
-            return True
-        return any(now - seen >= self.config.fold_delay for seen in self._pending_since.values())
-
-    # ---------------------------------------------------------------- heartbeats and leases
-    def heartbeat_due(self) -> bool:
-        return self.now() - self._last_heartbeat >= self.config.heartbeat_seconds
-
-    def heartbeat_half_due(self) -> bool:
-        return self.now() - self._last_heartbeat >= self.config.heartbeat_seconds / 2
-
-    def heartbeat_update(self, state: str = "running") -> RefUpdate:
-        self._heartbeat_seq += 1
-        now = self.now()
-        self._last_heartbeat = now
-        info = {"kind": "heartbeat", "worker_id": self.worker_id, "seq": self._heartbeat_seq, "sent_at": now,
-                "state": "paused" if state == "running" and self.paused() else state,
-                "holding": sorted([j.work_id, j.seq] for j in (*self.jobs.values(), *self.ready.values())),
-                "completed": self.stats.completed, "failed": self.stats.failed, "host": socket.gethostname(),
-                "pid": os.getpid(), "started_at": self.stats.started_at}
-        return RefUpdate(heartbeat_ref(self.worker_id), self.board.ref_commit(info, when=now), None)
-
-    def observe_heartbeats(self, view: BoardView) -> None:
-        for worker, note in view.heartbeats.items():
-            self.liveness.observe(worker, note.sha, note.info)
-
-    def lapsed_holder(self, work_id: str, loc: Located) -> str | None:
-        """The silent worker holding ``work_id``, or None while its lease lives."""
-        holder, learning = claims.lapsed_holder(self.liveness, self.worker_id, work_id, loc)
-        self._learning = self._learning or learning
-        return holder
+        reason, exit_code = limit
+        if exit_code:
+            self.stats.exit_code = exit_code
+        return reason
 
     # ---------------------------------------------------------------- jobs
+    def board_files(self, job: Job) -> TreeFileReader:
+        """The board's files as the job's claim saw them (a lean clone fetches them on demand)."""
+        return TreeFileReader(self.repo.path, job.commit, url=self.remote.url,
+                              remote_env=self.remote.env if self.repo.lean else None)
+
     def add_ready_job(self, view: BoardView, cand: Candidate, now: float, *, confirmed: bool) -> Job:
         loc = view.locate(cand.work_id)
         order = order_of(loc.record)
@@ -640,73 +328,10 @@ class Worker:
             del self.ready[work_id]
             log.info("Claimed work: %s", work_id)
             self.jobs[work_id] = job
-            self.perform_job_in_thread(job)
+            self.sleep.start_prevention()
+            self.runner.start(job)
             started.append(job)
         return started
-
-    def perform_job_in_thread(self, job: Job) -> None:
-        self.sleep.start_prevention()
-        job.started_at = self.now()
-        job.thread = threading.Thread(target=self.perform_job, args=(job,), name=f"job-{job.work_id}", daemon=True)
-        job.thread.start()
-
-    def perform_job(self, job: Job) -> None:
-        scratch = self.workdir / "jobs" / f"{job.work_id}--{job.seq}"
-        try:
-            scratch.mkdir(parents=True, exist_ok=True)
-            ctx = WorkContext(
-                work_id=job.work_id, workdir=scratch,
-                board=TreeFileReader(self.repo.path, job.commit, url=self.remote.url,
-                                     remote_env=self.remote.env if self.repo.lean else None),
-                log=logging.getLogger(f"wms.job.{job.work_id}"),
-                on_progress=lambda done, total, msg: setattr(job, "progress", (done, total, msg)),
-                stop_requested=lambda: self._stop_now,
-            )
-            if "_invalid" in job.order:
-                raise OrderError(str(job.order["_invalid"]), permanent=True)
-            schema = job.order.get("schema", ORDER_SCHEMA)
-            if schema != ORDER_SCHEMA:
-                raise OrderError(f"unknown order schema version {schema!r}: this worker reads version "
-                                 f"{ORDER_SCHEMA} (update wms, or fix the order)", permanent=True)
-            result = self.registry.process(job.order, ctx)
-            job.outcome = self.handle_job_success(job, result)
-        except OrderError as exc:
-            job.outcome = self.handle_job_failure(job, str(exc), permanent=exc.permanent)
-        except SpoolWriteError as exc:
-            self._fatal = exc  # nowhere safe to keep a result: stop; the lease lapses and others redo it
-        except WorkdirError as exc:
-            job.outcome = self._failure_or_fatal(job, exc.message)
-        except Exception as exc:  # a processor bug or an unexpected input must not stop the worker
-            log.exception("Order %s raised an unexpected error", job.work_id)
-            job.outcome = self._failure_or_fatal(job, f"{type(exc).__name__}: {exc}")
-        finally:
-            job.finished = True
-            self._wake.set()
-
-    def _failure_or_fatal(self, job: Job, message: str) -> SpoolEntry | None:
-        try:
-            return self.handle_job_failure(job, message, permanent=False)
-        except SpoolWriteError as exc:
-            self._fatal = exc
-            return None
-
-    def handle_job_success(self, job: Job, result: dict) -> SpoolEntry:
-        now = self.now()
-        record = completion_record(job.work_id, job.seq, self.worker_id, job.order, result, claimed_at=job.claimed_at,
-                                   started_at=job.started_at, completed_at=now, attempt=job.attempt)
-        size = len(dumps(record))
-        if size > MAX_RESULT_BYTES:
-            return self.handle_job_failure(job, f"result is {size} bytes, over the {MAX_RESULT_BYTES}-byte limit",
-                                           permanent=True)
-        info = result_info("completed", job.work_id, job.seq, self.worker_id, now)
-        testhooks.crash_point("submit-before-spool")
-        return self.spool.put(job.work_id, job.seq, info, record)
-
-    def handle_job_failure(self, job: Job, message: str, *, permanent: bool) -> SpoolEntry:
-        log.warning("Failed work: %s: %s", job.work_id, message)
-        info = result_info("failed", job.work_id, job.seq, self.worker_id, self.now(), error=message,
-                           permanent=permanent)
-        return self.spool.put(job.work_id, job.seq, info, None)
 
     def collect_finished_jobs(self) -> None:
         for work_id, job in list(self.jobs.items()):
@@ -737,8 +362,7 @@ class Worker:
         """Hand orders back to the board: those claimed ahead, and with ``running`` those in progress."""
         held = list(self.ready.items()) + (list(self.jobs.items()) if running else [])
         for work_id, job in held:
-            info = result_info("released", work_id, job.seq, self.worker_id, self.now())
-            entry = self.spool.put(work_id, job.seq, info, None)
+            entry = self.runner.release(job)
             self.outbox[entry.key] = entry
             self.ready.pop(work_id, None)
             self.jobs.pop(work_id, None)
@@ -756,21 +380,6 @@ class Worker:
         wait = self.idle_backoff.next()
         self._next_poll_at = self.now() + wait
         log.info("No work available, waiting %s seconds", f"{wait:.0f}" if wait >= 10 else f"{wait:.1f}")
-
-    def next_timeout(self) -> float:
-        now = self.now()
-        timeouts = [self.config.heartbeat_seconds - (now - self._last_heartbeat)]
-        if self.unfolded:
-            timeouts.append(self.config.fold_delay - (now - min(self.unfolded.values())))
-        if self.claims_wanted() > 0:
-            timeouts.append(self._next_poll_at - now)
-        if self.jobs:
-            timeouts.append(self.confirm_wait())
-        if self.paused() or self.jobs:
-            timeouts.append(1.0)
-        if self.resting():
-            timeouts.append(self._rest_until - now)
-        return max(0.02, min(timeouts))
 
     def wait(self, seconds: float) -> None:
         self._wake.wait(max(0.0, seconds))

@@ -1,0 +1,266 @@
+"""One exchange with the board: fetch, then push results, claims, a fold of main and a heartbeat
+together, and settle what the server took. Part of the worker (`Worker` inherits it); every git
+operation of a worker runs here, on the worker's manager thread.
+
+- results first: each from the spool (Invariant 3), removed from it once the server holds it;
+- claims (`claims.py`): create-only refs; a lost race is only a lost race; a claim made while
+  main moved is used only once a later view confirms it (`confirm_ready_jobs`);
+- the fold rides on every push, and goes alone when a change has waited `fold_delay` unseen;
+- a heartbeat rides on any push once half its interval has passed.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+from coordination import claims, pacing, testhooks
+from coordination.backoff import Backoff
+from coordination.claims import Candidate
+from coordination.exceptions import BoardPermissionError, BoardUnreachable
+from coordination.git import RefUpdate
+from coordination.records import RESULT_FILE, Located, dumps
+from coordination.refs import MAIN_REF, heartbeat_ref, result_ref
+from coordination.jobs import Job
+from coordination.spool import SpoolEntry
+from coordination.states import OrderState, duplicate_path
+from coordination.view import BoardView
+
+log = logging.getLogger("wms.worker")
+
+
+class Exchanges:
+    """The worker's round trips to the board (see the module's docstring)."""
+
+    def with_board_retries(self, step):
+        """Run a board step; on an unreachable board back off (with jitter) and report None."""
+        try:
+            result = step()
+            self.board_backoff.reset()
+            if self._unreachable_since is not None:
+                log.info("Board reachable again after %.0f s", self.now() - self._unreachable_since)
+                self._unreachable_since = None
+                self.liveness.refresh_all()  # holders could not heartbeat through the outage either
+            return result
+        except BoardPermissionError:
+            raise
+        except BoardUnreachable as exc:
+            # an outage is not "no work": it does not count toward --max-failures. The worker keeps
+            # its results in the spool and backs off (with jitter) for up to --max-idle-hours.
+            wait = self.board_backoff.next()
+            now = self.now()
+            if self._unreachable_since is None:
+                self._unreachable_since = now
+            down = now - self._unreachable_since
+            if down >= self.config.max_idle_hours * 3600:
+                self.stats.exit_code = exc.exit_code
+                self.request_stop(f"Board unreachable for {down / 3600:.2f} hours (limit --max-idle-hours "
+                                  f"{self.config.max_idle_hours:g}); {len(self.outbox)} result(s) stay in the spool")
+                return None
+            log.warning("Board unreachable (%s); results are kept in the spool. Retrying in %.1f s",
+                        exc.message, wait)
+            self.wait(wait)
+            return None
+
+    def exchange(self, want: int, *, heartbeat: bool = False, sync: bool = True, state: str = "running") -> list[Job]:
+        """Fetch, then push results, claims, a fold of main and a heartbeat together; retry lost races."""
+        again = Backoff(0.05, 0.05, factor=1, spread=(0.0, 1.0), rng=self.rng, sleep=self.sleep_for)
+        for _ in range(20):
+            jobs = self._exchange_once(want, heartbeat=heartbeat, sync=sync, state=state)
+            if jobs is not None:
+                return jobs
+            again.wait()
+        return []
+
+    def _exchange_once(self, want: int, *, heartbeat: bool, sync: bool, state: str) -> list[Job] | None:
+        """One round trip. None when every claim lost its race (the caller tries again)."""
+        assert self.board is not None and self.repo is not None
+        now = self.now()
+        self._learning = False
+        view = self.board.sync(heartbeats=self._scan_lapsed) if sync else None
+        started = self.look(view) if view is not None else []
+        results = self.results_to_push(view)
+        updates = [RefUpdate(ref, sha, "") for _, ref, sha, on_server in results if not on_server]
+        candidates, claim_refs = self.claims_to_push(view, want, now) if view is not None else ([], [])
+        updates += claim_refs
+        # a heartbeat rides on any push once half its interval has passed, so a busy worker
+        # seldom pushes one on its own
+        pace = self.snapshot()
+        beat = heartbeat or pacing.heartbeat_due(self.config, pace, now) or (
+            bool(updates) and pacing.heartbeat_due(self.config, pace, now, part=0.5))
+        fold_main = view is not None and self.add_fold(view, now, updates, beat)
+        if beat:
+            updates.append(self.heartbeat_update(state))
+        if want > 0 and not candidates:
+            self._scan_lapsed = True  # nothing on offer: next time look for leases that lapsed
+        if not updates:
+            for entry, _, _, on_server in results:
+                if on_server:  # the server held it already: nothing to push
+                    self.outbox.pop(entry.key, None)
+                    self.spool.remove(entry)
+            return started
+        if candidates:
+            testhooks.crash_point("claim-before-push")
+        if results:
+            testhooks.crash_point("submit-before-push")
+        pushed = self.repo.push(updates)
+        main_ok = fold_main and pushed.accepted(MAIN_REF)
+        if results:
+            testhooks.crash_point("submit-after-push")
+        if any(pushed.accepted(u.ref) for u in claim_refs):
+            testhooks.crash_point("claim-after-push")
+        self.settle_results(results, pushed, main_ok)
+        claimed = self.settle_claims(view, candidates, claim_refs, pushed, main_ok, now)
+        if candidates and not claimed:
+            return None
+        if claimed:
+            self._scan_lapsed = False
+        return started + self.start_ready_jobs()
+
+    def look(self, view: BoardView) -> list[Job]:
+        """Take in a fresh view: drop what main now shows, confirm claims made ahead, start those."""
+        self.board.require_main(view)
+        if self._scan_lapsed:
+            self.observe_heartbeats(view)
+        self.forget_reflected(view)
+        self.confirm_ready_jobs(view)
+        started = self.start_ready_jobs()
+        self.remaining = view.count(OrderState.AVAILABLE) + view.count(OrderState.RETRY)
+        self.holders = len(view.holders())
+        return started
+
+    def results_to_push(self, view: BoardView | None) -> list[tuple[SpoolEntry, str, str, bool]]:
+        """(entry, ref, commit, already on the server) for every finished attempt in the outbox."""
+        results = []
+        for entry in list(self.outbox.values()):
+            files = {RESULT_FILE: dumps(entry.record)} if entry.record is not None else None
+            sha = self.board.ref_commit(entry.info, files, when=entry.info.get("at"))
+            ref = result_ref(entry.work_id, entry.seq)
+            results.append((entry, ref, sha, view is not None and self.holds_result(view, entry)))
+            if view is not None:
+                view.add_local("results", entry.work_id, entry.seq, ref, sha)
+        return results
+
+    def claims_to_push(self, view: BoardView, want: int, now: float) -> tuple[list[Candidate], list[RefUpdate]]:
+        if want <= 0:
+            return [], []
+        candidates = view.candidates(now, exclude=set(self.jobs) | set(self.ready), limit=want, rng=self.rng,
+                                     lapsed=self.lapsed_holder if self._scan_lapsed else None,
+                                     share=view.share_of(self.worker_id))
+        return candidates, claims.claim_updates(candidates, self.worker_id, now,
+                                                lambda info: self.board.ref_commit(info, when=now),
+                                                lease_seconds=self.config.offline_after)
+
+    def add_fold(self, view: BoardView, now: float, updates: list[RefUpdate], beat: bool) -> bool:
+        """Add the fold of main to ``updates`` when it is pushed; True if it moves main. It rides on
+        every push; on its own it goes only when a change has waited `fold_delay` unseen on main
+        (ours, or one this worker has watched that long)."""
+        fold = view.plan_fold(now, self.board.settings, self.worker_id)
+        if not (self.fold_needed(fold) or updates or beat):
+            return False
+        _, fold_updates = self.board.fold_update(view, now, worker_id=self.worker_id, fold=fold)
+        creating = {u.ref for u in updates}
+        updates += [u for u in fold_updates if u.ref not in creating]
+        return any(u.ref == MAIN_REF for u in fold_updates)
+
+    def settle_results(self, results: list, pushed, main_ok: bool) -> None:
+        """Take from the spool what the server now holds; the rest stays for the next exchange."""
+        for entry, ref, _, on_server in results:
+            if not (on_server or main_ok or pushed.accepted(ref)):
+                # kept in the spool; the next exchange sees whether the server holds it after all
+                log.warning("The board did not take the result of %s yet (%s); it stays in the spool",
+                            entry.work_id, pushed.messages.get(ref, "no answer"))
+                continue
+            self.outbox.pop(entry.key, None)
+            self.spool.remove(entry)
+            if not main_ok:
+                self.unfolded[("result", entry.work_id, entry.seq)] = self.now()
+
+    def settle_claims(self, view: BoardView | None, candidates: list[Candidate], claim_refs: list[RefUpdate], pushed,
+                      main_ok: bool, now: float) -> int:
+        """Hold the orders whose claim the server took; count lost races. Returns how many were won."""
+        self._claimed_last = 0
+        for cand, claim in zip(candidates, claim_refs):
+            if not pushed.accepted(claim.ref):
+                self.stats.lost_races += 1
+                log.info("lost claim race for %s; choosing another", cand.work_id)
+                continue
+            self._claimed_last += 1
+            # if main did not move since we chose, the order was still on offer: the claim is good
+            self.add_ready_job(view, cand, now, confirmed=main_ok)
+            self.unfolded[("claim", cand.work_id, cand.seq)] = self.now()
+        return self._claimed_last
+
+    def holds_result(self, view: BoardView, entry: SpoolEntry) -> bool:
+        """Does the server already hold this result, as a ref or folded into main?"""
+        note = view.results.get(entry.work_id, {}).get(entry.seq)
+        if note is not None and note.info.get("worker_id") == entry.info.get("worker_id") \
+                and note.info.get("status") == entry.info.get("status"):
+            return True
+        if entry.info.get("status") != "completed":
+            return False
+        loc = view.locate(entry.work_id)
+        return (loc.state == OrderState.COMPLETED and loc.record.get("seq") == entry.seq) or \
+            view.has_path(duplicate_path(entry.work_id, entry.seq))
+
+    def confirm_step(self) -> None:
+        view = self.board.sync()
+        self.forget_reflected(view)
+        self.confirm_ready_jobs(view)
+
+    def confirm_ready_jobs(self, view: BoardView) -> None:
+        """Check claims made while main moved: keep those main still agrees with, drop the others."""
+        for work_id, job in list(self.ready.items()):
+            if job.confirmed:
+                continue
+            if view.claim_holds(work_id, job.seq, self.worker_id, bool(job.takeover_of)):
+                job.confirmed = True
+            else:
+                del self.ready[work_id]
+                self.unfolded.pop(("claim", work_id, job.seq), None)
+                self.stats.lost_races += 1
+                log.info("lost claim race for %s (the board moved on); choosing another", work_id)
+
+    def forget_reflected(self, view: BoardView) -> None:
+        for key in list(self.unfolded):
+            kind, work_id, seq = key
+            loc = view.locate(work_id)
+            if kind == "claim":
+                done = loc.seq >= seq or (loc.state is not None and loc.state.terminal)
+            else:
+                note = view.results.get(work_id, {}).get(seq)
+                done = note is None or view.result_reflected(work_id, seq, note, loc)
+            if done:
+                self.unfolded.pop(key, None)
+
+    def fold_needed(self, fold) -> bool:
+        """Push ``fold`` on its own? When a change of ours waits to be shown on main (`fold_due`), when
+        this worker has seen another change pending for `fold_delay` seconds of its own clock (its
+        owner may be gone), or when the fold repairs main without applying any ref."""
+        now = self.monotonic()
+        self._pending_since = {ref: self._pending_since.get(ref, now) for ref in fold.folded_refs}
+        if pacing.fold_due(self.config, self.snapshot(), self.now()) or (fold.changes and not fold.folded_refs):
+            return True
+        return any(now - seen >= self.config.fold_delay for seen in self._pending_since.values())
+
+    # -- heartbeats and leases -------------------------------------------------------------
+    def heartbeat_update(self, state: str = "running") -> RefUpdate:
+        self._heartbeat_seq += 1
+        now = self.now()
+        self._last_heartbeat = now
+        info = {"kind": "heartbeat", "worker_id": self.worker_id, "seq": self._heartbeat_seq, "sent_at": now,
+                "state": "paused" if state == "running" and self.paused() else state,
+                "holding": sorted([j.work_id, j.seq] for j in (*self.jobs.values(), *self.ready.values())),
+                "completed": self.stats.completed, "failed": self.stats.failed, "host": socket.gethostname(),
+                "pid": os.getpid(), "started_at": self.stats.started_at}
+        return RefUpdate(heartbeat_ref(self.worker_id), self.board.ref_commit(info, when=now), None)
+
+    def observe_heartbeats(self, view: BoardView) -> None:
+        for worker, note in view.heartbeats.items():
+            self.liveness.observe(worker, note.sha, note.info)
+
+    def lapsed_holder(self, work_id: str, loc: Located) -> str | None:
+        """The silent worker holding ``work_id``, or None while its lease lives."""
+        holder, learning = claims.lapsed_holder(self.liveness, self.worker_id, work_id, loc)
+        self._learning = self._learning or learning
+        return holder
