@@ -1,0 +1,95 @@
+"""The board on a GitHub-like server (tests/servers.GitHubLikeServer): token over smart HTTP, main
+protected by a ruleset, filters served from an allow-list, pushes governed by rate."""
+import subprocess
+
+import pytest
+
+from tests.helpers import git_out, host, ids_by_state, make_bare, start_worker
+from tests.servers import GitHubLikeServer
+
+
+def _git(*args, cwd=None, check=False):
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=check,
+                          env={"PATH": "/usr/bin:/bin", "GIT_TERMINAL_PROMPT": "0", "HOME": str(cwd or "/tmp"),
+                               "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+                               "GIT_COMMITTER_EMAIL": "t@t"})
+
+
+@pytest.fixture
+def github(tmp_path):
+    root = tmp_path / "served"
+    root.mkdir()
+    bare = make_bare(root / "board.git")
+    with GitHubLikeServer(root) as server:
+        url = server.url("board.git")
+        host("init", "--repo-url", url)
+        yield server, url, bare
+
+
+def test_the_fixture_refuses_force_push_deletion_of_main_and_refs_pull(github, tmp_path):
+    server, url, bare = github
+    work = tmp_path / "clone"
+    _git("clone", "-q", url, str(work), check=True)
+    _git("commit", "-q", "--allow-empty", "-m", "x", cwd=work, check=True)
+    tip = git_out(bare, "rev-parse", "main").strip()
+    rewritten = _git("commit-tree", "HEAD^{tree}", "-m", "rewritten", cwd=work, check=True).stdout.strip()
+    forced = _git("push", "--force", "origin", f"{rewritten}:refs/heads/main", cwd=work)
+    assert forced.returncode != 0 and "cannot force-push to main" in forced.stderr
+    deleted = _git("push", "origin", ":refs/heads/main", cwd=work)
+    assert deleted.returncode != 0 and "cannot delete main" in deleted.stderr
+    pull = _git("push", "origin", "HEAD:refs/pull/1/head", cwd=work)
+    assert pull.returncode != 0 and "read-only" in pull.stderr
+    assert git_out(bare, "rev-parse", "main").strip() == tip
+    assert sorted(line.split()[0] for line in server.ruleset_refusals()) == ["delete", "force", "pull"]
+    assert _git("push", "origin", "HEAD:refs/heads/main", cwd=work).returncode == 0  # a fast-forward goes
+    assert len(server.pushes()) == 4 + 1  # init's push, then the four above
+    assert len(server.reads()) >= 2
+
+
+def test_the_fixture_serves_only_the_filters_it_allows(tmp_path):
+    root = tmp_path / "served"
+    root.mkdir()
+    make_bare(root / "board.git")
+    with GitHubLikeServer(root, filters=("blob:none",)) as server:
+        url = server.url("board.git")
+        host("init", "--repo-url", url)
+        ok = _git("clone", "-q", "--filter=blob:none", url, str(tmp_path / "a"))
+        assert ok.returncode == 0, ok.stderr
+        refused = _git("clone", "-q", "--filter=blob:limit=16k", url, str(tmp_path / "b"))
+        assert refused.returncode != 0 and "filter 'blob:limit' not supported" in refused.stderr
+
+
+def test_the_governor_refuses_pushes_beyond_its_rate_with_429(tmp_path):
+    root = tmp_path / "served"
+    root.mkdir()
+    make_bare(root / "board.git")
+    with GitHubLikeServer(root, push_limit=1, push_window=60) as server:
+        url = server.url("board.git")
+        host("init", "--repo-url", url)  # the one push of this minute
+        work = tmp_path / "clone"
+        _git("clone", "-q", url, str(work), check=True)
+        refused = _git("push", "origin", "HEAD:refs/heads/other", cwd=work)
+        assert refused.returncode != 0
+        assert "429" in refused.stderr and "rate limit" in refused.stderr
+        assert len(server.throttled) == 1 and len(server.pushes()) == 1
+
+
+@pytest.mark.slow
+def test_a_fleet_never_needs_a_force_push_or_deletion_and_writes_nothing_under_refs_pull(github, tmp_path):
+    server, url, bare = github
+    host("publish", "--repo-url", url, "--simulate", "24", "--seconds", "0.3", "--prefix", "gh")
+    procs = [start_worker(url, tmp_path / f"w{i}", "--max-failures", "3", log=tmp_path / f"w{i}.log")
+             for i in range(4)]
+    codes = [p.wait(timeout=300) for p in procs]
+    logs = [(tmp_path / f"w{i}.log").read_text() for i in range(4)]
+    assert codes == [0] * 4, logs
+    host("monitor", "--repo-url", url, "--once")
+    host("status", "--repo-url", url, "--json")
+    states = ids_by_state(bare)
+    assert sorted(states["completed"]) == [f"gh-{i:05d}" for i in range(1, 25)]
+    completed_lines = [line.rsplit(" ", 1)[-1] for text in logs for line in text.splitlines()
+                       if "Completed work:" in line]
+    assert sorted(completed_lines) == sorted(states["completed"])
+    assert server.ruleset_refusals() == []
+    assert [r for r in git_out(bare, "for-each-ref", "--format=%(refname)").split() if r.startswith("refs/pull/")] == []
+    assert "s3cr3t" not in "".join(logs)
