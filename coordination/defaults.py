@@ -23,3 +23,4 @@ MAX_LOOSE_OBJECTS = 6700  # ... and packs or drops its loose objects beyond abou
 TIDY_PAUSE_SECONDS = 300.0  # ... at most this often
 CLAIM_BATCH = 0  # orders per round trip to the board; 0 = automatic (2 for short orders, else 1)
 BATCH_BELOW_SECONDS = 30.0  # orders shorter than this are batched automatically
+PUSH_BUDGET = 6.0  # pushes a minute the whole fleet may make on one board (GitHub's recommendation)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from coordination import claims, fold
+from coordination.budget import read_budget
 from coordination.defaults import MAX_ORDER_BYTES
 from coordination.fold import BoardSettings, Event
 from coordination.git import LocalRepo, RefUpdate, blob_sha
@@ -166,6 +167,10 @@ class BoardView:
             return {}
         policy = parse_json_record(found[1])
         return policy if "_invalid" not in policy else {}
+
+    def push_budget(self) -> float:
+        """Pushes a minute the whole fleet may make (board.json; the default when it states none)."""
+        return read_budget(self.policy())
 
     def has_path(self, path: str) -> bool:
         return bool(self.tree) and self.repo.lookup(self.tree, path) is not None
