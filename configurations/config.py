@@ -45,6 +45,7 @@ class HostConfig:
     smtp_security: str = "starttls"  # starttls | ssl | none
     alert_from: str = "wms-monitor@localhost"
     alert_to: str | None = None
+    push_budget: float = defaults.PUSH_BUDGET  # what `init` writes into board.json
 
 
 _PRESETS = {
@@ -54,6 +55,9 @@ _PRESETS = {
                     pause_on_battery=False),
     "production": dict(jobs=default_jobs()),
 }
+
+# the host's own presets: a test board on this machine is given more pushes than GitHub allows
+_HOST_PRESETS = {"testing": dict(push_budget=1200.0)}
 
 # environment variable -> (field, type)
 _ENV_WORKER = {
@@ -97,6 +101,7 @@ _ENV_HOST = {
     "WMS_SMTP_SECURITY": ("smtp_security", str),
     "WMS_ALERT_FROM": ("alert_from", str),
     "WMS_ALERT_TO": ("alert_to", str),
+    "WMS_PUSH_BUDGET": ("push_budget", float),
 }
 
 
@@ -145,7 +150,7 @@ class ConfigFactory:
         env = os.environ if env is None else env
         name = cls.environment(environment, env)
         preset = {k: v for k, v in _PRESETS[name].items() if k in {f.name for f in fields(HostConfig)}}
-        values = dict(preset, environment=name)
+        values = dict(preset, environment=name, **_HOST_PRESETS.get(name, {}))
         values.update(_from_env(_ENV_HOST, env))
         values.update({k: v for k, v in overrides.items() if v is not None})
         security = values.get("smtp_security", "starttls")

@@ -81,7 +81,8 @@ def cli(ctx, environment, workdir):
 
 budget_option = click.option("--push-budget", type=float, default=None, metavar="N",
                              help=f"Pushes a minute the whole fleet may make on this board (workers, monitor, "
-                                  f"status page). Default {PUSH_BUDGET:g}: GitHub's recommendation.")
+                                  f"status page). Default {PUSH_BUDGET:g}: GitHub's recommendation "
+                                  "(WMS_PUSH_BUDGET; the testing environment: 1200).")
 
 
 @cli.command()
@@ -94,7 +95,8 @@ def init(obj: HostContext, repo_url, push_budget):
     Example: git init --bare /tmp/board.git && python -m host_tools init --repo-url /tmp/board.git
     """
     try:
-        outcome = admin.init_board(obj.board(repo_url), push_budget=PUSH_BUDGET if push_budget is None else push_budget)
+        budget = obj.config.push_budget if push_budget is None else push_budget
+        outcome = admin.init_board(obj.board(repo_url), push_budget=budget)
     except WmsError as exc:
         fail(exc)
     click.echo({"created": "Board created.", "completed": "Board folders added to the existing repository.",

@@ -15,7 +15,8 @@ def invoke(*args):
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
-def test_init_writes_the_default_budget_and_a_chosen_one(tmp_path):
+def test_init_writes_the_default_budget_and_a_chosen_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENVIRONMENT", "production")
     plain, chosen = make_bare(tmp_path / "a.git"), make_bare(tmp_path / "b.git")
     assert invoke("init", "--repo-url", str(plain)).output == "Board created.\n"
     assert read_board_json(plain, "board.json")["push_budget"] == PUSH_BUDGET == 6
@@ -27,7 +28,8 @@ def test_init_writes_the_default_budget_and_a_chosen_one(tmp_path):
     assert read_board_json(chosen, "board.json")["push_budget"] == 60
 
 
-def test_set_budget_changes_a_live_board_and_keeps_the_other_settings(tmp_path):
+def test_set_budget_changes_a_live_board_and_keeps_the_other_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENVIRONMENT", "production")
     bare = make_bare(tmp_path / "b.git")
     invoke("init", "--repo-url", str(bare))
     invoke("publish", "--repo-url", str(bare), "--simulate", "2", "--prefix", "t")
@@ -48,7 +50,8 @@ def test_set_budget_changes_a_live_board_and_keeps_the_other_settings(tmp_path):
         board.repo.close()
 
 
-def test_a_budget_out_of_range_is_refused_with_a_clear_error(tmp_path):
+def test_a_budget_out_of_range_is_refused_with_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENVIRONMENT", "production")
     bare = make_bare(tmp_path / "b.git")
     r = invoke("init", "--repo-url", str(bare), "--push-budget", "0")
     assert r.exit_code == 2
@@ -66,6 +69,12 @@ def test_set_budget_on_a_repository_without_a_board(tmp_path):
     bare = make_bare(tmp_path / "b.git")
     r = invoke("set-budget", "--repo-url", str(bare), "--push-budget", "10")
     assert r.exit_code == 6 and "has no board yet" in r.output
+
+
+def test_the_testing_environment_gives_a_test_board_more_pushes(tmp_path):
+    bare = make_bare(tmp_path / "b.git")
+    invoke("init", "--repo-url", str(bare))
+    assert read_board_json(bare, "board.json")["push_budget"] == 1200
 
 
 def test_a_board_without_a_budget_keeps_working_with_the_default(tmp_path):
