@@ -68,13 +68,23 @@ class Board:
             if TRACKED_MAIN in self.repo.refs(TRACK):
                 tips.append(TRACKED_MAIN)
             options["negotiation_tips"] = tips
-        try:
-            self.repo.fetch(specs, **options)
-        except BoardUnreachable as exc:
-            if "couldn't find remote ref refs/heads/main" not in exc.message:
-                raise
-            self.repo.fetch(specs[1:])  # an empty repository: no main yet (nothing to filter)
-            self.repo.delete_local_ref(TRACKED_MAIN)
+        for _ in range(len(lean.FALLBACKS) + 1):
+            try:
+                self.repo.fetch(specs, **options)
+                break
+            except BoardUnreachable as exc:
+                refused = lean.refused_filter(exc.message)
+                if refused and options.get("filter_spec") and lean.fall_back(self.repo, refused):
+                    # the same fetch with a filter the server serves, or none
+                    spec = lean.served_filter(options.pop("filter_spec"), lean.refused_filters(self.repo))
+                    if spec is not None:
+                        options["filter_spec"] = spec
+                    continue
+                if "couldn't find remote ref refs/heads/main" not in exc.message:
+                    raise
+                self.repo.fetch(specs[1:])  # an empty repository: no main yet (nothing to filter)
+                self.repo.delete_local_ref(TRACKED_MAIN)
+                break
         if self.repo.tidy():
             log.info("Tidied the local clone (packs merged, old unreachable objects dropped)")
         view = self.view()

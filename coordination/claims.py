@@ -147,7 +147,9 @@ def holder_online(liveness: LivenessTracker, work_id: str, loc: Located) -> bool
     heard from when first seen (the claim itself), so it gets a full `offline_after`."""
     holder = loc.holder
     if not liveness.known(holder):
-        liveness.observe(holder, f"claim:{work_id}:{loc.seq}", {"sent_at": loc.record.get("claimed_at", 0)})
+        claimed, until = loc.record.get("claimed_at"), loc.record.get("lease_until")
+        lease = until - claimed if all(isinstance(v, (int, float)) for v in (claimed, until)) else 0
+        liveness.observe(holder, f"claim:{work_id}:{loc.seq}", {"sent_at": claimed or 0, "lease_seconds": lease})
     return liveness.online(holder)
 
 

@@ -19,7 +19,7 @@ from coordination.backoff import Backoff
 from coordination.claims import Candidate
 from coordination.exceptions import BoardPermissionError, BoardUnreachable
 from coordination.git import RefUpdate
-from coordination.records import RESULT_FILE, Located, dumps
+from coordination.records import RESULT_FILE, Located, dumps, order_of
 from coordination.refs import MAIN_REF, heartbeat_ref, result_ref
 from coordination.jobs import Job
 from coordination.spool import SpoolEntry
@@ -27,6 +27,25 @@ from coordination.states import OrderState, duplicate_path
 from coordination.view import BoardView
 
 log = logging.getLogger("wms.worker")
+
+
+DEFAULT_PAGE_SECONDS = 3.0  # a page's OCR, until this worker has measured its own
+
+
+def order_seconds(order: dict, page_seconds: float | None) -> float | None:
+    """What an order is expected to take: a load-test order says so; a chapter takes its pages times
+    the worker's measured seconds a page. None when the order says nothing of its size.
+
+    >>> order_seconds({"seconds": 6}, None), order_seconds({"pages": [1, 2, 3]}, 2.0), order_seconds({}, 1.0)
+    (6.0, 6.0, None)
+    """
+    seconds = order.get("seconds")
+    if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds >= 0:
+        return float(seconds)
+    pages = order.get("pages")
+    if isinstance(pages, list) and pages:
+        return len(pages) * (page_seconds or DEFAULT_PAGE_SECONDS)
+    return None
 
 
 class Exchanges:
@@ -62,35 +81,36 @@ class Exchanges:
             self.wait(wait)
             return None
 
-    def exchange(self, want: int, *, heartbeat: bool = False, sync: bool = True, state: str = "running") -> list[Job]:
-        """Fetch, then push results, claims, a fold of main and a heartbeat together; retry lost races."""
+    def exchange(self, want: int, *, heartbeat: bool = False, sync: bool = True, state: str = "running",
+                 push: bool = True) -> list[Job]:
+        """Fetch, then push results, claims, a fold of main and a heartbeat together; retry lost races.
+        ``push``: False when the push budget does not allow a push now (a fetch only)."""
         again = Backoff(0.05, 0.05, factor=1, spread=(0.0, 1.0), rng=self.rng, sleep=self.sleep_for)
         for _ in range(20):
-            jobs = self._exchange_once(want, heartbeat=heartbeat, sync=sync, state=state)
+            jobs = self._exchange_once(want, heartbeat=heartbeat, sync=sync, state=state, push=push)
             if jobs is not None:
                 return jobs
             again.wait()
         return []
 
-    def _exchange_once(self, want: int, *, heartbeat: bool, sync: bool, state: str) -> list[Job] | None:
+    def _exchange_once(self, want: int, *, heartbeat: bool, sync: bool, state: str, push: bool = True
+                       ) -> list[Job] | None:
         """One round trip. None when every claim lost its race (the caller tries again)."""
         assert self.board is not None and self.repo is not None
         now = self.now()
         self._learning = False
-        view = self.board.sync(heartbeats=self._scan_lapsed) if sync else None
+        view = self.board.sync(heartbeats=True) if sync else None
         started = self.look(view) if view is not None else []
         results = self.results_to_push(view)
-        updates = [RefUpdate(ref, sha, "") for _, ref, sha, on_server in results if not on_server]
+        updates = [RefUpdate(ref, sha, "") for _, ref, sha, on_server in results if not on_server] if push else []
+        want = want if push else 0
         candidates, claim_refs = self.claims_to_push(view, want, now) if view is not None else ([], [])
         updates += claim_refs
-        # a heartbeat rides on any push once half its interval has passed, so a busy worker
-        # seldom pushes one on its own
-        pace = self.snapshot()
-        beat = heartbeat or pacing.heartbeat_due(self.config, pace, now) or (
-            bool(updates) and pacing.heartbeat_due(self.config, pace, now, part=0.5))
-        fold_main = view is not None and self.add_fold(view, now, updates, beat)
+        # the heartbeat (this worker's lease) rides on every push; alone only to renew a lease
+        beat = heartbeat or bool(updates)
+        fold_main = push and view is not None and self.add_fold(view, now, updates, beat)
         if beat:
-            updates.append(self.heartbeat_update(state))
+            updates.append(self.heartbeat_update(state, claiming=candidates))
         if want > 0 and not candidates:
             self._scan_lapsed = True  # nothing on offer: next time look for leases that lapsed
         if not updates:
@@ -103,6 +123,8 @@ class Exchanges:
             testhooks.crash_point("claim-before-push")
         if results:
             testhooks.crash_point("submit-before-push")
+        self._last_push = now  # a refused or failed push counts too: the budget is spent either way
+        self._push_jitter = self.rng.uniform(*pacing.PUSH_JITTER)
         pushed = self.repo.push(updates)
         main_ok = fold_main and pushed.accepted(MAIN_REF)
         if results:
@@ -118,10 +140,19 @@ class Exchanges:
         return started + self.start_ready_jobs()
 
     def look(self, view: BoardView) -> list[Job]:
-        """Take in a fresh view: drop what main now shows, confirm claims made ahead, start those."""
+        """Take in a fresh view: the board's push budget and the workers pushing to it, what orders
+        take; drop what main now shows, confirm claims made ahead, start those."""
         self.board.require_main(view)
-        if self._scan_lapsed:
-            self.observe_heartbeats(view)
+        self.observe_heartbeats(view)
+        self.budget = view.push_budget()
+        self.workers_seen = 1 + sum(1 for w in view.heartbeats if w != self.worker_id and self.liveness.online(w))
+        offered = [view.locate(i) for i in view.list_ids(OrderState.AVAILABLE)[:3]]
+        guesses = [g for g in (order_seconds(order_of(loc.record), self._page_seconds) for loc in offered
+                               if loc.record is not None) if g is not None]
+        if guesses:
+            self._order_seconds = sum(guesses) / len(guesses)
+        elif self._last_busy is not None:
+            self._order_seconds = self._last_busy
         self.forget_reflected(view)
         self.confirm_ready_jobs(view)
         started = self.start_ready_jobs()
@@ -147,9 +178,10 @@ class Exchanges:
         candidates = view.candidates(now, exclude=set(self.jobs) | set(self.ready), limit=want, rng=self.rng,
                                      lapsed=self.lapsed_holder if self._scan_lapsed else None,
                                      share=view.share_of(self.worker_id))
+        lease = pacing.lease_seconds(self.config, self.snapshot(), held=len(self.jobs) + len(self.ready) + len(candidates))
         return candidates, claims.claim_updates(candidates, self.worker_id, now,
                                                 lambda info: self.board.ref_commit(info, when=now),
-                                                lease_seconds=self.config.offline_after)
+                                                lease_seconds=round(lease, 1))
 
     def add_fold(self, view: BoardView, now: float, updates: list[RefUpdate], beat: bool) -> bool:
         """Add the fold of main to ``updates`` when it is pushed; True if it moves main. It rides on
@@ -241,16 +273,24 @@ class Exchanges:
         self._pending_since = {ref: self._pending_since.get(ref, now) for ref in fold.folded_refs}
         if pacing.fold_due(self.config, self.snapshot(), self.now()) or (fold.changes and not fold.folded_refs):
             return True
-        return any(now - seen >= self.config.fold_delay for seen in self._pending_since.values())
+        wait = pacing.fold_wait(self.config, self.snapshot())
+        return any(now - seen >= wait for seen in self._pending_since.values())
 
     # -- heartbeats and leases -------------------------------------------------------------
-    def heartbeat_update(self, state: str = "running") -> RefUpdate:
+    def heartbeat_update(self, state: str = "running", claiming: list[Candidate] = ()) -> RefUpdate:
+        """This worker's heartbeat: its state, what it holds (with the orders it is ``claiming`` in the
+        same push), and its lease (`pacing.lease_seconds`), which observers time by their own clocks
+        from when they see this ref change."""
         self._heartbeat_seq += 1
         now = self.now()
         self._last_heartbeat = now
+        held = [[j.work_id, j.seq] for j in (*self.jobs.values(), *self.ready.values())]
+        held += [[c.work_id, c.seq] for c in claiming]
+        self._lease = round(pacing.lease_seconds(self.config, self.snapshot(), held=len(held)), 1)
         info = {"kind": "heartbeat", "worker_id": self.worker_id, "seq": self._heartbeat_seq, "sent_at": now,
+                "lease_seconds": self._lease,
                 "state": "paused" if state == "running" and self.paused() else state,
-                "holding": sorted([j.work_id, j.seq] for j in (*self.jobs.values(), *self.ready.values())),
+                "holding": sorted(held),
                 "completed": self.stats.completed, "failed": self.stats.failed, "host": socket.gethostname(),
                 "pid": os.getpid(), "started_at": self.stats.started_at}
         return RefUpdate(heartbeat_ref(self.worker_id), self.board.ref_commit(info, when=now), None)

@@ -24,6 +24,7 @@ from typing import Callable
 
 from coordination.backoff import capped
 from coordination.defaults import MAX_ATTEMPTS, OFFLINE_AFTER_SECONDS, RETRY_BACKOFF_CAP_SECONDS, RETRY_BACKOFF_SECONDS
+from coordination.liveness import declared_lease
 from coordination.records import Located, dumps, without_claim
 from coordination.states import OrderState, claim_audit_path, duplicate_path, is_claim_file_of, state_path
 
@@ -144,8 +145,9 @@ def _apply_claim(f: Folding, work_id: str, ev: Event, now: float, settings: Boar
     f.record.pop("not_before", None)
     attempts = f.record.get("attempts", 0)
     claimed_at = ev.info.get("claimed_at", now)
+    lease = max(settings.offline_after, declared_lease(ev.info))  # the lease the claim states, if longer
     f.record.update(seq=ev.seq, worker_id=holder, claimed_at=claimed_at,
-                    lease_until=float(claimed_at) + settings.offline_after,
+                    lease_until=float(claimed_at) + lease,
                     attempt=(attempts if isinstance(attempts, int) else 0) + 1)
     f.state, f.seq, f.record_blob = OrderState.ACTIVE, ev.seq, None
     _audit(f, work_id, ev)

@@ -1,10 +1,22 @@
 """When a worker talks to the board and how much it asks for: pure functions of a `Snapshot` of
 the worker and ``now`` (no I/O, no clock read here).
 
+The push budget (`coordination.budget`): the board allows B pushes a minute for the whole fleet,
+and this worker sees W workers pushing, so it pushes about every 60 W / B seconds
+(`push_interval`, `may_push`), a little earlier or later at random so the fleet does not push in
+waves. Each push carries everything due: results, the next claims, the fold of main and the
+heartbeat. Between pushes the worker holds enough orders to stay busy (`ahead`: the orders it
+expects to finish in one interval), but never more than its share of what the board still
+offers, so the last orders spread over the fleet in small batches. A worker with a free slot and
+nothing to start may push at once (`starving`): an idle machine costs more than one push.
+
 Claims: enough to fill the threads plus a claim-ahead queue (`claims_wanted`, `ahead`), a batch
 per round trip while orders are short (`batch`). Results: pushed at once, or a batch at a time
-(`flush_due`). Folds and heartbeats ride on other pushes, and go alone only when due
-(`fold_due`, `heartbeat_due`). Between turns the worker waits `next_timeout`.
+(`flush_due`), at the worker's next push. Folds and heartbeats ride on other pushes. A heartbeat
+goes alone only to renew the lease of an order that outlives it (`lease_seconds`,
+`renewal_due`): a worker holding nothing never pushes a heartbeat. Between turns the worker waits
+`next_timeout`. Idle workers poll no more often than `idle_wait` allows, so a fleet of idle
+machines stays within the server's reads (`fleet_idle_reads`).
 
 >>> from dataclasses import replace
 >>> from coordination.config import WorkerConfig
@@ -19,13 +31,22 @@ True
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from coordination.config import WorkerConfig
-from coordination.defaults import BATCH_BELOW_SECONDS
+from coordination.defaults import BATCH_BELOW_SECONDS, PUSH_BUDGET
 
-__all__ = ["Snapshot", "ahead", "batch", "claims_wanted", "confirm_wait", "flush_due", "fold_due", "heartbeat_due",
-           "next_timeout", "result_batch"]
+LEASE_MARGIN = 2.0  # a lease lasts this many times the time until the worker expects to push again
+MAX_LEASE_SECONDS = 6 * 3600.0
+HOLD_MARGIN = 1.25  # orders held ahead cover this many push intervals (jitter, slow round trips)
+MAX_AHEAD = 50  # orders claimed ahead at most, whatever the interval
+PUSH_JITTER = (0.8, 1.2)  # each interval between a worker's pushes is stretched by a factor in this range
+IDLE_READS_PER_SECOND = 5.0  # what the idle workers one worker sees may read together (GitHub: 15 a second)
+
+__all__ = ["Snapshot", "ahead", "batch", "claims_wanted", "confirm_wait", "fleet_idle_reads", "flush_due", "fold_due",
+           "heartbeat_due", "idle_wait", "lease_seconds", "may_push", "next_timeout", "push_interval", "renewal_due",
+           "result_batch", "starving"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +67,12 @@ class Snapshot:
     last_heartbeat: float = 0.0
     next_poll_at: float = 0.0  # an empty poll was answered by waiting until then
     rest_until: float = 0.0  # the CPU throttle rests until then
+    budget: float = PUSH_BUDGET  # pushes a minute the board allows the whole fleet (board.json)
+    workers: int = 1  # workers this one sees pushing to the board, itself included
+    order_seconds: float | None = None  # what one order is expected to take (None: not known yet)
+    last_push: float = float("-inf")  # when this worker last pushed
+    push_jitter: float = 1.0  # this interval's random stretch (within PUSH_JITTER)
+    lease: float = 0.0  # the lease the last heartbeat declared
 
     @property
     def held(self) -> int:
@@ -83,7 +110,8 @@ def result_batch(config: WorkerConfig, s: Snapshot) -> int:
 def ahead(config: WorkerConfig, s: Snapshot) -> int:
     """Orders to hold claimed ahead of the running ones: `prefetch`, and while batching one
     batch more less one, so a batch claimed in one round trip is confirmed by the fetch of the
-    next round trip (made anyway) before the first of it is needed.
+    next round trip (made anyway) before the first of it is needed; and under the push budget,
+    what the threads will get through before this worker may push again (`budget_ahead`).
 
     None at the end of the queue (the board offers fewer orders than workers hold some): an
     order held ahead then would wait while another worker has nothing to do, so the last
@@ -91,7 +119,35 @@ def ahead(config: WorkerConfig, s: Snapshot) -> int:
     if s.remaining is not None and s.remaining < s.holders:
         return 0
     n = batch(config, s)
-    return max(config.prefetch, 2 * n - 1 if n > 1 else n)
+    return max(config.prefetch, 2 * n - 1 if n > 1 else n, budget_ahead(config, s))
+
+
+def push_interval(s: Snapshot) -> float:
+    """Seconds between one worker's pushes: W workers share B pushes a minute, so 60 W / B.
+
+    >>> push_interval(Snapshot(budget=6, workers=24)), push_interval(Snapshot(budget=60, workers=1))
+    (240.0, 1.0)
+    """
+    return 60.0 * max(1, s.workers) / max(s.budget, 1e-6)
+
+
+def budget_ahead(config: WorkerConfig, s: Snapshot) -> int:
+    """Orders to hold ahead so every thread stays busy until this worker's next push
+    (`HOLD_MARGIN` intervals' worth), at most this worker's share of the orders on offer.
+
+    >>> s = Snapshot(budget=60, workers=24, order_seconds=6.0, remaining=400)
+    >>> budget_ahead(WorkerConfig(jobs=1), s), budget_ahead(WorkerConfig(jobs=2), s)
+    (5, 10)
+    >>> budget_ahead(WorkerConfig(jobs=1), Snapshot(budget=60, workers=24, order_seconds=6.0, remaining=30))
+    2
+    """
+    if not s.order_seconds or s.order_seconds <= 0:
+        return 0
+    per_slot = math.ceil(push_interval(s) * HOLD_MARGIN / s.order_seconds)
+    n = min(config.jobs * per_slot, MAX_AHEAD)
+    if s.remaining is not None:  # the end of the queue: small batches, so nobody idles while another holds a pile
+        n = min(n, math.ceil(s.remaining / max(1, s.workers, s.holders)))
+    return n
 
 
 def claims_wanted(config: WorkerConfig, s: Snapshot) -> int:
@@ -113,9 +169,75 @@ def flush_due(config: WorkerConfig, s: Snapshot, now: float) -> bool:
     return now - min(s.outbox_times) >= config.fold_delay
 
 
+def starving(config: WorkerConfig, s: Snapshot) -> bool:
+    """A free thread and nothing claimed ahead to start on it: worth a push before the interval ends."""
+    return not (s.stopping or s.paused) and s.jobs < config.jobs and s.ready == 0
+
+
+def may_push(config: WorkerConfig, s: Snapshot, now: float) -> bool:
+    """May this worker push now? Once its share of the budget allows (`push_interval`, with this
+    interval's jitter), at once when it is `starving` or stopping.
+
+    >>> c = WorkerConfig(jobs=1)
+    >>> s = Snapshot(budget=60, workers=24, last_push=100.0, jobs=1, ready=3)
+    >>> may_push(c, s, 120.0), may_push(c, s, 124.0), may_push(c, Snapshot(jobs=0, last_push=100.0), 100.5)
+    (False, True, True)
+    """
+    if s.stopping or starving(config, s):
+        return True
+    return now - s.last_push >= push_interval(s) * s.push_jitter
+
+
+def lease_seconds(config: WorkerConfig, s: Snapshot, held: int | None = None) -> float:
+    """How long the lease of this worker's orders lasts: `LEASE_MARGIN` times the time until it
+    expects to have pushed again (its push interval, and the time its held orders take), never
+    less than `offline_after` nor more than `MAX_LEASE_SECONDS`. Observers judge it by their
+    own clocks from when they saw it change (`coordination.liveness`).
+
+    >>> c = WorkerConfig(jobs=1, offline_after=180.0)
+    >>> lease_seconds(c, Snapshot(budget=6, workers=24, order_seconds=60.0), held=5)
+    1080.0
+    >>> lease_seconds(c, Snapshot(budget=1200, workers=2, order_seconds=1.0), held=2)
+    180.0
+    """
+    held = s.held if held is None else held
+    busy = (s.order_seconds or 0.0) * held / max(1, config.jobs)
+    return min(MAX_LEASE_SECONDS, max(config.offline_after, LEASE_MARGIN * (push_interval(s) + busy)))
+
+
+def renewal_due(config: WorkerConfig, s: Snapshot, now: float) -> bool:
+    """Renew the lease with a heartbeat of its own? Only while holding orders, once half the
+    declared lease (at least `heartbeat_seconds`) has passed without a push carrying one."""
+    if not s.held:
+        return False
+    return now - s.last_heartbeat >= max(config.heartbeat_seconds, s.lease / 2)
+
+
+def idle_wait(config: WorkerConfig, s: Snapshot, backoff_wait: float) -> float:
+    """The wait after an empty poll: the idle backoff's, and long enough that the workers this one
+    sees, all idle, would read the board at most `IDLE_READS_PER_SECOND` times a second."""
+    return max(backoff_wait, max(1, s.workers) / IDLE_READS_PER_SECOND)
+
+
+def fleet_idle_reads(config: WorkerConfig, idle_workers: int, seen: int = 1, spread: float = 0.8) -> float:
+    """Reads a second of ``idle_workers`` polling an empty board at their shortest wait (the first,
+    at the low end of its jitter ``spread``), each seeing ``seen`` workers: the worst case.
+
+    >>> round(fleet_idle_reads(WorkerConfig(poll_seconds=30.0), 200), 2)
+    8.33
+    """
+    shortest = idle_wait(config, Snapshot(workers=seen), config.poll_seconds * spread)
+    return idle_workers / shortest
+
+
 def fold_due(config: WorkerConfig, s: Snapshot, now: float) -> bool:
-    """Has a change of ours waited `fold_delay` unseen on main (so we fold it ourselves)?"""
-    return any(now - t >= config.fold_delay for t in s.unfolded_times)
+    """Has a change of ours waited unseen on main long enough that we fold it ourselves: `fold_delay`,
+    and at least a push interval (someone else's push, or our next one, folds it meanwhile)?"""
+    return any(now - t >= fold_wait(config, s) for t in s.unfolded_times)
+
+
+def fold_wait(config: WorkerConfig, s: Snapshot) -> float:
+    return max(config.fold_delay, push_interval(s))
 
 
 def heartbeat_due(config: WorkerConfig, s: Snapshot, now: float, part: float = 1.0) -> bool:
@@ -136,10 +258,15 @@ def confirm_wait(config: WorkerConfig, s: Snapshot, now: float) -> float:
 def next_timeout(config: WorkerConfig, s: Snapshot, now: float) -> float:
     """How long to wait before the next turn, unless something wakes the worker first."""
     timeouts = [config.heartbeat_seconds - (now - s.last_heartbeat)]
+    if s.held:
+        timeouts.append(max(config.heartbeat_seconds, s.lease / 2) - (now - s.last_heartbeat))
+    push_at = s.last_push + push_interval(s) * s.push_jitter
+    if s.outbox_times:
+        timeouts.append(push_at - now)
     if s.unfolded_times:
-        timeouts.append(config.fold_delay - (now - min(s.unfolded_times)))
+        timeouts.append(fold_wait(config, s) - (now - min(s.unfolded_times)))
     if claims_wanted(config, s) > 0:
-        timeouts.append(s.next_poll_at - now)
+        timeouts.append(max(s.next_poll_at, now if starving(config, s) else push_at) - now)
     if s.jobs:
         timeouts.append(confirm_wait(config, s, now))
     if s.paused or s.jobs:

@@ -34,6 +34,7 @@ from coordination.backoff import Backoff
 from coordination.board import Board
 from coordination.claims import Candidate
 from coordination.config import WorkerConfig
+from coordination.defaults import PUSH_BUDGET
 from coordination.exceptions import WmsError, WorkdirError
 from coordination.exchange import Exchanges
 from coordination.fold import BoardSettings
@@ -144,6 +145,14 @@ class Worker(Exchanges):
         self.runner: JobRunner | None = None
         self.remaining: int | None = None  # orders the board still offers, as last seen
         self.holders = 0  # workers holding those orders, as last seen
+        # the push budget (`pacing`): the board's, the workers seen pushing, what orders take
+        self.budget = PUSH_BUDGET
+        self.workers_seen = 1
+        self._order_seconds: float | None = None
+        self._page_seconds: float | None = None  # measured: the last chapter's seconds a page
+        self._last_push = float("-inf")
+        self._push_jitter = 1.0
+        self._lease = 0.0
 
     def snapshot(self) -> pacing.Snapshot:
         """What the pacing decisions read of this worker now."""
@@ -155,7 +164,9 @@ class Worker(Exchanges):
             unfolded_times=tuple(self.unfolded.values()), work_done=self.stats.work_done, stopping=stopping,
             paused=not stopping and self.paused(), remaining=self.remaining, holders=self.holders,
             last_busy=self._last_busy, last_heartbeat=self._last_heartbeat, next_poll_at=self._next_poll_at,
-            rest_until=self._rest_until)
+            rest_until=self._rest_until, budget=self.budget, workers=self.workers_seen,
+            order_seconds=self._order_seconds, last_push=self._last_push, push_jitter=self._push_jitter,
+            lease=self._lease)
 
     # ---------------------------------------------------------------- life cycle
     def run(self) -> WorkerStats:
@@ -194,10 +205,11 @@ class Worker(Exchanges):
             self.start_ready_jobs()
             pace, now = self.snapshot(), self.now()
             want = pacing.claims_wanted(self.config, pace)
-            may_claim = want > 0 and now >= self._next_poll_at
+            push = pacing.may_push(self.config, pace, now)  # within the board's push budget
+            may_claim = want > 0 and now >= self._next_poll_at and push
             # with batching, claim only a batch at a time (or when nothing waits to run)
             claim = may_claim and (want >= pacing.batch(self.config, pace) or not self.ready)
-            flush = pacing.flush_due(self.config, pace, now)
+            flush = push and pacing.flush_due(self.config, pace, now)
             # nothing claimed ahead is confirmed yet: the next free slot would have nothing to start
             unconfirmed = bool(self.ready) and not any(j.confirmed for j in self.ready.values())
             if unconfirmed and not (claim or flush or self.free_threads() > 0):
@@ -208,8 +220,8 @@ class Worker(Exchanges):
                     self.with_board_retries(self.confirm_step)
                     continue
                 unconfirmed = False
-            if claim or unconfirmed or flush or pacing.fold_due(self.config, pace, self.now()):
-                started = self.with_board_retries(lambda: self.exchange(want if may_claim else 0))
+            if claim or unconfirmed or flush or (push and pacing.fold_due(self.config, pace, self.now())):
+                started = self.with_board_retries(lambda: self.exchange(want if may_claim else 0, push=push))
                 if started is None:
                     continue  # the board was unreachable and we waited
                 if started or self._claimed_last:
@@ -218,7 +230,7 @@ class Worker(Exchanges):
                     continue  # there may be more slots to fill, or claims to confirm
                 if claim and not self.ready:
                     self.handle_empty_poll()
-            elif pacing.heartbeat_due(self.config, pace, self.now()):
+            elif pacing.renewal_due(self.config, pace, self.now()):  # an order outlives the lease
                 self.with_board_retries(lambda: self.exchange(0, heartbeat=True, sync=False))
             self.wait(pacing.next_timeout(self.config, self.snapshot(), self.now()))
 
@@ -254,6 +266,8 @@ class Worker(Exchanges):
         try:
             for _ in range(5):
                 self.collect_finished_jobs()
+                if not self._heartbeat_seq and not self.outbox and not self.unfolded:
+                    break  # never seen on the board and nothing to send: no push to say goodbye
                 self.exchange(0, heartbeat=True, state="stopped")
                 if not self.outbox and not self.unfolded:
                     break
@@ -340,6 +354,10 @@ class Worker(Exchanges):
             del self.jobs[work_id]
             busy = self.now() - job.started_at
             self._last_busy = busy
+            pages = job.order.get("pages") if isinstance(job.order, dict) else None
+            if isinstance(pages, list) and pages and job.outcome is not None \
+                    and job.outcome.info.get("status") == "completed":
+                self._page_seconds = busy / len(pages)
             self.stats.busy_seconds += busy
             rest = rest_after(busy, self.config.max_cpu_percent)
             if rest > 0:
@@ -377,7 +395,7 @@ class Worker(Exchanges):
             return
         # the wait grows with every empty poll in a row, counted or not: idle workers at the end of
         # the queue should not take the CPU and the server from those finishing the last orders
-        wait = self.idle_backoff.next()
+        wait = pacing.idle_wait(self.config, self.snapshot(), self.idle_backoff.next())
         self._next_poll_at = self.now() + wait
         log.info("No work available, waiting %s seconds", f"{wait:.0f}" if wait >= 10 else f"{wait:.1f}")
 

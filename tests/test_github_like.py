@@ -1,8 +1,14 @@
 """The board on a GitHub-like server (tests/servers.GitHubLikeServer): token over smart HTTP, main
 protected by a ruleset, filters served from an allow-list, pushes governed by rate."""
+import logging
 import subprocess
 
 import pytest
+
+from coordination.board import Board
+from coordination.git import LocalRepo
+from coordination.remote import parse_repo_url
+from coordination.states import OrderState
 
 from tests.helpers import git_out, host, ids_by_state, make_bare, start_worker
 from tests.servers import GitHubLikeServer
@@ -93,3 +99,46 @@ def test_a_fleet_never_needs_a_force_push_or_deletion_and_writes_nothing_under_r
     assert server.ruleset_refusals() == []
     assert [r for r in git_out(bare, "for-each-ref", "--format=%(refname)").split() if r.startswith("refs/pull/")] == []
     assert "s3cr3t" not in "".join(logs)
+
+
+@pytest.mark.parametrize("served, said, notes", [(("blob:none",), "fetching with blob:none instead", 1),
+                                                 (("tree",), "fetching with no filter (whole files) instead", 2)])
+def test_a_server_refusing_the_filter_gets_one_it_serves_said_once(tmp_path, served, said, notes, caplog):
+    root = tmp_path / "served"
+    root.mkdir()
+    make_bare(root / "board.git")
+    with GitHubLikeServer(root, filters=served) as server:
+        url = server.url("board.git")
+        host("init", "--repo-url", url)
+        host("publish", "--repo-url", url, "--simulate", "2", "--prefix", "a")
+        repo = LocalRepo.open(tmp_path / "clone.git", parse_repo_url(url), lean=True)
+        try:
+            board = Board(repo)
+            with caplog.at_level(logging.WARNING, logger="wms.git"):
+                board.sync()  # the first fetch of a lean clone: blob:none (or refused: none)
+                for prefix in ("b", "c"):  # later fetches ask for blob:limit, which is refused
+                    host("publish", "--repo-url", url, "--simulate", "2", "--prefix", prefix)
+                    view = board.sync()
+                    assert view.count(OrderState.AVAILABLE) == {"b": 4, "c": 6}[prefix]
+        finally:
+            repo.close()
+    said_notes = [r.getMessage() for r in caplog.records if "does not serve the" in r.getMessage()]
+    assert any(said in note for note in said_notes), said_notes
+    assert len(said_notes) == len(set(said_notes)) == notes  # each refusal said once
+
+
+@pytest.mark.slow
+def test_workers_on_a_server_serving_only_blob_none_never_report_it_unreachable(tmp_path):
+    root = tmp_path / "served"
+    root.mkdir()
+    bare = make_bare(root / "board.git")
+    with GitHubLikeServer(root, filters=("blob:none",)) as server:
+        url = server.url("board.git")
+        host("init", "--repo-url", url)
+        host("publish", "--repo-url", url, "--simulate", "8", "--seconds", "0.3", "--prefix", "f")
+        procs = [start_worker(url, tmp_path / f"w{i}", "--max-failures", "2", log=tmp_path / f"log{i}")
+                 for i in range(2)]
+        assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    logs = "".join((tmp_path / f"log{i}").read_text() for i in range(2))
+    assert sorted(ids_by_state(bare)["completed"]) == [f"f-{i:05d}" for i in range(1, 9)]
+    assert "Board unreachable" not in logs

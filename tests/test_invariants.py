@@ -112,7 +112,8 @@ def test_invariant_3_nothing_finished_is_lost(served_board, tmp_path):
 
 def test_invariant_4_everything_finishes(daemon_board, tmp_path):
     url, bare = daemon_board
-    host("publish", "--repo-url", url, "--simulate", "1", "--seconds", "60", "--prefix", "long")
+    # the worker's lease is sized from the order: 12 s, so about 24 s (a heartbeat every push, none else)
+    host("publish", "--repo-url", url, "--simulate", "1", "--seconds", "12", "--prefix", "long")
     first = start_worker(url, tmp_path / "w1", log=tmp_path / "w1.log")
     wait_for(lambda: "Claimed work: long-00001" in (tmp_path / "w1.log").read_text(), 30, what="first claim")
     os.kill(first.pid, signal.SIGKILL)  # kill -9 while holding the claim
@@ -126,8 +127,8 @@ def test_invariant_4_everything_finishes(daemon_board, tmp_path):
     assert record["worker_id"] != "" and record["seq"] == 1
     b.update_main(lambda v: ({"active_work/long-00001.json": b.repo.write_blob(
         json.dumps(dict(record, seconds=0.5)).encode())}, "test: shorten the order"))
-    second = subprocess.run(worker_cmd(url, tmp_path / "w2", "--max-failures", "6"), cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+    second = subprocess.run(worker_cmd(url, tmp_path / "w2", "--max-failures", "40", "--max-work", "1"), cwd=ROOT,
+                            capture_output=True, text=True, timeout=150)
     assert second.returncode == 0, second.stdout
     assert "Claimed work: long-00001" in second.stdout
     states = ids_by_state(bare)

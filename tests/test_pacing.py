@@ -42,7 +42,7 @@ def test_results_wait_for_a_batch_or_fold_delay_but_never_when_nothing_runs():
 
 
 def test_folds_and_heartbeats_go_alone_only_when_due():
-    s = Snapshot(unfolded_times=(10.0, 50.0), last_heartbeat=0.0)
+    s = Snapshot(unfolded_times=(10.0, 50.0), last_heartbeat=0.0, budget=6000)
     assert not fold_due(AUTO, s, 11.0) and fold_due(AUTO, s, 12.0)
     assert not heartbeat_due(AUTO, s, 59.0) and heartbeat_due(AUTO, s, 60.0)
     assert heartbeat_due(AUTO, s, 30.0, part=0.5)
@@ -57,9 +57,11 @@ def test_claims_made_ahead_are_confirmed_half_an_order_later():
 
 
 def test_the_wait_until_the_next_turn_is_the_nearest_thing_due():
-    s = Snapshot(last_heartbeat=100.0, work_done=50)  # nothing more to claim
+    s = Snapshot(last_heartbeat=100.0, work_done=50, budget=6, last_push=110.0)  # nothing more to claim
+    assert next_timeout(AUTO, replace(s, unfolded_times=(109.0,)), 110.0) == pytest.approx(9.0)  # a push interval
+    s = replace(s, budget=600)
     assert next_timeout(AUTO, s, 110.0) == pytest.approx(50.0)  # the heartbeat
-    assert next_timeout(AUTO, replace(s, unfolded_times=(109.0,)), 110.0) == pytest.approx(1.0)
+    assert next_timeout(AUTO, replace(s, unfolded_times=(109.0,)), 110.0) == pytest.approx(1.0)  # fold_delay
     assert next_timeout(AUTO, replace(s, work_done=0, next_poll_at=113.0), 110.0) == pytest.approx(3.0)
     assert next_timeout(AUTO, replace(s, jobs=1), 110.0) == pytest.approx(1.0)
     assert next_timeout(AUTO, replace(s, rest_until=110.5), 110.0) == pytest.approx(0.5)
