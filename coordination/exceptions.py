@@ -54,6 +54,11 @@ class BoardNotFound(WmsError):
     exit_code = 6
 
 
+class BoardThrottled(BoardUnreachable):
+    """The server refused or cut short a request for its rate limits (HTTP 429/503, "rate limit",
+    "too many"): the worker backs off for at least its push interval; results stay in the spool."""
+
+
 class GitTimeout(BoardUnreachable):
     """A git command did not finish in time; treated as an unreachable board (retried)."""
 

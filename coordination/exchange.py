@@ -17,7 +17,7 @@ import socket
 from coordination import claims, pacing, testhooks
 from coordination.backoff import Backoff
 from coordination.claims import Candidate
-from coordination.exceptions import BoardPermissionError, BoardUnreachable
+from coordination.exceptions import BoardPermissionError, BoardThrottled, BoardUnreachable
 from coordination.git import RefUpdate
 from coordination.records import RESULT_FILE, Located, dumps, order_of
 from coordination.refs import MAIN_REF, heartbeat_ref, result_ref
@@ -68,6 +68,9 @@ class Exchanges:
             # its results in the spool and backs off (with jitter) for up to --max-idle-hours.
             wait = self.board_backoff.next()
             now = self.now()
+            if isinstance(exc, BoardThrottled):  # the server's rate limits: at least a push interval
+                wait = max(wait, pacing.push_interval(self.snapshot()) * self.rng.uniform(*pacing.PUSH_JITTER))
+                self.stats.throttled += 1
             if self._unreachable_since is None:
                 self._unreachable_since = now
             down = now - self._unreachable_since
@@ -76,8 +79,8 @@ class Exchanges:
                 self.request_stop(f"Board unreachable for {down / 3600:.2f} hours (limit --max-idle-hours "
                                   f"{self.config.max_idle_hours:g}); {len(self.outbox)} result(s) stay in the spool")
                 return None
-            log.warning("Board unreachable (%s); results are kept in the spool. Retrying in %.1f s",
-                        exc.message, wait)
+            log.warning("%s (%s); results are kept in the spool. Retrying in %.1f s",
+                        "Board throttling" if isinstance(exc, BoardThrottled) else "Board unreachable", exc.message, wait)
             self.wait(wait)
             return None
 

@@ -75,6 +75,7 @@ class WorkerStats:
     claims: int = 0
     lost_races: int = 0
     empty_polls: int = 0
+    throttled: int = 0  # requests the server refused for its rate limits
     busy_seconds: float = 0.0
     stop_reason: str = ""
     ended_at: float | None = None

@@ -1,6 +1,7 @@
 """The board on a GitHub-like server (tests/servers.GitHubLikeServer): token over smart HTTP, main
 protected by a ruleset, filters served from an allow-list, pushes governed by rate."""
 import logging
+import os
 import subprocess
 
 import pytest
@@ -142,3 +143,50 @@ def test_workers_on_a_server_serving_only_blob_none_never_report_it_unreachable(
     logs = "".join((tmp_path / f"log{i}").read_text() for i in range(2))
     assert sorted(ids_by_state(bare)["completed"]) == [f"f-{i:05d}" for i in range(1, 9)]
     assert "Board unreachable" not in logs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("governor", ["refuse", "delay"])
+def test_throttled_pushes_are_answered_with_backoff_and_nothing_is_lost(tmp_path, governor):
+    root = tmp_path / "served"
+    root.mkdir()
+    bare = make_bare(root / "board.git")
+    with GitHubLikeServer(root) as server:  # set up without limits, then govern the workers' pushes
+        url = server.url("board.git")
+        host("init", "--repo-url", url)  # the testing environment's budget: far more than the server allows
+        host("publish", "--repo-url", url, "--simulate", "6", "--seconds", "0.2", "--prefix", "t")
+        server.push_limit, server.push_window, server.governor = 4, 5.0, governor
+        # leases longer than the throttling lasts here: a throttled worker cannot renew its lease, and
+        # an order whose lease lapsed is taken over (processed twice, counted once: Invariant 5)
+        env = dict(os.environ, WMS_OFFLINE_AFTER="30")
+        procs = [start_worker(url, tmp_path / f"w{i}", "--max-failures", "4", log=tmp_path / f"log{i}", env=env)
+                 for i in range(2)]
+        codes = [p.wait(timeout=240) for p in procs]
+        server.push_limit = None
+        host("monitor", "--repo-url", url, "--once")
+    logs = "".join((tmp_path / f"log{i}").read_text() for i in range(2))
+    assert codes == [0, 0], logs
+    states = ids_by_state(bare)
+    assert sorted(states["completed"]) == [f"t-{i:05d}" for i in range(1, 7)]
+    assert states["active"] == states["available"] == states["retry"] == []
+    done = [line.rsplit(" ", 1)[-1] for line in logs.splitlines() if "Completed work:" in line]
+    assert sorted(done) == sorted(states["completed"])  # none processed twice
+    if governor == "refuse":
+        assert server.throttled and "Board throttling" in logs and "rate limit" in logs
+        assert "results are kept in the spool" in logs
+    assert server.ruleset_refusals() == []
+
+
+@pytest.mark.parametrize("err", ["fatal: unable to access 'http://h/b.git/': The requested URL returned error: 429",
+                                 "error: RPC failed; HTTP 503 curl 22 The requested URL returned error: 503",
+                                 "remote: rate limit exceeded: too many pushes to this repository",
+                                 "remote: You have exceeded a secondary rate limit"])
+def test_throttling_answers_are_told_apart_from_an_unreachable_board(tmp_path, err):
+    from coordination.exceptions import BoardThrottled, BoardUnreachable
+    from coordination.git.run import GitRunner
+    runner = GitRunner(tmp_path, "http://h/b.git")
+    with pytest.raises(BoardThrottled, match="is throttling requests"):
+        runner.classify_failure("push", err)
+    with pytest.raises(BoardUnreachable) as caught:
+        runner.classify_failure("push", "fatal: unable to access 'http://h/b.git/': Failed to connect")
+    assert not isinstance(caught.value, BoardThrottled)

@@ -21,6 +21,7 @@ from coordination.defaults import GIT_TIMEOUT_SECONDS
 from coordination.exceptions import (
     BoardNotFound,
     BoardPermissionError,
+    BoardThrottled,
     BoardUnreachable,
     GitNotFound,
     GitTimeout,
@@ -43,6 +44,8 @@ _PERMISSION_HINTS = (
     "service not enabled",
 )
 _DISK_HINTS = ("no space left", "read-only file system")
+_THROTTLE_HINTS = ("returned error: 429", "returned error: 503", "rate limit", "too many requests", "too many pushes",
+                   "secondary rate", "http 429", "http 503")
 
 
 def git_available() -> bool:
@@ -136,6 +139,8 @@ class GitRunner:
                 f"The board at {self.url} refused access (git {verb}): {last_lines(err)} "
                 "Check that the URL is right and that your token or SSH key may read and write this repository."
             )
+        if any(h in low for h in _THROTTLE_HINTS):
+            raise BoardThrottled(f"The board at {self.url} is throttling requests (git {verb}): {last_lines(err)}")
         if "rejected" in low or "stale info" in low or "failed to push some refs" in low or "[remote rejected]" in low:
             return  # per-ref results are parsed by the caller
         if "does not appear to be a git repository" in low or "repository not found" in low:
