@@ -77,6 +77,8 @@ class Monitor:
         self._restored = False
         self._blind = False  # the last poll could not reach the board
         self._valid_blobs: set[str] = set()  # completed records already found valid
+        self._pending: set[str] = set()  # refs waiting to be folded at the last poll
+        self._polled = False
 
     # ------------------------------------------------------------------ one poll
     def poll(self, now: float) -> PollReport:
@@ -86,7 +88,7 @@ class Monitor:
             self.tracker.restore(read_snapshot(self.liveness_file))
         report = PollReport(now)
         try:
-            self.board.fold_into_main(now)
+            self.fold_if_left(now)
             view = self.board.sync(heartbeats=True)
         except BoardUnreachable:
             self._blind = True
@@ -117,6 +119,19 @@ class Monitor:
         report.alerts_sent, report.alert_error = deliver(incidents, self.ledger, self.mailer, now)
         write_snapshot(self.liveness_file, self.tracker.snapshot())
         return report
+
+    def fold_if_left(self, now: float) -> None:
+        """Fold pending refs into main, when nobody else did: on the first poll of this run (a
+        monitor run from cron), and afterwards only refs already pending at the previous poll.
+        Workers fold on every push of theirs; a fold of the monitor's own would spend the push
+        budget on what the next worker's push does anyway."""
+        view = self.board.sync()
+        fold = view.plan_fold(now, self.board.settings)
+        pending = set(fold.folded_refs) | {u.ref for u in fold.prune}
+        left = pending & self._pending if self._polled else pending
+        self._pending, self._polled = pending, True
+        if left or (fold.changes and not fold.folded_refs):
+            self.board.fold_into_main(now)
 
     def forgotten_claims(self, view: BoardView, already: set[str]) -> list[Lapsed]:
         """Active orders of a live worker whose heartbeats have not listed them for ``offline_after``."""

@@ -91,3 +91,48 @@ def test_a_board_without_a_budget_keeps_working_with_the_default(tmp_path):
     assert read_budget(read_board_json(bare, "board.json")) == PUSH_BUDGET
     r = invoke("set-budget", "--repo-url", str(bare), "--push-budget", "12")
     assert r.output == "Push budget: 6 -> 12 pushes a minute for the whole board.\n"
+
+
+def test_the_status_page_pushes_only_when_the_board_changed(tmp_path):
+    bare = make_bare(tmp_path / "b.git")
+    invoke("init", "--repo-url", str(bare))
+    invoke("publish", "--repo-url", str(bare), "--simulate", "2", "--prefix", "t")
+    first = invoke("status", "--repo-url", str(bare), "--write-status-page")
+    assert first.output.splitlines()[-1].startswith("STATUS.md committed")
+    tip = git_out(bare, "rev-parse", "main")
+    again = invoke("status", "--repo-url", str(bare), "--write-status-page")  # a later time, same counts
+    assert again.output.splitlines()[-1] == "STATUS.md unchanged."
+    assert git_out(bare, "rev-parse", "main") == tip
+    invoke("publish", "--repo-url", str(bare), "--simulate", "1", "--prefix", "u")
+    changed = invoke("status", "--repo-url", str(bare), "--write-status-page")
+    assert changed.output.splitlines()[-1].startswith("STATUS.md committed")
+
+
+def test_a_running_monitor_folds_only_what_no_worker_folded_since_its_last_poll(tmp_path):
+    from coordination.git import RefUpdate
+    from coordination.refs import claim_ref
+    from host_tools.monitor import Monitor
+    from host_tools.alerts import AlertLedger
+    import time
+    bare = make_bare(tmp_path / "b.git")
+    invoke("init", "--repo-url", str(bare))
+    invoke("publish", "--repo-url", str(bare), "--simulate", "2", "--prefix", "t")
+    board = admin.open_board(str(bare), tmp_path / "mon")
+    worker = admin.open_board(str(bare), tmp_path / "w")
+    try:
+        mon = Monitor(board, offline_after=600, ledger=AlertLedger(tmp_path / "ledger.json"))
+        mon.poll(time.time())
+        pushes = lambda: int(git_out(bare, "rev-list", "--count", "main"))  # noqa: E731
+        before = pushes()
+        ref = claim_ref("t-00001", 1)
+        worker.sync()
+        assert worker.repo.push([RefUpdate(ref, worker.ref_commit(
+            {"kind": "claim", "worker_id": "w", "seq": 1, "claimed_at": time.time()}), "")]).accepted(ref)
+        mon.poll(time.time())  # newly pending: a worker's next push folds it
+        assert pushes() == before
+        mon.poll(time.time())  # still pending a poll later: nobody folded it, the monitor does
+        assert pushes() == before + 1
+        assert read_board_json(bare, "active_work/t-00001.json")["worker_id"] == "w"
+    finally:
+        board.repo.close()
+        worker.repo.close()
