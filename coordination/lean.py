@@ -21,12 +21,10 @@ not simply ignores the filter (git prints a warning) and the worker fetches whol
 """
 from __future__ import annotations
 
-import time
-
 from coordination.defaults import LEAN_BLOB_LIMIT
+from coordination.states import OrderState
 
 SHALLOW_AFTER_SECONDS = 300.0  # a fetch this long after the previous one cuts history again
-from coordination.states import OrderState
 
 LIVE_FOLDERS = (OrderState.AVAILABLE.folder, OrderState.RETRY.folder, OrderState.ACTIVE.folder)
 LIVE_FILES = ("board.json",)
@@ -41,9 +39,8 @@ def fetch_options(repo) -> dict:
     """
     if not repo.lean:
         return {}
-    now = time.monotonic()
-    last = getattr(repo, "_lean_fetched_at", None)
-    repo._lean_fetched_at = now
+    now = repo.clock()
+    last, repo.lean_fetched_at = repo.lean_fetched_at, now
     first = not (repo.path / "shallow").exists()  # nothing fetched in lean mode yet
     if first:
         return {"depth": 1, "filter_spec": "blob:none"}
