@@ -11,6 +11,7 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 from coordination import archive
 from coordination.board import Board
@@ -31,21 +32,24 @@ __all__ = ["DistributedWorker", "GitHubWorkBridge", "SleepPreventer"]
 class GitHubWorkBridge:
     """Claim and submit single orders by hand (any git remote, not only GitHub)."""
 
-    def __init__(self, repo_url: str, workdir: str | Path | None = None, settings: BoardSettings | None = None):
+    def __init__(self, repo_url: str, workdir: str | Path | None = None, settings: BoardSettings | None = None,
+                 clock: Callable[[], float] = time.time):
         self.remote = parse_repo_url(repo_url)
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="wms-bridge-"))
-        self.board = Board(LocalRepo.open(self.workdir / "board.git", self.remote), settings or BoardSettings())
+        self.clock = clock
+        self.board = Board(LocalRepo.open(self.workdir / "board.git", self.remote), settings or BoardSettings(),
+                           clock=clock)
 
     def claim_available_work(self, worker_id: str) -> dict | None:
         """Claim one order; returns it (with `work_id` and `seq`) or None when nothing is on offer."""
         for _ in range(20):
             view = self.board.sync()
             self.board.require_main(view)
-            candidates = view.candidates(time.time(), limit=1)
+            candidates = view.candidates(self.clock(), limit=1)
             if not candidates:
                 return None
             cand = candidates[0]
-            now = time.time()
+            now = self.clock()
             claim = claim_updates([cand], worker_id, now, lambda info: self.board.ref_commit(info, when=now))[0]
             if not self.board.repo.push([claim]).accepted(claim.ref):
                 continue  # lost the race: choose again
@@ -66,7 +70,7 @@ class GitHubWorkBridge:
         return True
 
     def submit_completed_work(self, work_order: dict, results: dict) -> bool:
-        now = time.time()
+        now = self.clock()
         worker_id = work_order.get("worker_id", "bridge")
         order = {k: v for k, v in work_order.items() if k not in ("seq", "worker_id", "claimed_at")}
         work_id, seq = work_order["work_id"], int(work_order["seq"])
@@ -92,7 +96,7 @@ class GitHubWorkBridge:
 
     def submit_failed_work(self, work_order: dict, error_message: str, permanent: bool = False) -> bool:
         info = result_info("failed", work_order["work_id"], int(work_order["seq"]), work_order.get("worker_id", "bridge"),
-                           time.time(), error=str(error_message), permanent=permanent)
+                           self.clock(), error=str(error_message), permanent=permanent)
         return self._submit(work_order, info, None)
 
 

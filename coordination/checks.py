@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,8 +64,9 @@ def iter_checks(config, registry: ProcessorRegistry):
         yield Check("work", waiting > 0, f"{waiting} order(s) waiting" if waiting else
                     "the board has no work right now, so a worker would stop after --max-failures empty polls "
                     "(this is why a worker keeps stopping immediately); try later", required=False)
-        ref = heartbeat_ref(f"check-{int(time.time())}")
-        sha = board.ref_commit({"kind": "check", "sent_at": time.time()})
+        now = board.clock()
+        ref = heartbeat_ref(f"check-{int(now)}")
+        sha = board.ref_commit({"kind": "check", "sent_at": now})
         pushed = repo.push([RefUpdate(ref, sha, "")])
         if pushed.accepted(ref):
             repo.push([RefUpdate(ref, None, sha)])

@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 
 from coordination.defaults import LEAN_BLOB_LIMIT
+from coordination.states import OrderState
 
 log = logging.getLogger("wms.git")
 
 SHALLOW_AFTER_SECONDS = 300.0  # a fetch this long after the previous one cuts history again
-from coordination.states import OrderState
 
 LIVE_FOLDERS = (OrderState.AVAILABLE.folder, OrderState.RETRY.folder, OrderState.ACTIVE.folder)
 LIVE_FILES = ("board.json",)
@@ -61,9 +60,7 @@ FALLBACKS = ("blob:none", None)  # what to ask for instead of a refused filter, 
 
 def refused_filters(repo) -> set:
     """The filter kinds (``blob:limit``, ``blob:none``) this clone's server refused during this run."""
-    if not hasattr(repo, "_refused_filters"):
-        repo._refused_filters = set()
-    return repo._refused_filters
+    return repo.refused_filters
 
 
 def served_filter(wanted: str, refused: set) -> str | None:
@@ -109,9 +106,8 @@ def fall_back(repo, kind: str) -> bool:
 
 
 def _wanted_options(repo) -> dict:
-    now = time.monotonic()
-    last = getattr(repo, "_lean_fetched_at", None)
-    repo._lean_fetched_at = now
+    now = repo.clock()
+    last, repo.lean_fetched_at = repo.lean_fetched_at, now
     first = not (repo.path / "shallow").exists()  # nothing fetched in lean mode yet
     if first:
         return {"depth": 1, "filter_spec": "blob:none"}

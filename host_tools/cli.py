@@ -1,7 +1,7 @@
 """`python -m host_tools COMMAND`: the host admin's commands.
 
 A thin layer: each command parses its options, calls the library (`host_tools.admin`,
-`.status`, `.monitor`, `.collect`, `coordination.archive`) and prints the outcome.
+`.status`, `.monitor`, `.collect`, `.datasets`, `coordination.archive`) and prints the outcome.
 Library errors become one plain `Error: ...` line and a non-zero exit status.
 """
 from __future__ import annotations
@@ -26,6 +26,7 @@ from coordination.secrets import redact
 from host_tools import admin
 from host_tools import collect as collect_lib
 from host_tools import status as status_lib
+from host_tools.datasets import sqlite as datasets_sqlite
 from host_tools.alerts import AlertError, AlertLedger, Mailer, SmtpSettings, parse_recipients
 from host_tools.monitor import Monitor, PollReport, ledger_path
 from host_tools.sources import SourceError, build_orders
@@ -298,8 +299,8 @@ def monitor(obj: HostContext, repo_url, once, offline_after, poll_seconds, smtp_
 def collect(obj: HostContext, repo_url, out_dir, fmt, prune_pages, no_archive, include_archived):
     """Write completed results into a dataset, then archive them on the board.
 
-    Formats: jsonl (OUT/results.jsonl), text (OUT/SERIES/CHAPTER.txt), mokuro (OUT/SERIES/CHAPTER.mokuro),
-    sqlite (OUT/results.sqlite). Collecting twice adds nothing twice.
+    Formats: jsonl (OUT/results.jsonl), text (OUT/SERIES/CHAPTER [ID].txt), mokuro (OUT/SERIES/CHAPTER [ID].mokuro,
+    mokuro's own layout), sqlite (OUT/results.sqlite, searchable). Collecting twice adds nothing twice.
 
     Example: python -m host_tools collect --repo-url /tmp/board.git --out ./dataset --format sqlite --prune-pages
     """
@@ -314,6 +315,11 @@ def collect(obj: HostContext, repo_url, out_dir, fmt, prune_pages, no_archive, i
         fail(exc)
     for work_id, reason in report.quarantined:
         click.echo(f"Quarantined {work_id}: {reason}", err=True)
+    for work_id, names, folder in report.missing_images:
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        click.echo(f"Warning: no image of {len(names)} page(s) of {work_id} ({shown}) on the board or in its "
+                   f"history: put them in {folder}/ under the names its .mokuro file gives; mokuro's reader "
+                   "needs every page's image.", err=True)
     click.echo(f"Collected {len(report.written)} new chapter(s) into {out_dir} ({fmt}); "
                f"{len(report.already)} already there; {len(report.without_pages)} without pages skipped.")
     if report.archived:
@@ -323,6 +329,34 @@ def collect(obj: HostContext, repo_url, out_dir, fmt, prune_pages, no_archive, i
     if report.quarantined:
         click.echo(f"{len(report.quarantined)} invalid result(s) quarantined: see {out_dir / 'quarantine'} "
                    "and failed_work/ on the board.")
+
+
+@cli.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.argument("words", nargs=-1, required=True)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1), help="Show at most this many pages.")
+def search(dataset: Path, words, limit):
+    """Find the pages that contain WORDS in a dataset collected with --format sqlite.
+
+    DATASET is the collect --out folder (or its results.sqlite). Every word must be on the page;
+    words of 3+ characters use the search index, shorter ones a scan of the text.
+
+    Example: python -m host_tools search ./dataset ねこが
+    """
+    path = dataset / datasets_sqlite.DB_NAME if dataset.is_dir() else dataset
+    try:
+        rows = datasets_sqlite.search(path, " ".join(words), limit=limit)
+    except LIBRARY_ERRORS as exc:
+        fail(exc)
+    for row in rows:
+        hit = " ".join(row["hit"].split())
+        click.echo(f"{row['series']} / {row['chapter']}, page {row['page']} ({row['name']}): {hit}")
+    if not rows:
+        click.echo(f"No page contains {' '.join(words)}.")
+    elif len(rows) == limit:
+        click.echo(f"First {limit} page(s) shown; --limit N shows more.")
+    else:
+        click.echo(f"{len(rows)} page(s) found.")
 
 
 @cli.command("archive-stats")

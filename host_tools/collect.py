@@ -8,8 +8,10 @@ Steps, each safe to repeat:
    its blob moves to `quarantine/<shard>/<id>.json` on the board and a copy to
    `OUT/quarantine/`, and the order goes to `failed_work/` with the reason, so a
    person sees it (and the monitor emails about it) instead of bad data in a dataset;
-3. write the valid ones into OUT in the chosen format. Writers upsert by work id:
-   a chapter already in OUT is not written twice, so collecting twice adds nothing;
+3. write the valid ones into OUT in the chosen format (`host_tools.datasets`: one module
+   a format). Writers upsert by work id: a chapter already in OUT is not written twice,
+   so collecting twice adds nothing. Page images (mokuro) come from the board's tip or
+   its history (`datasets.images`); a chapter written without some of them is reported;
 4. move the collected records to `archive/YYYY-MM/` (one commit) and, with
    `prune_pages`, delete `pages/<id>/` of every completed or archived chapter.
 
@@ -20,10 +22,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import sqlite3
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -34,16 +33,17 @@ from coordination.records import dumps
 from coordination.view import BoardView
 from coordination.defaults import MAX_RESULT_BYTES
 from coordination.states import OrderState, shard, state_path, valid_work_id
+from host_tools.datasets.base import DatasetError, write_atomic
+from host_tools.datasets.images import PageImages
+from host_tools.datasets.jsonl import JsonlWriter
+from host_tools.datasets.mokuro import MokuroWriter
+from host_tools.datasets.sqlite import SqliteWriter
+from host_tools.datasets.text import TextWriter
 
-FORMATS = ("jsonl", "text", "mokuro", "sqlite")
-MOKURO_VERSION = "0.2.1"
+WRITERS = {"jsonl": JsonlWriter, "text": TextWriter, "mokuro": MokuroWriter, "sqlite": SqliteWriter}
+FORMATS = tuple(WRITERS)
 QUARANTINE = "quarantine"
-_UNSAFE = re.compile(r'[\x00-\x1f/\\:*?"<>|]+')
-_NS = uuid.UUID("6f1e3d4c-8a52-4f7e-9d0b-2c1a5e7f9b30")
-
-
-class CollectError(ValueError):
-    pass
+CollectError = DatasetError
 
 
 class InvalidResult(ValueError):
@@ -102,7 +102,10 @@ def normalize_page(page, where: str) -> dict:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise InvalidResult(f"{where}.{key} must be a whole number >= 0")
         size[key] = value
-    return {"name": name, **size, "text": text, "blocks": blocks}
+    lang = page.get("lang")
+    if lang is not None and not isinstance(lang, str):
+        raise InvalidResult(f"{where}.lang must be a string")
+    return {"name": name, **size, "lang": lang, "text": text, "blocks": blocks}
 
 
 def validate_record(work_id: str, data: bytes) -> dict:
@@ -146,185 +149,6 @@ def validate_record(work_id: str, data: bytes) -> dict:
     }
 
 
-# ------------------------------------------------------------------ writers
-def safe_name(text: str, fallback: str = "_") -> str:
-    name = _UNSAFE.sub("_", str(text)).strip().strip(".")
-    return name[:100] or fallback
-
-
-def public(ch: dict) -> dict:
-    return {k: v for k, v in ch.items() if not k.startswith("_")}
-
-
-class Writer:
-    fmt = ""
-
-    def __init__(self, out: Path):
-        self.out = out
-
-    def has(self, ch: dict) -> bool:
-        raise NotImplementedError
-
-    def write(self, ch: dict, images: Callable[[], dict[str, bytes]]) -> bool:
-        """Write one chapter; False when the format has nothing to write for it."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-
-class JsonlWriter(Writer):
-    fmt = "jsonl"
-
-    def __init__(self, out: Path):
-        super().__init__(out)
-        self.path = out / "results.jsonl"
-        self.ids: set[str] = set()
-        if self.path.exists():
-            data = self.path.read_bytes()
-            if data and not data.endswith(b"\n"):  # a line cut short by a crash: drop it, write it again
-                data = data[:data.rfind(b"\n") + 1]
-                with open(self.path, "r+b") as fh:
-                    fh.truncate(len(data))
-            for line in data.splitlines():
-                try:
-                    obj = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(obj, dict) and isinstance(obj.get("work_id"), str):
-                    self.ids.add(obj["work_id"])
-        self.fh = open(self.path, "ab")
-
-    def has(self, ch):
-        return ch["work_id"] in self.ids
-
-    def write(self, ch, images):
-        self.fh.write(json.dumps(public(ch), ensure_ascii=False, sort_keys=True).encode("utf-8") + b"\n")
-        self.ids.add(ch["work_id"])
-        return True
-
-    def close(self):
-        self.fh.flush()
-        os.fsync(self.fh.fileno())
-        self.fh.close()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-class TextWriter(Writer):
-    fmt = "text"
-
-    def path(self, ch) -> Path:
-        return self.out / safe_name(ch["series"], "series") / f"{safe_name(ch['chapter'], ch['work_id'])}.txt"
-
-    def has(self, ch):
-        return self.path(ch).exists()
-
-    def write(self, ch, images):
-        if not ch["pages"]:
-            return False
-        parts = [f"[{p['name']}]\n{p['text']}".rstrip("\n") for p in ch["pages"]]
-        _write_atomic(self.path(ch), ("\n\n".join(parts) + "\n").encode("utf-8"))
-        return True
-
-
-class MokuroWriter(Writer):
-    """`SERIES/CHAPTER.mokuro` + `SERIES/CHAPTER/<page images>` + `_ocr/SERIES/CHAPTER/<page>.json`.
-
-    The layout mokuro itself produces, so mokuro readers load the volume (the images are
-    copied from the board when the chapter was published from local files).
-    """
-
-    fmt = "mokuro"
-
-    def base(self, ch) -> tuple[Path, str, str]:
-        series = safe_name(ch["series"], "series")
-        volume = safe_name(ch["chapter"], ch["work_id"])
-        return self.out / series, series, volume
-
-    def has(self, ch):
-        folder, _, volume = self.base(ch)
-        return (folder / f"{volume}.mokuro").exists()
-
-    def write(self, ch, images):
-        if not ch["pages"]:
-            return False
-        folder, series, volume = self.base(ch)
-        pics = images()
-        pages = []
-        for p in ch["pages"]:
-            page = {"version": MOKURO_VERSION, "img_width": p["img_width"], "img_height": p["img_height"],
-                    "blocks": p["blocks"], "img_path": p["name"]}
-            pages.append(page)
-            ocr = {k: v for k, v in page.items() if k != "img_path"}
-            _write_atomic(self.out / "_ocr" / series / volume / f"{Path(p['name']).stem}.json",
-                          json.dumps(ocr, ensure_ascii=False).encode("utf-8"))
-            if p["name"] in pics:
-                _write_atomic(folder / volume / safe_name(p["name"]), pics[p["name"]])
-        doc = {"version": MOKURO_VERSION, "title": ch["series"],
-               "title_uuid": str(uuid.uuid5(_NS, f"series:{ch['series']}")),
-               "volume": ch["chapter"], "volume_uuid": str(uuid.uuid5(_NS, f"volume:{ch['work_id']}")),
-               "pages": pages}
-        _write_atomic(folder / f"{volume}.mokuro", json.dumps(doc, ensure_ascii=False).encode("utf-8"))
-        return True
-
-
-SQLITE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS chapters (
-    work_id TEXT PRIMARY KEY, series TEXT, chapter TEXT, kind TEXT, worker_id TEXT,
-    completed_at REAL, engine TEXT, engine_version TEXT, page_count INTEGER, text TEXT);
-CREATE TABLE IF NOT EXISTS pages (
-    work_id TEXT REFERENCES chapters(work_id), page_index INTEGER, name TEXT,
-    img_width INTEGER, img_height INTEGER, text TEXT, PRIMARY KEY (work_id, page_index));
-CREATE TABLE IF NOT EXISTS blocks (
-    work_id TEXT, page_index INTEGER, block_index INTEGER, x1 REAL, y1 REAL, x2 REAL, y2 REAL,
-    vertical INTEGER, font_size REAL, text TEXT, lines_json TEXT,
-    PRIMARY KEY (work_id, page_index, block_index));
-CREATE INDEX IF NOT EXISTS chapters_series ON chapters(series, chapter);
-"""
-
-
-class SqliteWriter(Writer):
-    fmt = "sqlite"
-
-    def __init__(self, out: Path):
-        super().__init__(out)
-        self.path = out / "results.sqlite"
-        self.db = sqlite3.connect(self.path)
-        self.db.executescript(SQLITE_SCHEMA)
-
-    def has(self, ch):
-        return self.db.execute("SELECT 1 FROM chapters WHERE work_id = ?", (ch["work_id"],)).fetchone() is not None
-
-    def write(self, ch, images):
-        wid = ch["work_id"]
-        with self.db:
-            self.db.execute("DELETE FROM blocks WHERE work_id = ?", (wid,))
-            self.db.execute("DELETE FROM pages WHERE work_id = ?", (wid,))
-            self.db.execute("INSERT OR REPLACE INTO chapters VALUES (?,?,?,?,?,?,?,?,?,?)", (
-                wid, ch["series"], ch["chapter"], ch["kind"], ch["worker_id"], ch["completed_at"], ch["engine"],
-                ch["engine_version"], len(ch["pages"]), "\n\n".join(p["text"] for p in ch["pages"])))
-            for i, p in enumerate(ch["pages"]):
-                self.db.execute("INSERT INTO pages VALUES (?,?,?,?,?,?)",
-                                (wid, i, p["name"], p["img_width"], p["img_height"], p["text"]))
-                for j, b in enumerate(p["blocks"]):
-                    self.db.execute("INSERT INTO blocks VALUES (?,?,?,?,?,?,?,?,?,?,?)", (
-                        wid, i, j, *b["box"], int(b["vertical"]), b["font_size"], "".join(b["lines"]),
-                        json.dumps(b["lines"], ensure_ascii=False)))
-        return True
-
-    def close(self):
-        self.db.close()
-
-
-WRITERS = {"jsonl": JsonlWriter, "text": TextWriter, "mokuro": MokuroWriter, "sqlite": SqliteWriter}
-
-
 # ------------------------------------------------------------------ collect
 @dataclass
 class CollectReport:
@@ -334,20 +158,9 @@ class CollectReport:
     quarantined: list[tuple[str, str]] = field(default_factory=list)  # (id, reason)
     archived: list[str] = field(default_factory=list)
     pages_pruned: list[str] = field(default_factory=list)
+    # (work id, page names without an image, the folder they belong in): chapters written without them
+    missing_images: list[tuple[str, list[str], Path]] = field(default_factory=list)
     commit: str | None = None
-
-
-def _images_for(view: BoardView, ch: dict) -> Callable[[], dict[str, bytes]]:
-    def load() -> dict[str, bytes]:
-        out = {}
-        for p in ch["_order_pages"]:
-            path = p.get("path") if isinstance(p, dict) else None
-            if isinstance(path, str) and path.startswith(f"pages/{ch['work_id']}/"):
-                found = view.read_path(path, limit=None)
-                if found:
-                    out[str(p.get("name") or path.rsplit("/", 1)[-1])] = found[1]
-        return out
-    return load
 
 
 def _records(view: BoardView, include_archived: bool):
@@ -403,8 +216,12 @@ def collect(board: Board, out: Path, fmt: str = "jsonl", *, now: float | None = 
                 good_blobs[work_id] = blob
             if writer.has(ch):
                 report.already.append(work_id)
-            elif writer.write(ch, _images_for(view, ch)):
+                continue
+            images = PageImages(view, work_id, ch["_order_pages"])
+            if writer.write(ch, images):
                 report.written.append(work_id)
+                if images.missing:
+                    report.missing_images.append((work_id, images.missing, writer.image_folder(ch)))
             else:
                 report.without_pages.append(work_id)
     finally:
@@ -490,5 +307,5 @@ def _quarantine_local(out: Path, work_id: str, data: bytes | None, reason: str) 
     folder = out / QUARANTINE
     folder.mkdir(parents=True, exist_ok=True)
     if data is not None:
-        _write_atomic(folder / f"{work_id}.json", data)
-    _write_atomic(folder / f"{work_id}.reason.txt", (reason + "\n").encode("utf-8"))
+        write_atomic(folder / f"{work_id}.json", data)
+    write_atomic(folder / f"{work_id}.reason.txt", (reason + "\n").encode("utf-8"))

@@ -62,29 +62,33 @@ def test_collect_every_format_then_archive_and_prune(done_board, tmp_path):
     archived = [f for f in main_files(bare) if f.startswith(f"archive/{month}/") and f.endswith(".json")]
     assert len(archived) == 5
 
-    # text: SERIES/CHAPTER.txt, pages in order, one text block per line
+    # text: SERIES/CHAPTER [ID].txt, the names, then pages in order, one text block per line
     result = invoke("collect", "--repo-url", url, "--out", str(out / "text"), "--format", "text", "--include-archived")
     assert result.exit_code == 0
     assert result.stdout == (f"Collected 3 new chapter(s) into {out / 'text'} (text); 0 already there; "
                              "2 without pages skipped.\n")
-    assert (out / "text" / "Alpha" / "ch1.txt").read_text() == "[001.png]\nAlphach1 p1\n\n[002.png]\nAlphach1 p2\n"
-    assert (out / "text" / "Beta" / "第3話.txt").exists()
+    ch1 = ids[("Alpha", "ch1")]
+    assert (out / "text" / "Alpha" / f"ch1 [{ch1}].txt").read_text() == (
+        f"series: Alpha\nchapter: ch1\nwork_id: {ch1}\n\n[001.png]\nAlphach1 p1\n\n[002.png]\nAlphach1 p2\n")
+    assert (out / "text" / "Beta" / f"第3話 [{ids[('Beta', '第3話')]}].txt").exists()
 
-    # mokuro: SERIES/CHAPTER.mokuro + the page images beside it + per-page OCR JSON
+    # mokuro: SERIES/CHAPTER [ID].mokuro + the page images beside it + per-page OCR JSON in SERIES/_ocr/
     result = invoke("collect", "--repo-url", url, "--out", str(out / "mokuro"), "--format", "mokuro",
                     "--include-archived")
-    assert result.exit_code == 0
-    volume = json.loads((out / "mokuro" / "Alpha" / "ch1.mokuro").read_text())
+    assert result.exit_code == 0 and result.stderr == ""
+    vol1 = f"ch1 [{ch1}]"
+    volume = json.loads((out / "mokuro" / "Alpha" / f"{vol1}.mokuro").read_text())
     assert set(volume) == {"version", "title", "title_uuid", "volume", "volume_uuid", "pages"}
     assert (volume["title"], volume["volume"]) == ("Alpha", "ch1")
     assert [p["img_path"] for p in volume["pages"]] == ["001.png", "002.png"]
     page = volume["pages"][0]
     assert set(page) == {"version", "img_width", "img_height", "blocks", "img_path"}
     assert set(page["blocks"][0]) == {"box", "vertical", "font_size", "lines_coords", "lines"}
-    assert (out / "mokuro" / "Alpha" / "ch1" / "001.png").read_bytes() == (lib / "Alpha" / "ch1" / "001.png").read_bytes()
-    per_page = json.loads((out / "mokuro" / "_ocr" / "Alpha" / "ch1" / "002.json").read_text())
+    assert (out / "mokuro" / "Alpha" / vol1 / "001.png").read_bytes() == (lib / "Alpha" / "ch1" / "001.png").read_bytes()
+    per_page = json.loads((out / "mokuro" / "Alpha" / "_ocr" / vol1 / "002.json").read_text())
     assert per_page["blocks"][0]["lines"] == ["Alpha", "ch1 p2"]
-    other = json.loads((out / "mokuro" / "Alpha" / "ch2.mokuro").read_text())
+    assert set(per_page) == {"version", "img_width", "img_height", "blocks"}
+    other = json.loads((out / "mokuro" / "Alpha" / f"ch2 [{ids[('Alpha', 'ch2')]}].mokuro").read_text())
     assert other["title_uuid"] == volume["title_uuid"] and other["volume_uuid"] != volume["volume_uuid"]
 
     # sqlite: chapters, pages, blocks; and prune the page images on the board

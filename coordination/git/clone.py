@@ -62,6 +62,8 @@ class LocalRepo(ObjectStore, Transport):
         self.lean = lean  # shallow, partial clone: see coordination/lean.py
         self.clock = clock
         self._tidy_after = 0.0  # clock time before which `tidy` does nothing
+        self.lean_fetched_at: float | None = None  # clock time of the last fetch (coordination/lean.py)
+        self.refused_filters: set[str] = set()  # partial-clone filters the server refused (coordination/lean.py)
 
     @property
     def processes(self) -> dict[str, list]:
