@@ -104,6 +104,8 @@ class Exchanges:
         self._learning = False
         view = self.board.sync(heartbeats=True) if sync else None
         started = self.look(view) if view is not None else []
+        if push and not heartbeat and view is not None and not pacing.may_push(self.config, self.snapshot(), now):
+            push = False  # the fresh view shows more workers pushing: this one's turn has not come yet
         results = self.results_to_push(view)
         updates = [RefUpdate(ref, sha, "") for _, ref, sha, on_server in results if not on_server] if push else []
         want = want if push else 0

@@ -42,6 +42,7 @@ MAX_LEASE_SECONDS = 6 * 3600.0
 HOLD_MARGIN = 1.25  # orders held ahead cover this many push intervals (jitter, slow round trips)
 MAX_AHEAD = 50  # orders claimed ahead at most, whatever the interval
 PUSH_JITTER = (0.8, 1.2)  # each interval between a worker's pushes is stretched by a factor in this range
+WORKERS_SHARE = 0.85  # of the budget, the workers' regular pushes spend this share
 IDLE_READS_PER_SECOND = 5.0  # what the idle workers one worker sees may read together (GitHub: 15 a second)
 
 __all__ = ["Snapshot", "ahead", "batch", "claims_wanted", "confirm_wait", "fleet_idle_reads", "flush_due", "fold_due",
@@ -123,12 +124,15 @@ def ahead(config: WorkerConfig, s: Snapshot) -> int:
 
 
 def push_interval(s: Snapshot) -> float:
-    """Seconds between one worker's pushes: W workers share B pushes a minute, so 60 W / B.
+    """Seconds between one worker's pushes: W workers share B pushes a minute, so about 60 W / B.
+
+    The workers keep `WORKERS_SHARE` of the budget; the rest is left for the monitor, the
+    status page and the pushes of workers that start or run dry.
 
     >>> push_interval(Snapshot(budget=6, workers=24)), push_interval(Snapshot(budget=60, workers=1))
-    (240.0, 1.0)
+    (282.35294117647055, 1.1764705882352942)
     """
-    return 60.0 * max(1, s.workers) / max(s.budget, 1e-6)
+    return 60.0 * max(1, s.workers) / max(s.budget * WORKERS_SHARE, 1e-6)
 
 
 def budget_ahead(config: WorkerConfig, s: Snapshot) -> int:
@@ -137,7 +141,7 @@ def budget_ahead(config: WorkerConfig, s: Snapshot) -> int:
 
     >>> s = Snapshot(budget=60, workers=24, order_seconds=6.0, remaining=400)
     >>> budget_ahead(WorkerConfig(jobs=1), s), budget_ahead(WorkerConfig(jobs=2), s)
-    (5, 10)
+    (6, 12)
     >>> budget_ahead(WorkerConfig(jobs=1), Snapshot(budget=60, workers=24, order_seconds=6.0, remaining=30))
     2
     """
@@ -170,8 +174,9 @@ def flush_due(config: WorkerConfig, s: Snapshot, now: float) -> bool:
 
 
 def starving(config: WorkerConfig, s: Snapshot) -> bool:
-    """A free thread and nothing claimed ahead to start on it: worth a push before the interval ends."""
-    return not (s.stopping or s.paused) and s.jobs < config.jobs and s.ready == 0
+    """A free thread, nothing claimed ahead to start on it, and orders on offer (or not known yet):
+    worth a push before the interval ends. With nothing on offer, results wait for the interval."""
+    return not (s.stopping or s.paused) and s.jobs < config.jobs and s.ready == 0 and s.remaining != 0
 
 
 def may_push(config: WorkerConfig, s: Snapshot, now: float) -> bool:
@@ -180,7 +185,7 @@ def may_push(config: WorkerConfig, s: Snapshot, now: float) -> bool:
 
     >>> c = WorkerConfig(jobs=1)
     >>> s = Snapshot(budget=60, workers=24, last_push=100.0, jobs=1, ready=3)
-    >>> may_push(c, s, 120.0), may_push(c, s, 124.0), may_push(c, Snapshot(jobs=0, last_push=100.0), 100.5)
+    >>> may_push(c, s, 127.0), may_push(c, s, 129.0), may_push(c, Snapshot(jobs=0, last_push=100.0), 100.5)
     (False, True, True)
     """
     if s.stopping or starving(config, s):
@@ -195,8 +200,8 @@ def lease_seconds(config: WorkerConfig, s: Snapshot, held: int | None = None) ->
     own clocks from when they saw it change (`coordination.liveness`).
 
     >>> c = WorkerConfig(jobs=1, offline_after=180.0)
-    >>> lease_seconds(c, Snapshot(budget=6, workers=24, order_seconds=60.0), held=5)
-    1080.0
+    >>> round(lease_seconds(c, Snapshot(budget=6, workers=24, order_seconds=60.0), held=5))
+    1165
     >>> lease_seconds(c, Snapshot(budget=1200, workers=2, order_seconds=1.0), held=2)
     180.0
     """

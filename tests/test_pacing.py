@@ -4,7 +4,7 @@ from dataclasses import replace
 import pytest
 
 from coordination.config import WorkerConfig
-from coordination.pacing import (Snapshot, ahead, batch, claims_wanted, confirm_wait, flush_due, fold_due,
+from coordination.pacing import (WORKERS_SHARE, Snapshot, ahead, batch, claims_wanted, confirm_wait, flush_due, fold_due,
                                  heartbeat_due, next_timeout, result_batch)
 
 AUTO = WorkerConfig(jobs=1, prefetch=1, claim_batch=0, fold_delay=2.0, heartbeat_seconds=60.0, max_work=50)
@@ -58,7 +58,8 @@ def test_claims_made_ahead_are_confirmed_half_an_order_later():
 
 def test_the_wait_until_the_next_turn_is_the_nearest_thing_due():
     s = Snapshot(last_heartbeat=100.0, work_done=50, budget=6, last_push=110.0)  # nothing more to claim
-    assert next_timeout(AUTO, replace(s, unfolded_times=(109.0,)), 110.0) == pytest.approx(9.0)  # a push interval
+    interval = 60 / (6 * WORKERS_SHARE)
+    assert next_timeout(AUTO, replace(s, unfolded_times=(109.0,)), 110.0) == pytest.approx(interval - 1)
     s = replace(s, budget=600)
     assert next_timeout(AUTO, s, 110.0) == pytest.approx(50.0)  # the heartbeat
     assert next_timeout(AUTO, replace(s, unfolded_times=(109.0,)), 110.0) == pytest.approx(1.0)  # fold_delay
@@ -66,3 +67,60 @@ def test_the_wait_until_the_next_turn_is_the_nearest_thing_due():
     assert next_timeout(AUTO, replace(s, jobs=1), 110.0) == pytest.approx(1.0)
     assert next_timeout(AUTO, replace(s, rest_until=110.5), 110.0) == pytest.approx(0.5)
     assert next_timeout(AUTO, replace(s, work_done=0, next_poll_at=0.0), 110.0) == 0.02  # at least 20 ms
+
+
+# ---------------------------------------------------------------- the push budget
+from coordination.pacing import (budget_ahead, fleet_idle_reads, idle_wait, lease_seconds, may_push,  # noqa: E402
+                                 push_interval, renewal_due, starving)
+
+
+def test_each_worker_pushes_its_share_of_the_budget():
+    s = Snapshot(budget=6, workers=24)
+    fleet = s.workers * 60 / push_interval(s)  # pushes a minute of the whole fleet, at its regular pace
+    assert fleet == pytest.approx(6 * WORKERS_SHARE) and fleet < 6
+    assert push_interval(replace(s, workers=48)) == 2 * push_interval(s)  # twice the workers, half as often each
+    busy = replace(s, jobs=1, ready=3, last_push=1000.0)
+    assert not may_push(AUTO, busy, 1000.0 + push_interval(s) * 0.99)
+    assert may_push(AUTO, busy, 1000.0 + push_interval(s))
+    assert not may_push(AUTO, replace(busy, push_jitter=1.2), 1000.0 + push_interval(s) * 1.1)
+
+
+def test_a_worker_with_nothing_to_start_may_push_at_once_unless_nothing_is_offered():
+    idle = Snapshot(budget=6, workers=24, jobs=0, ready=0, last_push=1000.0, remaining=50)
+    assert starving(AUTO, idle) and may_push(AUTO, idle, 1000.1)
+    assert not may_push(AUTO, replace(idle, remaining=0), 1000.1)  # its results wait for its turn
+    assert not starving(AUTO, replace(idle, paused=True))
+    assert may_push(AUTO, replace(idle, remaining=0, stopping=True), 1000.1)  # the goodbye carries the spool
+
+
+def test_claims_cover_the_time_until_the_next_push_and_shrink_at_the_end_of_the_queue():
+    config = replace(AUTO, max_work=10_000)
+    s = Snapshot(budget=60, workers=24, order_seconds=6.0, remaining=400, holders=24, jobs=1)
+    held_after = config.jobs + ahead(config, s)
+    assert held_after * 6.0 >= push_interval(s) * 1.2  # busy until the next push, jitter included
+    assert claims_wanted(config, s) == held_after - 1
+    assert budget_ahead(config, replace(s, remaining=48)) == 2  # 48 left for 24 workers: two each
+    assert ahead(config, replace(s, remaining=10)) == 0  # fewer orders than holders: none ahead
+    long = replace(s, order_seconds=600.0)
+    assert ahead(config, long) == 1  # a long order outlasts the interval: just the next one
+    assert budget_ahead(config, replace(s, order_seconds=None)) == 0  # not known yet: no batch
+
+
+def test_the_lease_covers_the_orders_held_and_is_renewed_only_when_they_outlive_it():
+    config = replace(AUTO, offline_after=180.0, heartbeat_seconds=60.0)
+    s = Snapshot(budget=6, workers=24, order_seconds=60.0, jobs=1, ready=4)
+    lease = lease_seconds(config, s)
+    assert lease >= 2 * (push_interval(s) + 5 * 60.0)
+    assert lease_seconds(config, Snapshot(budget=6000, workers=1, order_seconds=1.0)) == 180.0  # never under
+    held = replace(s, last_heartbeat=0.0, lease=lease)
+    assert not renewal_due(config, held, lease / 2 - 1) and renewal_due(config, held, lease / 2)
+    assert not renewal_due(config, replace(held, jobs=0, ready=0), 10 * lease)  # holding nothing: no heartbeat
+
+
+def test_two_hundred_idle_workers_read_under_fifteen_times_a_second():
+    production = WorkerConfig()  # poll_seconds 30 s
+    assert fleet_idle_reads(production, 200) < 15
+    # even when the waits of the other presets are short, the workers each one sees space its polls
+    quick = replace(production, poll_seconds=1.0)
+    assert fleet_idle_reads(quick, 200, seen=200) < 15
+    assert idle_wait(quick, Snapshot(workers=200), 0.5) == pytest.approx(40.0)
