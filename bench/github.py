@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -90,6 +91,8 @@ def run_once(kind: str, workers: int, orders: int, tmp: Path, delay: float) -> d
     logs = [(root / f"w{i}.log").read_text(errors="replace") for i in range(workers)]
     completions = Counter(line.rsplit(" ", 1)[-1] for text in logs for line in text.splitlines()
                           if "Completed work:" in line)
+    worker_pushes = sum(int(m.group(1)) for text in logs for m in re.finditer(r"Git traffic: \d+ fetches, (\d+) pushes", text))
+    lost_races = sum(text.count("lost claim race") for text in logs)
     first = min(r["claimed_at"] for r in records) if records else 0.0
     last = max(r["completed_at"] for r in records) if records else 0.0
     makespan = max(last - first, 1e-9)
@@ -100,7 +103,8 @@ def run_once(kind: str, workers: int, orders: int, tmp: Path, delay: float) -> d
             "busiest_read_s": busiest(reads, 1.0), "reads": len(reads), "efficiency": ideal / makespan,
             "makespan": makespan, "ideal": ideal, "wall": wall, "lost": orders - len(states["completed"]),
             "twice": sum(n - 1 for n in completions.values() if n > 1), "refused": refused,
-            "throttled": throttled, "exit_ok": codes == [0] * workers,
+            "throttled": throttled, "exit_ok": codes == [0] * workers, "worker_pushes": worker_pushes,
+            "lost_races": lost_races,
             "timeline": [sum(1 for t in pushes if i * 10 <= t < i * 10 + 10) for i in range(int(wall // 10) + 1)],
             "monitor_pushes": _monitor_pushes(bare)}
 
@@ -108,6 +112,20 @@ def run_once(kind: str, workers: int, orders: int, tmp: Path, delay: float) -> d
 def _monitor_pushes(bare: Path) -> int:
     """Commits of main the monitor made (its folds and repairs name it or carry no worker)."""
     return sum(1 for s in git_out(bare, "log", "--format=%s", "main").splitlines() if "monitor" in s)
+
+
+class _Kept:
+    """WMS_BENCH_KEEP=DIR: keep the boards and logs in DIR (to look at a run afterwards)."""
+
+    def __init__(self, path: str):
+        self.path = Path(path)
+
+    def __enter__(self) -> str:
+        self.path.mkdir(parents=True, exist_ok=True)
+        return str(self.path)
+
+    def __exit__(self, *exc) -> None:
+        pass
 
 
 def parse_run(text: str) -> tuple[str, int, int]:
@@ -126,7 +144,8 @@ def main() -> None:
     ap.add_argument("--timeline", action="store_true", help="also print the pushes in each 10 s of every run")
     workspace.add_argument(ap)
     args = ap.parse_args()
-    with workspace.folder(args.tmp) as tmp:
+    keep = os.environ.get("WMS_BENCH_KEEP")
+    with (workspace.folder(args.tmp) if not keep else _Kept(keep)) as tmp:
         print(f"GitHub-like server (smart HTTP, token, ruleset on main, {args.delay * 1000:.0f} ms a request); "
               f"boards and clones in {workspace.describe(tmp)}")
         print(f"{'run':>5} {'W':>3} {'orders':>6} {'budget':>6} {'busiest60':>9} {'push/min':>8} {'reads/s':>7} "
@@ -138,7 +157,9 @@ def main() -> None:
                   f"{r['makespan']:>7.0f}s {r['ideal']:>5.0f}s {r['lost']:>4} {r['twice']:>5} {r['refused']:>7}"
                   + ("" if r["exit_ok"] else "  (a worker exited non-zero)"), flush=True)
             if args.timeline:
-                print(f"      pushes per 10 s: {' '.join(map(str, r['timeline']))}", flush=True)
+                print(f"      pushes per 10 s: {' '.join(map(str, r['timeline']))}; by the workers "
+                      f"{r['worker_pushes']}, the monitor's commits {r['monitor_pushes']}; lost claim races "
+                      f"{r['lost_races']}", flush=True)
 
 
 if __name__ == "__main__":

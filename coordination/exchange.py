@@ -108,6 +108,8 @@ class Exchanges:
             push = False  # the fresh view shows more workers pushing: this one's turn has not come yet
         results = self.results_to_push(view)
         updates = [RefUpdate(ref, sha, "") for _, ref, sha, on_server in results if not on_server] if push else []
+        if push and want > 0:  # the fresh view tells what orders take and how many workers push
+            want = max(want, pacing.claims_wanted(self.config, self.snapshot()))
         want = want if push else 0
         candidates, claim_refs = self.claims_to_push(view, want, now) if view is not None else ([], [])
         updates += claim_refs
@@ -128,8 +130,11 @@ class Exchanges:
             testhooks.crash_point("claim-before-push")
         if results:
             testhooks.crash_point("submit-before-push")
+        # after a worker's first push, its next comes a whole interval or two later: a fleet that
+        # started together spends its first pushes at once, and then spreads out
+        first = self._last_push == float("-inf")
+        self._push_jitter = self.rng.uniform(*(pacing.FIRST_JITTER if first else pacing.PUSH_JITTER))
         self._last_push = now  # a refused or failed push counts too: the budget is spent either way
-        self._push_jitter = self.rng.uniform(*pacing.PUSH_JITTER)
         pushed = self.repo.push(updates)
         main_ok = fold_main and pushed.accepted(MAIN_REF)
         if results:
@@ -150,7 +155,10 @@ class Exchanges:
         self.board.require_main(view)
         self.observe_heartbeats(view)
         self.budget = view.push_budget()
-        self.workers_seen = 1 + sum(1 for w in view.heartbeats if w != self.worker_id and self.liveness.online(w))
+        # the workers pushing to the board: heartbeats still alive, holders on main, claims pending
+        seen = {w for w in view.heartbeats if self.liveness.online(w)} | view.holders()
+        seen |= {note.info.get("worker_id") for notes in view.claims.values() for note in notes.values()}
+        self.workers_seen = len({w for w in seen if isinstance(w, str)} | {self.worker_id})
         offered = [view.locate(i) for i in view.list_ids(OrderState.AVAILABLE)[:3]]
         guesses = [g for g in (order_seconds(order_of(loc.record), self._page_seconds) for loc in offered
                                if loc.record is not None) if g is not None]

@@ -39,10 +39,13 @@ from coordination.defaults import BATCH_BELOW_SECONDS, PUSH_BUDGET
 
 LEASE_MARGIN = 2.0  # a lease lasts this many times the time until the worker expects to push again
 MAX_LEASE_SECONDS = 6 * 3600.0
-HOLD_MARGIN = 1.25  # orders held ahead cover this many push intervals (jitter, slow round trips)
+HOLD_MARGIN = 1.6  # orders held ahead cover this many push intervals (jitter, slow round trips)
+FIRST_CLAIM_SECONDS = 60.0  # a worker's first claim covers at least this long ...
+FIRST_CLAIM_SHARE = 1 / 8  # ... and takes at most this share of the orders on offer
 MAX_AHEAD = 50  # orders claimed ahead at most, whatever the interval
-PUSH_JITTER = (0.8, 1.2)  # each interval between a worker's pushes is stretched by a factor in this range
-WORKERS_SHARE = 0.85  # of the budget, the workers' regular pushes spend this share
+PUSH_JITTER = (0.5, 1.5)  # each interval between a worker's pushes is stretched by a factor in this range
+FIRST_JITTER = (1.0, 2.0)  # ... and the one after its first push by one in this
+WORKERS_SHARE = 0.75  # of the budget, the workers' regular pushes spend this share
 IDLE_READS_PER_SECOND = 5.0  # what the idle workers one worker sees may read together (GitHub: 15 a second)
 
 __all__ = ["Snapshot", "ahead", "batch", "claims_wanted", "confirm_wait", "fleet_idle_reads", "flush_due", "fold_due",
@@ -129,8 +132,8 @@ def push_interval(s: Snapshot) -> float:
     The workers keep `WORKERS_SHARE` of the budget; the rest is left for the monitor, the
     status page and the pushes of workers that start or run dry.
 
-    >>> push_interval(Snapshot(budget=6, workers=24)), push_interval(Snapshot(budget=60, workers=1))
-    (282.35294117647055, 1.1764705882352942)
+    >>> round(push_interval(Snapshot(budget=6, workers=24)), 1), round(push_interval(Snapshot(budget=60, workers=1)), 2)
+    (282.4, 1.18)
     """
     return 60.0 * max(1, s.workers) / max(s.budget * WORKERS_SHARE, 1e-6)
 
@@ -139,16 +142,25 @@ def budget_ahead(config: WorkerConfig, s: Snapshot) -> int:
     """Orders to hold ahead so every thread stays busy until this worker's next push
     (`HOLD_MARGIN` intervals' worth), at most this worker's share of the orders on offer.
 
-    >>> s = Snapshot(budget=60, workers=24, order_seconds=6.0, remaining=400)
+    >>> s = Snapshot(budget=60, workers=24, order_seconds=6.0, remaining=400, last_push=0.0)
     >>> budget_ahead(WorkerConfig(jobs=1), s), budget_ahead(WorkerConfig(jobs=2), s)
-    (6, 12)
+    (8, 16)
     >>> budget_ahead(WorkerConfig(jobs=1), Snapshot(budget=60, workers=24, order_seconds=6.0, remaining=30))
     2
+    >>> budget_ahead(WorkerConfig(jobs=1), Snapshot(budget=60, workers=1, order_seconds=6.0, remaining=400))  # a first claim
+    16
     """
     if not s.order_seconds or s.order_seconds <= 0:
         return 0
-    per_slot = math.ceil(push_interval(s) * HOLD_MARGIN / s.order_seconds)
+    horizon = push_interval(s)
+    if s.last_push == float("-inf"):
+        # a worker's first claim: it has not seen the fleet yet (a fleet starting together sees no
+        # one), so it claims for at least a minute, the budget's unit, rather than come back at once
+        horizon = max(horizon, FIRST_CLAIM_SECONDS)
+    per_slot = math.ceil(horizon * HOLD_MARGIN / s.order_seconds)
     n = min(config.jobs * per_slot, MAX_AHEAD)
+    if s.last_push == float("-inf") and s.remaining is not None:  # ... but not a pile of a small board
+        n = min(n, max(1, math.ceil(s.remaining * FIRST_CLAIM_SHARE)))
     if s.remaining is not None:  # the end of the queue: small batches, so nobody idles while another holds a pile
         n = min(n, math.ceil(s.remaining / max(1, s.workers, s.holders)))
     return n

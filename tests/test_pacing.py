@@ -95,7 +95,7 @@ def test_a_worker_with_nothing_to_start_may_push_at_once_unless_nothing_is_offer
 
 def test_claims_cover_the_time_until_the_next_push_and_shrink_at_the_end_of_the_queue():
     config = replace(AUTO, max_work=10_000)
-    s = Snapshot(budget=60, workers=24, order_seconds=6.0, remaining=400, holders=24, jobs=1)
+    s = Snapshot(budget=60, workers=24, order_seconds=6.0, remaining=400, holders=24, jobs=1, last_push=0.0)
     held_after = config.jobs + ahead(config, s)
     assert held_after * 6.0 >= push_interval(s) * 1.2  # busy until the next push, jitter included
     assert claims_wanted(config, s) == held_after - 1
