@@ -133,7 +133,7 @@ def push_interval(s: Snapshot) -> float:
     status page and the pushes of workers that start or run dry.
 
     >>> round(push_interval(Snapshot(budget=6, workers=24)), 1), round(push_interval(Snapshot(budget=60, workers=1)), 2)
-    (282.4, 1.18)
+    (320.0, 1.33)
     """
     return 60.0 * max(1, s.workers) / max(s.budget * WORKERS_SHARE, 1e-6)
 
@@ -144,7 +144,7 @@ def budget_ahead(config: WorkerConfig, s: Snapshot) -> int:
 
     >>> s = Snapshot(budget=60, workers=24, order_seconds=6.0, remaining=400, last_push=0.0)
     >>> budget_ahead(WorkerConfig(jobs=1), s), budget_ahead(WorkerConfig(jobs=2), s)
-    (8, 16)
+    (9, 17)
     >>> budget_ahead(WorkerConfig(jobs=1), Snapshot(budget=60, workers=24, order_seconds=6.0, remaining=30))
     2
     >>> budget_ahead(WorkerConfig(jobs=1), Snapshot(budget=60, workers=1, order_seconds=6.0, remaining=400))  # a first claim
@@ -197,7 +197,7 @@ def may_push(config: WorkerConfig, s: Snapshot, now: float) -> bool:
 
     >>> c = WorkerConfig(jobs=1)
     >>> s = Snapshot(budget=60, workers=24, last_push=100.0, jobs=1, ready=3)
-    >>> may_push(c, s, 127.0), may_push(c, s, 129.0), may_push(c, Snapshot(jobs=0, last_push=100.0), 100.5)
+    >>> may_push(c, s, 131.0), may_push(c, s, 133.0), may_push(c, Snapshot(jobs=0, last_push=100.0), 100.5)
     (False, True, True)
     """
     if s.stopping or starving(config, s):
@@ -213,7 +213,7 @@ def lease_seconds(config: WorkerConfig, s: Snapshot, held: int | None = None) ->
 
     >>> c = WorkerConfig(jobs=1, offline_after=180.0)
     >>> round(lease_seconds(c, Snapshot(budget=6, workers=24, order_seconds=60.0), held=5))
-    1165
+    1240
     >>> lease_seconds(c, Snapshot(budget=1200, workers=2, order_seconds=1.0), held=2)
     180.0
     """
