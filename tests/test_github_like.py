@@ -190,3 +190,12 @@ def test_throttling_answers_are_told_apart_from_an_unreachable_board(tmp_path, e
     with pytest.raises(BoardUnreachable) as caught:
         runner.classify_failure("push", "fatal: unable to access 'http://h/b.git/': Failed to connect")
     assert not isinstance(caught.value, BoardThrottled)
+
+
+@pytest.mark.slow
+def test_the_github_bench_reports_a_small_fleet_within_its_budget(tmp_path):
+    from bench.github import run_once
+    r = run_once("fast", 2, 6, tmp_path, delay=0.0)  # 2 workers, 6 orders of 6 s, budget 60 a minute
+    assert r["exit_ok"] and (r["lost"], r["twice"], r["refused"]) == (0, 0, 0)
+    assert 0 < r["busiest60"] <= 60 * 1.1 and r["pushes"] >= 2
+    assert r["busiest_read_s"] >= 1 and 0 < r["efficiency"] <= 1.0
