@@ -88,7 +88,7 @@ def build_worker_cli(registry_factory: Callable[[], ProcessorRegistry],
                   help="Folder for the local clone, spool and log (default ./wms_workdir).")
     @click.option("--worker-id", default=None, help="Fixed worker id (default host_pid_random).")
     @click.option("--jobs", type=int, default=None, help="Orders processed at once (default 1).")
-    @click.option("--heartbeat-seconds", type=float, default=None, help="Seconds between heartbeats (default 60).")
+    @click.option("--heartbeat-seconds", type=float, default=None, help="Shortest pause between lease renewals (default 60); heartbeats ride on pushes.")
     @click.option("--nice", type=int, default=None, help="Lower CPU priority by this much (default 10; 0 keeps it).")
     @click.option("--pause-on-battery/--no-pause-on-battery", default=None,
                   help="Hold new orders while the machine runs on battery (default on where it can be read).")
