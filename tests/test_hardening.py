@@ -100,7 +100,9 @@ def test_kill_9_at_each_step_of_claim_and_submit(daemon_board, tmp_path, point):
     first = start_worker(url, workdir, "--max-failures", "3", env=_env(WMS_TEST_CRASH_AT=point, **FAST_LEASE),
                          log=tmp_path / "first.log")
     assert first.wait(timeout=60) == -signal.SIGKILL
-    second = subprocess.run(worker_cmd(url, workdir, "--max-failures", "2"), cwd=ROOT, capture_output=True,
+    # the dead worker's lease is sized from its orders' measured time (a few seconds under load):
+    # the restarted worker polls long enough to see it lapse
+    second = subprocess.run(worker_cmd(url, workdir, "--max-failures", "8"), cwd=ROOT, capture_output=True,
                             text=True, timeout=120, env=_env(**FAST_LEASE))
     assert second.returncode == 0, second.stdout + second.stderr
     ids = ["k-00001", "k-00002", "k-00003"]
