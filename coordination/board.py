@@ -148,7 +148,7 @@ class Board:
         (``step`` returns None or []) is done too; a lost race is never rebased: the step is
         made again on the newer main."""
         view = self.sync()
-        for turn in range(attempts):
+        for _ in range(attempts):
             updates = step(view)
             if not updates:
                 return view, None, True
@@ -156,8 +156,7 @@ class Board:
             if not any(u.ref == MAIN_REF for u in updates) or result.accepted(MAIN_REF):
                 return view, updates, True
             backoff.wait()
-            if turn + 1 < attempts:
-                view = self.sync()
+            view = self.sync()
         return view, None, False
 
     def update_main(self, mutate: Callable[[BoardView], tuple[dict, str] | None], *,

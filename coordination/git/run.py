@@ -113,6 +113,8 @@ class GitRunner:
             proc = subprocess.run(cmd, cwd=cwd, input=input_bytes, capture_output=True, env=self.env(),
                                   timeout=limit, start_new_session=True)
         except FileNotFoundError as exc:
+            if cwd is not None and not Path(cwd).is_dir():
+                raise WorkdirError(f"Cannot run git in {cwd}: the folder does not exist") from exc
             raise GitNotFound() from exc
         except subprocess.TimeoutExpired as exc:
             raise GitTimeout(
