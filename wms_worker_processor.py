@@ -1,7 +1,14 @@
 """The volunteer's one command: python wms_worker_processor.py --repo-url URL
 
-Also the seed manual's Python API: DistributedWorker, GitHubWorkBridge, SleepPreventer.
+Works from any folder (the workdir, default ./wms_workdir, is taken from the current folder).
+Settings come from flags, the environment, `.env` in the current folder, then `.env` beside
+this script.
+
+Also the seed manual's Python API: DistributedWorker (run_worker_cycle, process_work_order),
+GitHubWorkBridge (also importable from coordination.github_bridge), SleepPreventer.
 """
+from pathlib import Path
+
 from configurations import ConfigFactory, worker_config
 from coordination import api
 from coordination.cli import build_worker_cli
@@ -21,7 +28,8 @@ class DistributedWorker(api.DistributedWorker):
         return ConfigFactory.worker(environment, **overrides)
 
 
-cli = build_worker_cli(default_registry, worker_config)
+
+cli = build_worker_cli(default_registry, worker_config, dotenv_folder=Path(__file__).resolve().parent)
 
 if __name__ == "__main__":
     cli(prog_name="wms_worker_processor.py")

@@ -20,12 +20,17 @@ from coordination.politeness import default_jobs
 _loaded = False
 
 
-def load_dotenv_once(path: str | os.PathLike | None = None) -> None:
-    """Read `.env` from the current folder (or ``path``) into the environment, once."""
+def load_dotenv_once(path: str | os.PathLike | None = None, also: tuple = ()) -> None:
+    """Read `.env` from the current folder (or ``path``) into the environment, once; then `.env` in
+    each folder of ``also`` (the worker: the project folder). The environment wins over any `.env`,
+    and the current folder's `.env` over the others (a value already set is never replaced)."""
     global _loaded
     if _loaded and path is None:
         return
     load_dotenv(path or Path.cwd() / ".env", override=False)
+    for folder in also:
+        if Path(folder, ".env").is_file():
+            load_dotenv(Path(folder, ".env"), override=False)
     _loaded = True
 
 
@@ -159,8 +164,9 @@ class ConfigFactory:
         return HostConfig(**values)
 
 
-def worker_config(environment: str | None = None, **overrides) -> WorkerConfig:
-    """The worker's settings as its command sees them: `.env` of the current folder read once,
-    then `ConfigFactory.worker` (flags given as ``overrides``; None means not given)."""
-    load_dotenv_once()
+def worker_config(environment: str | None = None, dotenv_folders: tuple = (), **overrides) -> WorkerConfig:
+    """The worker's settings as its command sees them: `.env` of the current folder read once, then
+    `.env` of each of ``dotenv_folders`` (the current folder's values win), then `ConfigFactory.worker`
+    (flags given as ``overrides``; None means not given)."""
+    load_dotenv_once(also=tuple(dotenv_folders))
     return ConfigFactory.worker(environment, **overrides)

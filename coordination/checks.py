@@ -9,7 +9,11 @@ from rich.console import Console
 
 from coordination.board import Board
 from coordination.exceptions import BoardNotInitialized, BoardPermissionError, BoardUnreachable, WmsError
-from coordination.git import LocalRepo, RefUpdate, git_available
+from coordination import portable
+from coordination.exceptions import GitTooOld
+from coordination.git import LocalRepo, RefUpdate
+from coordination.git.run import (MIN_GIT_VERSION, REFTABLE_GIT_VERSION, git_available, git_version, ref_format,
+                                  require_git_version)
 from coordination.processors import ProcessorRegistry
 from coordination.refs import heartbeat_ref
 from coordination.remote import parse_repo_url
@@ -38,11 +42,32 @@ def run_checks(config, registry: ProcessorRegistry, console: Console) -> bool:
     return ok
 
 
+def names_check(case_insensitive: bool, version) -> Check | None:
+    """On a file system that ignores case (Windows, macOS), can the clone keep refs apart that differ only in case?"""
+    if not case_insensitive:
+        return None
+    if ref_format(case_insensitive, version) == "reftable":
+        return Check("names", True, "this file system ignores case; the local clone keeps its refs in a reftable",
+                     required=False)
+    need = ".".join(map(str, REFTABLE_GIT_VERSION))
+    return Check("names", False, f"this file system ignores case and git {need} or later is needed to keep apart "
+                 "orders whose ids differ only in case (Ab, ab). The ids `host_tools publish` makes from series and "
+                 "chapter names are lower-case; hand-made orders may not be. Update git to be safe", required=False)
+
+
 def iter_checks(config, registry: ProcessorRegistry):
     if not git_available():
         yield Check("git", False, "Git command not found. Install git (Debian/Ubuntu: sudo apt-get install git).")
         return
-    yield Check("git", True, "git is installed")
+    version = git_version()
+    try:
+        require_git_version(version)
+    except GitTooOld as exc:
+        yield Check("git", False, exc.message)
+        return
+    need = ".".join(map(str, MIN_GIT_VERSION))
+    yield Check("git", True, f"git {'.'.join(map(str, version))} (the worker needs {need} or later)" if version
+                else f"git is installed but does not say its version (the worker needs {need} or later)")
     workdir = Path(config.workdir)
     try:
         workdir.mkdir(parents=True, exist_ok=True)
@@ -50,6 +75,9 @@ def iter_checks(config, registry: ProcessorRegistry):
         yield Check("disk", free >= MIN_FREE_BYTES,
                     f"{free / 1e9:.1f} GB free in {workdir}" if free >= MIN_FREE_BYTES else
                     f"only {free / 1e6:.0f} MB free in {workdir}; free at least 500 MB or choose another --workdir")
+        case_check = names_check(portable.is_case_insensitive(workdir), version)
+        if case_check:
+            yield case_check
     except OSError as exc:
         yield Check("disk", False, f"cannot use {workdir}: {exc.strerror}; choose a writable --workdir")
         return
@@ -62,8 +90,8 @@ def iter_checks(config, registry: ProcessorRegistry):
         yield Check("board read", True, f"reached {remote.url}")
         waiting = view.count(OrderState.AVAILABLE) + view.count(OrderState.RETRY)
         yield Check("work", waiting > 0, f"{waiting} order(s) waiting" if waiting else
-                    "the board has no work right now, so a worker would stop after --max-failures empty polls "
-                    "(this is why a worker keeps stopping immediately); try later", required=False)
+                    "the board has no work right now: a worker would look again --max-failures times (20: "
+                    "about 18 minutes) and then stop; try later", required=False)
         now = board.clock()
         ref = heartbeat_ref(f"check-{int(now)}")
         sha = board.ref_commit({"kind": "check", "sent_at": now})
@@ -83,13 +111,16 @@ def iter_checks(config, registry: ProcessorRegistry):
     for kind in registry.kinds():
         try:
             registry.get(kind)
+            parts = registry.checks(kind)
             yield Check(f"order kind {kind}", True, "loads")
+            for part in parts:
+                yield Check(part.name, part.ok, part.detail, part.required)
         except ModuleNotFoundError as exc:
             yield Check(f"order kind {kind}", False,
                         f"No module named {exc.name!r}: run pip install -r requirements.txt in this folder")
         except Exception as exc:
             yield Check(f"order kind {kind}", False, f"cannot load: {exc}")
-    sleeper = SleepPreventer(enabled=True)
+    sleeper = SleepPreventer(enabled=True, announce=False)
     if sleeper.start_prevention():
         sleeper.stop_prevention()
         yield Check("sleep prevention", True, "available", required=False)

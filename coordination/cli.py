@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Callable
 
 import click
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.table import Table
 
 from coordination.config import WorkerConfig
@@ -16,7 +16,8 @@ from coordination.exceptions import WmsError, WorkdirError
 from coordination.live import LiveView
 from coordination.politeness import lower_priority
 from coordination.processors import ProcessorRegistry
-from coordination.secrets import RedactingFilter, redact
+from coordination.output import make_console, setup_logging
+from coordination.secrets import redact
 
 EXIT_OK = 0
 
@@ -29,31 +30,8 @@ class WmsClickException(click.ClickException):
         self.exit_code = exc.exit_code
 
 
-def setup_logging(log_file: Path | None, console: Console, verbose: bool = False) -> None:
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    redactor = RedactingFilter()
-    if console.is_terminal:
-        handler: logging.Handler = RichHandler(console=console, show_path=False, markup=False,
-                                               rich_tracebacks=False, log_time_format="%H:%M:%S")
-    else:
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-    handler.addFilter(redactor)
-    root.addHandler(handler)
-    if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        file_handler = logging.FileHandler(log_file, encoding="utf-8")
-        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-        file_handler.addFilter(redactor)
-        root.addHandler(file_handler)
-    logging.getLogger("git").setLevel(logging.WARNING)
-
-
 def print_statistics(console: Console, stats, worker_id: str, jobs: int) -> None:
-    table = Table(title="Final statistics", show_header=False)
+    table = Table(title="🏁 Final statistics", show_header=False)
     table.add_column("what")
     table.add_column("value", justify="right")
     runtime = stats.runtime()
@@ -70,9 +48,11 @@ def print_statistics(console: Console, stats, worker_id: str, jobs: int) -> None
     console.print(table)
 
 
-def build_worker_cli(registry_factory: Callable[[], ProcessorRegistry],
-                     configure: Callable[..., WorkerConfig]) -> click.Command:
-    """The worker's command. ``configure(environment, **flags)``: the settings (flags not given are None)."""
+def build_worker_cli(registry_factory: Callable[[], ProcessorRegistry], configure: Callable[..., WorkerConfig],
+                     dotenv_folder: Path | None = None) -> click.Command:
+    """The worker's command. ``configure(environment, dotenv_folders=..., **flags)``: the settings (flags
+    not given are None); `.env` is read from the current folder, then from ``dotenv_folder`` (the
+    project folder, where the entry script lives); the current folder's values win."""
 
     @click.command(context_settings={"help_option_names": ["-h", "--help"]})
     @click.option("--repo-url", default=None, help="The board: https (token allowed), ssh, git://, file:// URL or a "
@@ -107,11 +87,11 @@ def build_worker_cli(registry_factory: Callable[[], ProcessorRegistry],
         """
         from coordination.worker import Worker
 
-        console = Console(highlight=False)
+        console = make_console()
         logging_ready = False
         try:
             config = configure(
-                environment, repo_url=repo_url, max_work=max_work, max_failures=max_failures,
+                environment, dotenv_folders=(dotenv_folder,) if dotenv_folder else (), repo_url=repo_url, max_work=max_work, max_failures=max_failures,
                 max_idle_hours=max_idle_hours, poll_seconds=poll_seconds, workdir=workdir, worker_id=worker_id,
                 jobs=jobs, heartbeat_seconds=heartbeat_seconds, nice=nice, pause_on_battery=pause_on_battery,
                 max_cpu_percent=max_cpu_percent,
@@ -121,7 +101,7 @@ def build_worker_cli(registry_factory: Callable[[], ProcessorRegistry],
 
                 ok = run_checks(config, registry_factory(), console)
                 sys.exit(0 if ok else 1)
-            log_file = config.log_file or Path(config.workdir) / "worker.log"
+            log_file = Path(os.path.abspath(config.log_file or Path(config.workdir) / "worker.log"))
             try:
                 setup_logging(log_file, console, verbose)
             except OSError as exc:
@@ -131,8 +111,8 @@ def build_worker_cli(registry_factory: Callable[[], ProcessorRegistry],
             worker = Worker(config, registry_factory())
             console.print(f"wms worker [bold]{worker.worker_id}[/bold] on {worker.remote.url} "
                           f"(max {config.max_work} orders, {config.jobs} at once); log: {log_file}")
-            if worker.sleep.enabled and not worker.sleep.start_prevention():
-                console.print(f"[yellow]{worker.sleep.warning}[/yellow]")
+            if worker.sleep.enabled:  # tried once at start, so a warning comes now, not mid-order
+                worker.sleep.start_prevention()
             worker.sleep.stop_prevention()
             lower_priority(config.nice)
             with LiveView(console, worker):

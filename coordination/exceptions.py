@@ -30,6 +30,20 @@ class GitNotFound(WmsError):
         )
 
 
+class GitTooOld(WmsError):
+    exit_code = 3
+
+    def __init__(self, version: tuple, needed: tuple) -> None:
+        have = ".".join(map(str, version))
+        need = ".".join(map(str, needed))
+        super().__init__(
+            f"git {have} is too old: the worker needs git {need} or later (older git drops the board's "
+            "token without a word, and pushes then fail as permission errors). Update git (Windows: "
+            "https://git-scm.com/download/win; macOS: xcode-select --install or brew install git; "
+            "Linux: your distribution's backports or git's own packages) and run again."
+        )
+
+
 class BoardUnreachable(WmsError):
     """The board could not be reached (network down, server stopped). Transient: retry later."""
 
@@ -67,3 +81,8 @@ class WorkdirError(WmsError):
     """The local working folder cannot be used (read-only, disk full)."""
 
     exit_code = 7
+
+
+class BoardRefusesPushes(BoardPermissionError):
+    """The board's server refuses every push to main for a reason no retry changes (a non-bare
+    repository with main checked out)."""

@@ -20,7 +20,7 @@ from coordination.claims import Candidate
 from coordination.exceptions import BoardPermissionError, BoardThrottled, BoardUnreachable
 from coordination.git import RefUpdate
 from coordination.records import RESULT_FILE, Located, dumps, order_of
-from coordination.refs import MAIN_REF, heartbeat_ref, result_ref
+from coordination.refs import MAIN_REF, TRACK, heartbeat_ref, result_ref
 from coordination.jobs import Job
 from coordination.spool import SpoolEntry
 from coordination.states import OrderState, duplicate_path
@@ -55,15 +55,22 @@ class Exchanges:
         """Run a board step; on an unreachable board back off (with jitter) and report None."""
         try:
             result = step()
+            self._reached = True
             self.board_backoff.reset()
             if self._unreachable_since is not None:
-                log.info("Board reachable again after %.0f s", self.now() - self._unreachable_since)
+                log.info("✅ Board reachable again after %.0f s", self.now() - self._unreachable_since)
                 self._unreachable_since = None
                 self.liveness.refresh_all()  # holders could not heartbeat through the outage either
             return result
         except BoardPermissionError:
             raise
         except BoardUnreachable as exc:
+            if not self._reached and not self.known_board() and not isinstance(exc, BoardThrottled):
+                # never reached from this workdir: a wrong host or port, not an outage to wait out
+                raise BoardUnreachable(
+                    f"Board unreachable: {exc.message} This workdir has never reached the board, so the worker "
+                    "stops instead of retrying: check the host name and port in --repo-url (and this machine's "
+                    "network), then start again.") from None
             # an outage is not "no work": it does not count toward --max-failures. The worker keeps
             # its results in the spool and backs off (with jitter) for up to --max-idle-hours.
             wait = self.board_backoff.next()
@@ -79,10 +86,14 @@ class Exchanges:
                 self.request_stop(f"Board unreachable for {down / 3600:.2f} hours (limit --max-idle-hours "
                                   f"{self.config.max_idle_hours:g}); {len(self.outbox)} result(s) stay in the spool")
                 return None
-            log.warning("%s (%s); results are kept in the spool. Retrying in %.1f s",
+            log.warning("⚠️ %s (%s); results are kept in the spool. Retrying in %.1f s",
                         "Board throttling" if isinstance(exc, BoardThrottled) else "Board unreachable", exc.message, wait)
             self.wait(wait)
             return None
+
+    def known_board(self) -> bool:
+        """Has this workdir's clone ever fetched the board (a board once reached, now down)?"""
+        return self.repo is not None and bool(self.repo.refs(TRACK))
 
     def exchange(self, want: int, *, heartbeat: bool = False, sync: bool = True, state: str = "running",
                  push: bool = True) -> list[Job]:
@@ -170,6 +181,8 @@ class Exchanges:
         self.confirm_ready_jobs(view)
         started = self.start_ready_jobs()
         self.remaining = view.count(OrderState.AVAILABLE) + view.count(OrderState.RETRY)
+        self.successor = view.policy().get("successor") or None  # a retired board names the next one
+        self.in_play = view.count(OrderState.ACTIVE)
         self.holders = len(view.holders())
         return started
 
@@ -228,7 +241,7 @@ class Exchanges:
         for cand, claim in zip(candidates, claim_refs):
             if not pushed.accepted(claim.ref):
                 self.stats.lost_races += 1
-                log.info("lost claim race for %s; choosing another", cand.work_id)
+                log.info("❌ Worker lost claim race for %s; choosing another", cand.work_id)
                 continue
             self._claimed_last += 1
             # if main did not move since we chose, the order was still on offer: the claim is good
@@ -264,7 +277,7 @@ class Exchanges:
                 del self.ready[work_id]
                 self.unfolded.pop(("claim", work_id, job.seq), None)
                 self.stats.lost_races += 1
-                log.info("lost claim race for %s (the board moved on); choosing another", work_id)
+                log.info("❌ Worker lost claim race for %s (the board moved on); choosing another", work_id)
 
     def forget_reflected(self, view: BoardView) -> None:
         for key in list(self.unfolded):

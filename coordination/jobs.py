@@ -12,7 +12,8 @@ from coordination.defaults import MAX_RESULT_BYTES, ORDER_SCHEMA
 from coordination.exceptions import WmsError, WorkdirError
 from coordination.processors import OrderError, ProcessorRegistry, WorkContext
 from coordination.records import completion_record, dumps, result_info
-from coordination import testhooks
+from coordination import portable, testhooks
+from coordination.remote import Remote
 from coordination.spool import Spool, SpoolEntry, SpoolWriteError
 
 log = logging.getLogger("wms.worker")
@@ -39,12 +40,17 @@ class JobRunner:
     """Runs each job in a thread of its own and keeps its outcome in the spool.
 
     ``board_files(job)``: the reader of the board's files at the job's commit; ``stop_requested``:
-    whether the processor should give up now; ``wake`` is set when a job finishes. A result that
-    cannot be kept anywhere (``fatal``) stops the worker: its lease lapses and others redo it."""
+    whether the processor should give up now; ``wake`` is set when a job finishes; ``remote``: the
+    board (page stores on the same host use its credentials). A result that cannot be kept
+    anywhere (``fatal``) stops the worker: its lease lapses and others redo it."""
+
+    #: waits between tries to save a result whose spool file another program holds (Windows: an
+    #: antivirus, an indexer): about 3 minutes while the worker carries on, instead of stopping it
+    SPOOL_WAITS = (1, 2, 4, 8, 15, 30, 30, 30, 30, 30)
 
     def __init__(self, registry: ProcessorRegistry, spool: Spool, workdir: Path, worker_id: str,
                  now: Callable[[], float], board_files: Callable[[Job], object], stop_requested: Callable[[], bool],
-                 wake: threading.Event):
+                 wake: threading.Event, remote: Remote | None = None):
         self.registry = registry
         self.spool = spool
         self.workdir = Path(workdir)
@@ -53,7 +59,9 @@ class JobRunner:
         self.board_files = board_files
         self.stop_requested = stop_requested
         self.wake = wake
+        self.remote = remote
         self.fatal: WmsError | None = None
+        self._spool_retry = threading.Event()  # never set: the wait between tries to save a held spool file
 
     def start(self, job: Job) -> None:
         job.started_at = self.now()
@@ -61,14 +69,14 @@ class JobRunner:
         job.thread.start()
 
     def perform(self, job: Job) -> None:
-        scratch = self.workdir / "jobs" / f"{job.work_id}--{job.seq}"
+        scratch = self.workdir / "jobs" / f"{portable.case_safe(job.work_id)}--{job.seq}"
         try:
             scratch.mkdir(parents=True, exist_ok=True)
             ctx = WorkContext(
                 work_id=job.work_id, workdir=scratch, board=self.board_files(job),
                 log=logging.getLogger(f"wms.job.{job.work_id}"),
                 on_progress=lambda done, total, msg: setattr(job, "progress", (done, total, msg)),
-                stop_requested=self.stop_requested,
+                stop_requested=self.stop_requested, remote=self.remote, cache_dir=self.workdir / "stores",
             )
             if "_invalid" in job.order:
                 raise OrderError(str(job.order["_invalid"]), permanent=True)
@@ -108,13 +116,27 @@ class JobRunner:
                                 permanent=True)
         info = result_info("completed", job.work_id, job.seq, self.worker_id, now)
         testhooks.crash_point("submit-before-spool")
-        return self.spool.put(job.work_id, job.seq, info, record)
+        return self.spool_patiently(job.work_id, job.seq, info, record)
 
     def failure(self, job: Job, message: str, *, permanent: bool) -> SpoolEntry:
-        log.warning("Failed work: %s: %s", job.work_id, message)
+        log.warning("❌ Failed work: %s: %s", job.work_id, message)
         info = result_info("failed", job.work_id, job.seq, self.worker_id, self.now(), error=message,
                            permanent=permanent)
-        return self.spool.put(job.work_id, job.seq, info, None)
+        return self.spool_patiently(job.work_id, job.seq, info, None)
+
+    def spool_patiently(self, work_id: str, seq: int, info: dict, record: dict | None,
+                        waits=SPOOL_WAITS) -> SpoolEntry:
+        """Save a result from a job's thread; a spool file another program holds (`transient`) is
+        tried again after each of ``waits`` unless the worker is stopping at once."""
+        for wait in (*waits, None):
+            try:
+                return self.spool.put(work_id, seq, info, record)
+            except SpoolWriteError as exc:
+                if not exc.transient or wait is None or self.stop_requested():
+                    raise
+                log.warning("%s Trying again in %d s.", exc.message, wait)
+                self._spool_retry.wait(wait)
+        raise AssertionError("unreachable")
 
     def release(self, job: Job) -> SpoolEntry:
         """Hand ``job`` back to the board (kept in the spool until pushed)."""

@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from coordination import portable
+
 
 @dataclass
 class _Seen:
@@ -116,6 +118,6 @@ def write_snapshot(path: Path, data: dict) -> None:
     try:
         tmp = Path(path).with_name(f"{Path(path).name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(data), encoding="utf-8")
-        os.replace(tmp, path)
+        portable.replace(tmp, path)  # Windows: tried again while a scanner holds the file
     except OSError:
         pass  # the next run only waits a full offline_after before judging

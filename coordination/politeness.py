@@ -21,9 +21,37 @@ def default_jobs(cpu_count: int | None = None) -> int:
     return max(1, min(4, cores // 2))
 
 
-def lower_priority(nice: int) -> bool:
-    """Lower this process's CPU priority (Unix `nice`); False where the OS has no such call."""
-    if nice <= 0 or not hasattr(os, "nice"):
+# Windows priority classes (processthreadsapi.h); git's processes inherit them, as they do nice
+BELOW_NORMAL_PRIORITY_CLASS = 0x4000
+IDLE_PRIORITY_CLASS = 0x0040
+
+
+def windows_priority_class(nice: int) -> int | None:
+    """The Windows priority class closest to Unix ``nice``: none for 0, below normal up to 14, idle from 15."""
+    if nice <= 0:
+        return None
+    return BELOW_NORMAL_PRIORITY_CLASS if nice < 15 else IDLE_PRIORITY_CLASS
+
+
+def lower_priority(nice: int, platform: str = sys.platform, set_class=None) -> bool:
+    """Lower this process's CPU priority: `nice` on Unix, a lower priority class on Windows.
+
+    False (with a warning that says so) where it could not be done."""
+    if nice <= 0:
+        return False
+    if platform == "win32":
+        wanted = windows_priority_class(nice)
+        try:
+            ok = (set_class or _set_windows_priority_class)(wanted)
+        except Exception as exc:  # ctypes missing or refused: say so, carry on at normal priority
+            ok, why = False, str(exc)
+        else:
+            why = "the system refused"
+        if not ok:
+            log.warning("Could not lower CPU priority (%s); running at normal priority", why)
+        return bool(ok)
+    if not hasattr(os, "nice"):
+        log.warning("Could not lower CPU priority: this system has no nice; running at normal priority")
         return False
     try:
         os.nice(nice)
@@ -31,6 +59,13 @@ def lower_priority(nice: int) -> bool:
     except OSError as exc:
         log.warning("Could not lower CPU priority: %s", exc)
         return False
+
+
+def _set_windows_priority_class(priority_class: int) -> bool:  # pragma: no cover - Windows only
+    import ctypes
+
+    kernel32 = ctypes.windll.kernel32
+    return bool(kernel32.SetPriorityClass(kernel32.GetCurrentProcess(), priority_class))
 
 
 def on_battery(power_supply: Path = Path("/sys/class/power_supply")) -> bool | None:

@@ -47,6 +47,8 @@ class WorkContext:
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("wms.processor"))
     on_progress: Callable[[int, int, str], None] | None = None
     stop_requested: Callable[[], bool] = lambda: False
+    remote: object | None = None  # the board's Remote: page stores on its host are read with its credentials
+    cache_dir: Path | None = None  # where the worker keeps what outlives one order (page store repositories)
 
     def read_board_file(self, path: str) -> bytes:
         return self.board.read_file(path)
@@ -59,6 +61,17 @@ class WorkContext:
 Processor = Callable[[dict, WorkContext], dict]
 
 
+@dataclass
+class KindCheck:
+    """One part an order kind needs (an OCR engine), as --check reports it; ``required``: a worker
+    without it should not run (else it is a warning: some orders of the kind would fail here)."""
+
+    name: str
+    ok: bool
+    detail: str
+    required: bool = True
+
+
 class ProcessorRegistry:
     """Maps an order's ``kind`` to the processor that handles it.
 
@@ -69,10 +82,19 @@ class ProcessorRegistry:
     def __init__(self) -> None:
         self._factories: dict[str, Callable[[], Processor]] = {}
         self._loaded: dict[str, Processor] = {}
+        self._checks: dict[str, Callable[[], list[KindCheck]]] = {}
 
-    def register(self, kind: str, factory: Callable[[], Processor]) -> None:
+    def register(self, kind: str, factory: Callable[[], Processor],
+                 check: Callable[[], list["KindCheck"]] | None = None) -> None:
+        """``check``: loads what the kind needs for real (its engines) and reports each part, for --check."""
         self._factories[kind] = factory
         self._loaded.pop(kind, None)
+        if check is not None:
+            self._checks[kind] = check
+
+    def checks(self, kind: str) -> list["KindCheck"]:
+        check = self._checks.get(kind)
+        return check() if check is not None else []
 
     def kinds(self) -> list[str]:
         return sorted(self._factories)

@@ -25,6 +25,11 @@ class Remote:
     url: str  # safe to show: no credentials
     env: dict = field(default_factory=dict, compare=False, hash=False)
 
+    @property
+    def is_local(self) -> bool:
+        """A folder on this machine (a path or file:// URL), not a server."""
+        return self.url.startswith("file://") or self.url.startswith("/")
+
     def __str__(self) -> str:  # never prints credentials
         return self.url
 
@@ -78,3 +83,33 @@ def _config_env(settings: dict) -> dict:
         env[f"GIT_CONFIG_KEY_{i}"] = key
         env[f"GIT_CONFIG_VALUE_{i}"] = value
     return env
+
+
+def _origin(url: str) -> tuple[str, str] | None:
+    """(scheme, host[:port]) of a network URL, or None for local paths and file:// URLs."""
+    if _SCP_LIKE.match(url):
+        return ("ssh", url.split("@", 1)[1].split(":", 1)[0].lower())
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt"):
+        return None
+    if scheme == "git+ssh":
+        scheme = "ssh"
+    return (scheme, (parts.hostname or "").lower() + (f":{parts.port}" if parts.port else ""))
+
+
+def related_remote(url: str, board: Remote) -> Remote:
+    """A repository the board points to (a page store, a successor board), with the board's
+    credentials when it lives on the same host (same scheme, host and port); else with none
+    (or with the token riding in ``url`` itself).
+
+    A repository on this machine (a path, file://) is accepted only for a board on this machine
+    too: an order must not make a volunteer read a repository of their own.
+    """
+    remote = parse_repo_url(url)
+    target = _origin(remote.url)
+    if target is None and not board.is_local:
+        raise InvalidRepoUrl(f"{remote.url} is on this machine, but the board is not; refused.")
+    if not remote.env and target is not None and target == _origin(board.url):
+        return Remote(remote.url, dict(board.env))
+    return remote

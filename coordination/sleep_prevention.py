@@ -9,8 +9,9 @@ log = logging.getLogger("wms.sleep")
 class SleepPreventer:
     """`start_prevention()` / `stop_prevention()`; degrades to a warning where the OS offers no way."""
 
-    def __init__(self, enabled: bool = True):
+    def __init__(self, enabled: bool = True, announce: bool = True):
         self.enabled = enabled
+        self.announce = announce  # log the warning (--check reports it itself)
         self._mode = None
         self.active = False
         self.available: bool | None = None
@@ -53,6 +54,7 @@ class SleepPreventer:
         if self.available is not False:
             self.warning = (f"Could not prevent sleep on this machine ({reason.strip()[:200]}); "
                             "keep it awake yourself while the worker runs.")
-            log.warning(self.warning)
+            if self.announce:
+                log.warning("⚠️ %s", self.warning)
         self.available = False
         self.enabled = False

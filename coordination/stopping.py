@@ -1,17 +1,18 @@
 """When a worker holds back or stops: the PAUSE and STOP files, the battery, signals, and the
 limits of a run (orders, empty polls, idle time).
 
-Signals: the first SIGINT/SIGTERM finishes the orders running, then stops; the second releases
-them and stops at once.
+Signals (`signals.py`): the first SIGINT/SIGTERM finishes the orders running, then stops; the
+second releases them and stops at once; SIGBREAK/SIGHUP release them and stop at once.
+A STOP file is honoured once: it is removed, so the next start in that workdir runs.
 """
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 from pathlib import Path
 from typing import Callable
 
+from coordination import signals
 from coordination.config import WorkerConfig
 from coordination.exceptions import BoardUnreachable
 from coordination.politeness import BatteryWatch
@@ -29,21 +30,20 @@ class Stopping:
         self.signals = 0
         self.at_once = False  # a second signal: release the orders running and stop now
         self._pause_logged = ""
+        self.restore_signal_handlers: Callable[[], None] = lambda: None
 
     def install_signal_handlers(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        signal.signal(signal.SIGINT, self.on_signal)
-        signal.signal(signal.SIGTERM, self.on_signal)
+        self.restore_signal_handlers = signals.install(self.on_signal)
 
-    def on_signal(self, signum, frame) -> None:
+    def on_signal(self, name: str, urgent: bool = False) -> None:
+        """``urgent`` (SIGBREAK, SIGHUP): no time to finish; the same graceful signal twice is urgent too."""
         self.signals += 1
-        name = signal.Signals(signum).name
-        if self.signals == 1:
+        if self.signals == 1 and not urgent:
             log.info("%s received: finishing the current order, then stopping (again to stop at once)", name)
             self.request_stop(f"{name} received")
         else:
-            log.info("%s received again: releasing claims and stopping now", name)
+            log.info("%s received%s: releasing claims and stopping now", name, "" if urgent else " again")
+            self.request_stop(f"{name} received")
             self.at_once = True
         self.wake.set()
 
@@ -57,16 +57,24 @@ class Stopping:
             reason = ""
         if reason != self._pause_logged:
             if reason:
-                log.info("Paused: %s", reason)
+                log.info("⏸️ Paused: %s", reason)
             else:
-                log.info("Resumed")
+                log.info("▶️ Resumed")
             self._pause_logged = reason
         return reason
 
     def stop_file(self) -> str | None:
-        if (self.workdir / "STOP").exists():
-            return f"STOP file found in {self.workdir}"
-        return None
+        """Why to stop, if a STOP file is in the workdir; it is honoured once (removed), so the next
+        start in this workdir runs normally."""
+        stop_file = self.workdir / "STOP"
+        if not stop_file.exists():
+            return None
+        try:
+            stop_file.unlink()
+            return f"STOP file found in {self.workdir} (removed, so the next start runs normally)"
+        except OSError as exc:
+            return f"STOP file found in {self.workdir} (could not remove it: {exc.strerror}; delete it " \
+                   "before the next start)"
 
 
 def limit_reached(config: WorkerConfig, *, work_done: int, empty_polls: int, holding: bool, idle: float,

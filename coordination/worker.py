@@ -19,6 +19,7 @@ order when the claim was made.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import random
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from coordination import pacing, testhooks
-from coordination.backoff import Backoff
+from coordination.backoff import Backoff, capped
 from coordination.board import Board
 from coordination.claims import Candidate
 from coordination.config import WorkerConfig
@@ -44,7 +45,7 @@ from coordination.liveness import LivenessTracker
 from coordination.politeness import BatteryWatch, rest_after
 from coordination.processors import ProcessorRegistry
 from coordination.records import order_of
-from coordination.remote import Remote, parse_repo_url
+from coordination.remote import Remote, parse_repo_url, related_remote
 from coordination.sleep_prevention import SleepPreventer
 from coordination.spool import Spool, SpoolEntry
 from coordination.stopping import Stopping, limit_reached
@@ -52,13 +53,31 @@ from coordination.view import BoardView
 
 log = logging.getLogger("wms.worker")
 
-__all__ = ["Job", "Worker", "WorkerStats", "make_worker_id"]
+__all__ = ["Job", "Worker", "WorkerStats", "make_worker_id", "poll_wait"]
 
 
 def process_cpu() -> float:
     """CPU seconds this process has used (its own threads, not its children)."""
     times = os.times()
     return times.user + times.system
+
+
+def poll_wait(empty_polls: int, poll_seconds: float, cap_seconds: float, draw: float) -> float:
+    """Seconds to wait after the ``empty_polls``-th empty poll in a row: ``poll_seconds``, growing by half
+    each time up to ``cap_seconds``, with ±20 % jitter (``draw`` in [0, 1)). With the defaults (20 s,
+    60 s) twenty empty polls, `--max-failures 20`, take about 18 minutes. The worker's `idle_backoff`
+    draws the same waits.
+
+    >>> [round(poll_wait(n, 20, 60, 0.5)) for n in range(1, 6)]
+    [20, 30, 45, 60, 60]
+    """
+    return capped(poll_seconds, cap_seconds, empty_polls, factor=1.5) * (0.8 + 0.4 * draw)
+
+
+def absolute_workdir(workdir) -> Path:
+    """The workdir as an absolute path, relative ones (the default `wms_workdir`) taken from the
+    current folder at start, so nothing later depends on the folder a git process runs in."""
+    return Path(os.path.abspath(os.path.expanduser(str(workdir))))
 
 
 def make_worker_id() -> str:
@@ -112,7 +131,7 @@ class Worker(Exchanges):
         self.rng = rng or random.Random()
         self.monotonic = monotonic
         self.sleep_for = sleep
-        self.workdir = Path(config.workdir)
+        self.workdir = absolute_workdir(config.workdir)
         self.settings = BoardSettings(max_attempts=config.max_attempts, retry_backoff=config.retry_backoff,
                                       offline_after=config.offline_after)
         self.stats = WorkerStats(started_at=now())
@@ -139,13 +158,17 @@ class Worker(Exchanges):
         self._claimed_last = 0
         self._last_busy: float | None = None  # how long the last order took
         self._unreachable_since: float | None = None
+        self._reached = False  # the board answered during this run
         self._learning = False  # a holder's liveness is still being learned: an empty poll is not final
         self.repo: LocalRepo | None = None
         self.board: Board | None = None
         self.spool: Spool | None = None
         self.runner: JobRunner | None = None
         self.remaining: int | None = None  # orders the board still offers, as last seen
+        self.in_play = 0  # orders claimed on the board, as last seen
         self.holders = 0  # workers holding those orders, as last seen
+        self.successor: str | None = None  # the board this one hands its volunteers on to (board.json)
+        self._boards_seen = {self.remote.url}
         # the push budget (`pacing`): the board's, the workers seen pushing, what orders take
         self.budget = PUSH_BUDGET
         self.workers_seen = 1
@@ -170,13 +193,19 @@ class Worker(Exchanges):
             lease=self._lease)
 
     # ---------------------------------------------------------------- life cycle
-    def run(self) -> WorkerStats:
+    def run(self, *, restore_signals: bool = False) -> WorkerStats:
+        """Work until a stop condition. ``restore_signals``: put the signal handlers back afterwards
+        (for a program that embeds the worker); the command keeps them until it exits."""
         self.stopping.install_signal_handlers()
         try:
             self.start()
             self.work_loop()
         finally:
-            self.shutdown()
+            try:
+                self.shutdown()
+            finally:
+                if restore_signals:
+                    self.stopping.restore_signal_handlers()
         return self.stats
 
     def start(self) -> None:
@@ -189,12 +218,12 @@ class Worker(Exchanges):
         self.board = Board(self.repo, self.settings, clock=self.now, rng=self.rng, sleep=self.sleep_for)
         self.spool = Spool(self.workdir / "spool")
         self.runner = JobRunner(self.registry, self.spool, self.workdir, self.worker_id, self.now, self.board_files,
-                                lambda: self.stopping.at_once, self._wake)
+                                lambda: self.stopping.at_once, self._wake, remote=self.remote)
         for entry in self.spool.entries():
             self.outbox[entry.key] = entry
         if self.outbox:
-            log.info("Found %d unsent result(s) in the spool; pushing them first", len(self.outbox))
-        log.info("Worker %s starting on %s", self.worker_id, self.remote.url)
+            log.info("📦 Found %d unsent result(s) in the spool; pushing them first", len(self.outbox))
+        log.info("🚀 Worker %s starting on %s", self.worker_id, self.remote.url)
         if self.outbox:  # the spool goes first; otherwise the first claim carries the first heartbeat
             self.with_board_retries(lambda: self.exchange(0, heartbeat=True))
 
@@ -242,12 +271,12 @@ class Worker(Exchanges):
         if fatal is not None:
             self.stats.stop_reason = fatal.message
             self.stats.exit_code = fatal.exit_code
-            log.error("STOPPING: %s", fatal.message)
+            log.error("🛑 STOPPING: %s", fatal.message)
             raise fatal
         reason = self.stop_reason()
         if reason and not self.stats.stop_reason:
             self.stats.stop_reason = reason
-            log.info("STOPPING: %s", reason)
+            log.info("🛑 STOPPING: %s", reason)
         if self.stopping.at_once:
             self.release_jobs(running=True)
             return False
@@ -284,12 +313,21 @@ class Worker(Exchanges):
                 f"{verb} {n} ({cpu:.2f} s)" for verb, (n, cpu) in sorted(self.repo.processes.items(),
                                                                      key=lambda kv: -kv[1][1])), process_cpu())
             self.repo.close()
+        self.log_statistics()
+
+    def log_statistics(self) -> None:
+        """The run's figures in the log (worker.log keeps them; the command also prints a table)."""
+        st = self.stats
+        log.info("🏁 Worker %s finished: %s", self.worker_id, st.stop_reason or "stopped")
+        log.info("📊 Final statistics: work done %d (completed %d, failed %d, released %d), lost claim races %d, "
+                 "runtime %.1f s, %.1f jobs/hour, efficiency %.0f%%", st.work_done, st.completed, st.failed,
+                 st.released, st.lost_races, st.runtime(), st.jobs_per_hour(), st.efficiency(self.config.jobs) * 100)
 
     # ---------------------------------------------------------------- stopping and pausing
     def request_stop(self, reason: str) -> None:
         if not self.stats.stop_reason:
             self.stats.stop_reason = reason
-            log.info("STOPPING: %s", reason)
+            log.info("🛑 STOPPING: %s", reason)
         self._wake.set()
 
     def paused(self) -> bool:
@@ -341,7 +379,7 @@ class Worker(Exchanges):
             if not job.confirmed:
                 continue
             del self.ready[work_id]
-            log.info("Claimed work: %s", work_id)
+            log.info("✅ Claimed work: %s", work_id)
             self.jobs[work_id] = job
             self.sleep.start_prevention()
             self.runner.start(job)
@@ -369,10 +407,10 @@ class Worker(Exchanges):
             self.outbox[job.outcome.key] = job.outcome
             if job.outcome.info["status"] == "completed":
                 self.stats.completed += 1
-                log.info("Completed work: %s", work_id)
+                log.info("🎉 Completed work: %s", work_id)
             else:
                 self.stats.failed += 1
-            log.info("Progress: %d/%d (%.1f jobs/hour)", self.stats.work_done, self.config.max_work,
+            log.info("📈 Progress: %d/%d (%.1f jobs/hour)", self.stats.work_done, self.config.max_work,
                      self.stats.jobs_per_hour(self.now()))
         if not self.jobs:
             self.sleep.stop_prevention()
@@ -386,10 +424,19 @@ class Worker(Exchanges):
             self.ready.pop(work_id, None)
             self.jobs.pop(work_id, None)
             self.stats.released += 1
-            log.info("Released work: %s", work_id)
+            log.info("↩️ Released work: %s", work_id)
 
     # ---------------------------------------------------------------- waiting
     def handle_empty_poll(self) -> None:
+        if self.successor and not self.remaining:  # a retired board with nothing left on offer
+            if self.successor_step():
+                return
+            if self.successor and (self.jobs or self.outbox or self.unfolded or self._learning):
+                self._next_poll_at = self.now() + self.config.fold_delay  # not counted: ours still to show
+                return
+        if self.board_finished():
+            self.request_stop("No work left on the board: every order is completed or failed")
+            return
         if not self._learning:  # while a holder's liveness is still being learned, work may yet come free
             self.stats.empty_polls += 1
         if self.stats.empty_polls >= self.config.max_failures:
@@ -398,7 +445,57 @@ class Worker(Exchanges):
         # the queue should not take the CPU and the server from those finishing the last orders
         wait = pacing.idle_wait(self.config, self.snapshot(), self.idle_backoff.next())
         self._next_poll_at = self.now() + wait
-        log.info("No work available, waiting %s seconds", f"{wait:.0f}" if wait >= 10 else f"{wait:.1f}")
+        log.info("😴 No work available, waiting %s seconds", f"{wait:.0f}" if wait >= 10 else f"{wait:.1f}")
+        idle = self.now() - self._last_activity
+        log.info("   📊 Empty polls in a row: %d/%d; ⏳ idle %.2f h of %g h", self.stats.empty_polls,
+                 self.config.max_failures, idle / 3600, self.config.max_idle_hours)
+
+    def board_finished(self) -> bool:
+        """Nothing on the board can still become work: no order available, waiting to be retried or
+        claimed (by anyone, this worker included). Waiting would only wait for the host to publish
+        more, so the worker stops at once; while orders are in play (they may come back) the
+        empty polls count toward --max-failures instead."""
+        return self.remaining == 0 and self.in_play == 0 and not self.jobs and not self.ready \
+            and not self._learning
+
+    def successor_step(self) -> bool:
+        """A retired board that offers nothing more: carry on at its successor. True when moved.
+
+        Only once this worker holds nothing there (its results pushed and shown on main) and no
+        other worker's order may come free; the successor's clone and spool are kept apart
+        (workdir/successors/...), so a restart, which begins at the first board again, never
+        pushes one board's results to another."""
+        if self.jobs or self.ready or self.outbox or self.unfolded or self._learning:
+            return False
+        try:
+            remote = related_remote(str(self.successor), self.remote)
+        except WmsError as exc:
+            remote = None
+            log.warning("⚠️ This board names a successor this worker cannot use (%s); staying", exc.message)
+        if remote is None or remote.url in self._boards_seen or len(self._boards_seen) > 20:
+            self.successor = None
+            return False
+        self.with_board_retries(lambda: self.exchange(0, heartbeat=True, state="stopped"))
+        old = self.remote.url
+        self.repo.close()
+        self.remote = remote
+        self._boards_seen.add(remote.url)
+        base = self.workdir / "successors" / hashlib.sha1(remote.url.encode()).hexdigest()[:12]
+        self.repo = LocalRepo.open(base / "board.git", remote, timeout=self.config.git_timeout,
+                                   lean=self.config.lean_clone)
+        self.board = Board(self.repo, self.settings, clock=self.now, rng=self.rng, sleep=self.sleep_for)
+        self.spool = Spool(base / "spool")
+        self.runner.spool, self.runner.remote = self.spool, remote
+        self.outbox = {entry.key: entry for entry in self.spool.entries()}
+        self.liveness = LivenessTracker(self.config.offline_after, clock=self.monotonic)
+        self._pending_since, self._last_heartbeat, self._next_poll_at = {}, 0.0, 0.0
+        self._heartbeat_seq, self._last_push, self._lease = 0, float("-inf"), 0.0
+        self.stats.empty_polls, self._scan_lapsed = 0, False
+        self.idle_backoff.reset()
+        self.remaining, self.in_play, self.holders, self.successor = None, 0, 0, None
+        self.budget, self.workers_seen = PUSH_BUDGET, 1
+        log.info("➡️ Board %s is retired and has no work left; carrying on at its successor %s", old, remote.url)
+        return True
 
     def wait(self, seconds: float) -> None:
         self._wake.wait(max(0.0, seconds))

@@ -22,9 +22,13 @@ from coordination.fold import BoardSettings
 from coordination.cli import WmsClickException
 from coordination.defaults import PUSH_BUDGET
 from coordination.exceptions import WmsError
+from coordination.git import LocalRepo
+from coordination.remote import parse_repo_url
 from coordination.secrets import redact
 from host_tools import admin
 from host_tools import collect as collect_lib
+from host_tools import page_store as page_store_lib
+from host_tools import succession
 from host_tools import status as status_lib
 from host_tools.datasets import sqlite as datasets_sqlite
 from host_tools.alerts import AlertError, AlertLedger, Mailer, SmtpSettings, parse_recipients
@@ -45,6 +49,13 @@ class HostContext:
                                  offline_after=self.config.offline_after)
         return admin.open_board(url, self.config.workdir, settings, git_timeout=self.config.git_timeout)
 
+    def board_at(self, remote) -> Board:
+        """A board named by another (a successor), with the credentials chosen for it."""
+        settings = BoardSettings(max_attempts=self.config.max_attempts, retry_backoff=self.config.retry_backoff,
+                                 offline_after=self.config.offline_after)
+        path = admin.host_workdir(remote, self.config.workdir) / "board.git"
+        return Board(LocalRepo.open(path, remote, timeout=self.config.git_timeout), settings)
+
 
 def fail(exc: Exception) -> None:
     if isinstance(exc, WmsError):
@@ -56,6 +67,12 @@ LIBRARY_ERRORS = (WmsError, SourceError, collect_lib.CollectError, ValueError, O
 
 repo_option = click.option("--repo-url", help="The board: https/ssh/git URL, file:// URL or a path to a bare repo. "
                            "Default: GITHUB_REPO_URL from .env or the environment.")
+
+
+def describe_order(order: dict) -> str:
+    """One line for a published order: series / chapter and its pages, or a load-test order."""
+    pages = order.get("pages") or []
+    return f"{order.get('series', '?')} / {order.get('chapter', '?')}, {len(pages)} page(s)"
 
 
 def progress_bar() -> Progress:
@@ -136,8 +153,14 @@ def set_budget(obj: HostContext, repo_url, push_budget):
 @click.option("--lang", type=click.Choice(["auto", "jpn", "eng"]), default=None, help="Language of the chapters.")
 @click.option("--dry-run", is_flag=True, help="Show what would be published; change nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Publish even past GitHub's size limits, without asking.")
+@click.option("--page-store", default=None, metavar="URL", envvar="WMS_PAGE_STORE",
+              help="Put page images into page stores URL-0001, URL-0002... instead of the board "
+                   "(WMS_PAGE_STORE; see docs/HOST.md).")
+@click.option("--store-limit", type=click.FloatRange(min=0, min_open=True), default=page_store_lib.DEFAULT_LIMIT / 1e9,
+              show_default=True, metavar="GB", help="Move on to the next page store once one holds this much.")
 @click.pass_obj
-def publish(obj: HostContext, repo_url, sources, simulate, seconds, prefix, engine, lang, dry_run, yes):
+def publish(obj: HostContext, repo_url, sources, simulate, seconds, prefix, engine, lang, dry_run, yes, page_store,
+            store_limit):
     """Publish chapters (folders, .cbz, .csv/.json URL manifests) or load-test orders.
 
     A chapter already on the board, in any state or archived, is reported and skipped.
@@ -157,21 +180,55 @@ def publish(obj: HostContext, repo_url, sources, simulate, seconds, prefix, engi
                                                  on_source=lambda *_: progress.advance(task))
         orders += chapter_orders
         board = obj.board(repo_url)
-        report = admin.publish(board, orders, files, dry_run=True, now=now)
+        board_files = {} if page_store else files  # with a page store, no page goes into the board
+        report = admin.publish(board, orders, board_files, dry_run=True, now=now)
         warnings = admin.publish_warnings(report)
         for line in warnings:
+            click.echo(f"Warning: {line}", err=True)
+        for line in ([] if page_store else page_store_lib.board_pages_warnings(board, report, files)):
             click.echo(f"Warning: {line}", err=True)
         if not dry_run and report.published:
             if warnings and not yes and not click.confirm("Publish anyway?", default=False, err=True):
                 raise click.ClickException("Nothing published.")
-            report = admin.publish(board, orders, files, now=now)
+            if page_store:  # the pages go to the stores, the orders point at them
+                for line in page_store_lib.put_pages(page_store, obj.config.workdir, orders, files, report.published,
+                                                     limit_gb=store_limit, git_timeout=obj.config.git_timeout):
+                    click.echo(line)
+            report = admin.publish(board, orders, board_files, now=now)
     except LIBRARY_ERRORS as exc:
         fail(exc)
+    verb = "Would publish" if dry_run else "Published"
+    by_id = {o.get("work_id"): o for o in orders}
+    for work_id in report.published:  # chapters one by one; load-test orders only in the count
+        if by_id.get(work_id, {}).get("kind") != "simulate":
+            click.echo(f"{verb} {work_id}: {describe_order(by_id[work_id])}")
     for work_id, state in report.skipped:
         click.echo(f"Skipped {work_id}: already on the board ({state})")
-    verb = "Would publish" if dry_run else "Published"
     click.echo(f"{verb} {len(report.published)} order(s), {report.bytes_added / 1e6:.1f} MB"
                + (f"; skipped {len(report.skipped)}" if report.skipped else ""))
+
+
+@cli.command()
+@repo_option
+@click.option("--successor", required=True, metavar="URL", help="The board volunteers move on to (already `init`ed).")
+@click.pass_obj
+def retire(obj: HostContext, repo_url, successor):
+    """Hand a board's volunteers on to a successor board once this one has no work left.
+
+    Orders still in play on this board finish here; workers then carry on at the successor,
+    with the same credentials when it is on the same host.
+
+    Example: python -m host_tools retire --repo-url /tmp/board.git --successor /tmp/board-2.git
+    """
+    try:
+        board = obj.board(repo_url)
+        outcome = succession.retire(board, successor, obj.board_at)
+    except LIBRARY_ERRORS as exc:
+        fail(exc)
+    new = redact(parse_repo_url(successor).url)
+    click.echo({"retired": f"Board retired: workers that find no work on it carry on at {new}.",
+                "changed": f"Successor changed: workers that find no work on this board carry on at {new}.",
+                "unchanged": f"Board already retired with successor {new}; nothing to do."}[outcome])
 
 
 @cli.command()
@@ -179,15 +236,23 @@ def publish(obj: HostContext, repo_url, sources, simulate, seconds, prefix, engi
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 @click.option("--write-status-page", is_flag=True, help="Also commit STATUS.md (and a progress line in README.md).")
 @click.option("--offline-after", type=float, default=None, help="Seconds of silence before a worker counts as offline.")
+@click.option("--follow", is_flag=True, help="Also show the successor boards of a retired board, in order.")
 @click.pass_obj
-def status(obj: HostContext, repo_url, as_json, write_status_page, offline_after):
+def status(obj: HostContext, repo_url, as_json, write_status_page, offline_after, follow):
     """Counts per state, workers (last heartbeat, online), throughput and ETA.
 
     Example: python -m host_tools status --repo-url /tmp/board.git --write-status-page
     """
+    offline_after = offline_after or obj.config.offline_after
     try:
         board = obj.board(repo_url)
-        report = status_lib.full_status(board, offline_after=offline_after or obj.config.offline_after)
+        report = status_lib.full_status(board, offline_after=offline_after)
+        report["successor"] = succession.successor_of(board.view())
+        if follow and report["successor"]:
+            report["chain"] = []
+            for nxt, _ in succession.chain(board, obj.board_at)[1:]:
+                report["chain"].append({"repo_url": nxt.repo.remote.url,
+                                        **status_lib.full_status(nxt, offline_after=offline_after)})
         commit = status_lib.write_status_page(board, report) if write_status_page else None
     except LIBRARY_ERRORS as exc:
         fail(exc)
@@ -195,6 +260,11 @@ def status(obj: HostContext, repo_url, as_json, write_status_page, offline_after
         click.echo(json.dumps(report, sort_keys=True))
         return
     status_lib.render(report, console)
+    if report["successor"]:
+        click.echo(f"This board is retired: volunteers who find no work here carry on at {report['successor']}.")
+    for other in report.get("chain", []):
+        click.echo(f"\nSuccessor {other['repo_url']}:")
+        status_lib.render(other, console)
     if write_status_page:
         click.echo(f"STATUS.md committed ({commit[:10]})." if commit else "STATUS.md unchanged.")
 

@@ -54,9 +54,18 @@ class PollReport:
     failed: list[str] = field(default_factory=list)
     alerts_sent: list[Incident] = field(default_factory=list)
     alert_error: AlertError | None = None
+    first_seen: list[str] = field(default_factory=list)  # workers this monitor starts watching in this pass
+    watching: int = 0  # workers with a heartbeat or an order on the board
+    offline_after: float = 0.0
 
     def lines(self) -> list[str]:
-        out = [f"Took back {t.work_id} from {t.holder}" + (f" (silent {t.silent_for:.0f} s)" if t.silent_for else "")
+        out = []
+        if self.first_seen:
+            new = len(self.first_seen)
+            which = f"{self.watching} worker(s)" if new == self.watching else f"{new} new worker(s) of {self.watching}"
+            out.append(f"Watching {which}; silent ones are judged from the next pass (a worker is taken as gone "
+                       f"once this monitor has seen it silent for {self.offline_after:g} s)")
+        out += [f"Took back {t.work_id} from {t.holder}" + (f" (silent {t.silent_for:.0f} s)" if t.silent_for else "")
                for t in self.taken_back]
         out += [f"Repaired: {r}" for r in self.repaired]
         out += [f"Emailed: {i.subject}" for i in self.alerts_sent]
@@ -98,6 +107,12 @@ class Monitor:
             self.tracker.refresh_all()
         self.board.require_main(view)
 
+        # a worker first seen now is only starting to be watched: this pass cannot judge its silence
+        visible = set(view.heartbeats) | {str(view.locate(w).record.get("worker_id", ""))
+                                          for w in view.list_ids(OrderState.ACTIVE)}
+        visible.discard("")
+        report.watching, report.offline_after = len(visible), self.offline_after
+        report.first_seen = sorted(w for w in visible if not self.tracker.known(w))
         lapsed = lapsed_claims(view, self.tracker)
         lapsed += self.forgotten_claims(view, {x.work_id for x in lapsed})
         if lapsed:

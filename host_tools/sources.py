@@ -30,18 +30,46 @@ def natural_key(name: str):
 
 
 def _images(folder: Path) -> list[Path]:
-    return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                   and not p.name.startswith(".")), key=lambda p: natural_key(p.name))
+    """The page files of ``folder``, symbolic links included (a link, even a broken one, is refused by
+    `_read_page` with its name, never dropped without a word)."""
+    return sorted((p for p in folder.iterdir() if (p.is_file() or p.is_symlink()) and p.suffix.lower() in
+                   IMAGE_SUFFIXES and not p.name.startswith(".")), key=lambda p: natural_key(p.name))
+
+
+# what each image format's file starts with (offset, bytes)
+_SIGNATURES = {
+    "PNG": [(0, b"\x89PNG")],
+    "JPEG": [(0, b"\xff\xd8\xff")],
+    "GIF": [(0, b"GIF87a"), (0, b"GIF89a")],
+    "WebP": [(8, b"WEBP")],
+    "BMP": [(0, b"BM")],
+    "TIFF": [(0, b"II*\x00"), (0, b"MM\x00*")],
+}
+
+
+def check_image(name: str, data: bytes) -> None:
+    """Refuse a page that is not an image of a format the workers read (told by its first bytes,
+    whatever its name says), so a bad page fails here and not later on a volunteer's machine."""
+    for fmt, marks in _SIGNATURES.items():
+        if any(data[offset:offset + len(mark)] == mark for offset, mark in marks):
+            if fmt == "WebP" and data[:4] != b"RIFF":
+                continue
+            return
+    raise SourceError(f"{name} is not an image (its content is not PNG, JPEG, GIF, WebP, BMP or TIFF); "
+                      "remove it or replace it with the page image")
 
 
 def _read_page(path: Path) -> PageFile:
     if path.is_symlink():
-        raise SourceError(f"{path} is a symbolic link; copy the image itself")
+        target = "a broken symbolic link" if not path.exists() else "a symbolic link"
+        raise SourceError(f"{path} is {target}; copy the image itself into the chapter folder")
     size = path.stat().st_size
     if size > MAX_PAGE_BYTES:
         raise SourceError(f"{path} is {size / 2**20:.0f} MB; pages over {MAX_PAGE_BYTES // 2**20} MB cannot be "
                           "stored on GitHub. Shrink it or publish it by URL.")
-    return PageFile(name=path.name, data=path.read_bytes())
+    data = path.read_bytes()
+    check_image(str(path), data)
+    return PageFile(name=path.name, data=data)
 
 
 def chapters_from_folder(folder: Path) -> list[Chapter]:
@@ -83,7 +111,9 @@ def chapter_from_cbz(path: Path) -> Chapter:
                 if name in seen:
                     name = n.replace("/", "_")
                 seen.add(name)
-                pages.append(PageFile(name=name, data=zf.read(n)))
+                data = zf.read(n)
+                check_image(f"{path}: page {n}", data)
+                pages.append(PageFile(name=name, data=data))
     except zipfile.BadZipFile as exc:
         raise SourceError(f"{path} is not a valid .cbz (zip) file: {exc}") from exc
     if not pages:

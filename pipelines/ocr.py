@@ -69,6 +69,7 @@ class OcrPipeline:
         for _ in range(self.jobs - 1):
             self._engines.put(get_engine(engine, threads=per_engine, timeout=timeout, **engine_kw))
         self.engine_version = first.version
+        self.engine_name = first.name  # "tesseract" where RapidOCR cannot run here (no ONNX Runtime)
 
     @contextmanager
     def borrow(self):

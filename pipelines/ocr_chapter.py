@@ -1,7 +1,8 @@
 """The ``ocr_chapter`` order kind: OCR every page of a chapter.
 
-An order names pages by board path (``pages/<work_id>/...`` with sha256) or
-by http(s) URL; see docs/OCR.md. The result holds mokuro-compatible pages.
+An order names pages by board path (``pages/<work_id>/...`` with sha256), by
+page store (store URL, object id, sha256: pipelines/store_pages.py) or by
+http(s) URL; see docs/OCR.md. The result holds mokuro-compatible pages.
 
 Example::
 
@@ -23,6 +24,7 @@ from coordination.processors import OrderError, WorkContext
 from pipelines.exceptions import OcrError
 from pipelines.ocr import OcrPipeline, check_options
 from pipelines.pages import load_page
+from pipelines.store_pages import StorePages
 
 MAX_PAGES = 1000
 
@@ -109,6 +111,13 @@ def make_processor():
 
         # Pages are fetched and decoded here, in order (board reads are not
         # thread-safe); up to `jobs` of them are OCR'd at once.
+        store = StorePages(ctx.cache_dir or workdir / "stores", workdir, ctx.remote)
+        try:  # pages kept in page stores: the whole chapter in one request per store
+            t = time.perf_counter()
+            store.fetch(pages)
+            stages["fetch"] += time.perf_counter() - t
+        except OcrError as exc:
+            raise OrderError(str(exc), permanent=exc.permanent) from None
         with ThreadPoolExecutor(jobs, thread_name_prefix="ocr-page") as pool:
             in_flight: deque = deque()
             for i, page in enumerate(pages):
@@ -116,7 +125,7 @@ def make_processor():
                     raise OrderError(f"stopped on request after {len(out_pages)} of {total} pages", permanent=False)
                 try:
                     t = time.perf_counter()
-                    image = load_page(page, work_id, ctx.read_board_file)
+                    image = load_page(page, work_id, ctx.read_board_file, read_store_page=store.read)
                     stages["fetch"] += time.perf_counter() - t
                 except OcrError as exc:
                     raise OrderError(f"page {i + 1} of {total}: {exc}", permanent=exc.permanent) from None
@@ -132,10 +141,9 @@ def make_processor():
             "work_id": work_id,
             "series": order.get("series"),
             "chapter": order.get("chapter"),
-            "engine": engine,
+            "engine": ocr.engine_name,
             "engine_version": ocr.engine_version,
             "timings": {"total": round(total_s, 3), **{k: round(v, 3) for k, v in stages.items()}},
             "pages": out_pages,
         }
-
     return process

@@ -195,9 +195,16 @@ def verify_sha256(data: bytes, expected: object, name: str) -> None:
         )
 
 
-def read_page_bytes(page: dict, work_id: str, read_board_file: Callable[[str], bytes], **fetch_kw) -> bytes:
-    """Bytes of one order page: ``path`` from the board (sha256 required) or ``url``."""
+def read_page_bytes(page: dict, work_id: str, read_board_file: Callable[[str], bytes], *,
+                    read_store_page: Callable[[dict], bytes] | None = None, **fetch_kw) -> bytes:
+    """Bytes of one order page: from a page ``store`` (pipelines/store_pages.py), ``path`` from the
+    board (sha256 required) or ``url``."""
     name = str(page.get("name") or page.get("path") or page.get("url") or "?")
+    if "store" in page:
+        if read_store_page is None:
+            raise PageError(name, "page is in a page store, and this reader has no access to stores",
+                            permanent=False)
+        return read_store_page(page)
     if "path" in page:
         path = check_board_path(page["path"], work_id, name)
         if "sha256" not in page:
@@ -270,9 +277,10 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")  # CMYK, YCbCr, P, L, 1, LAB...
 
 
-def load_page(page: dict, work_id: str, read_board_file: Callable[[str], bytes], **fetch_kw) -> PageImage:
+def load_page(page: dict, work_id: str, read_board_file: Callable[[str], bytes], *,
+              read_store_page: Callable[[dict], bytes] | None = None, **fetch_kw) -> PageImage:
     name = str(page.get("name") or page.get("path") or page.get("url") or "?")
-    data = read_page_bytes(page, work_id, read_board_file, **fetch_kw)
+    data = read_page_bytes(page, work_id, read_board_file, read_store_page=read_store_page, **fetch_kw)
     return PageImage(name, decode_image(data, name))
 
 

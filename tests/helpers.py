@@ -72,3 +72,12 @@ def wait_for(predicate, timeout: float = 60.0, interval: float = 0.2, what: str 
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def folder_widths(repo: Path, rev: str = "main") -> dict[str, int]:
+    """Entries in each folder of ``rev``'s tree ('' is the root): what GitHub's web view would list."""
+    widths: dict[str, int] = {}
+    for line in git_out(repo, "ls-tree", "-r", "-t", "--name-only", rev).splitlines():
+        parent = line.rsplit("/", 1)[0] if "/" in line else ""
+        widths[parent] = widths.get(parent, 0) + 1
+    return widths

@@ -36,7 +36,8 @@ def test_publish_chapter_folders_stores_pages_with_sha256(tmp_path):
     (chapter / "10.png").write_bytes(b"\x89PNG tenth")
     (chapter / "notes.txt").write_text("not a page")
     r = invoke("publish", "--repo-url", str(bare), str(tmp_path / "Series A"))
-    assert r.exit_code == 0 and r.output.startswith("Published 1 order(s)")
+    assert r.exit_code == 0 and r.output.splitlines() == [
+        "Published series-a--chapter-1--a65e7ab2: Series A / Chapter 1, 2 page(s)", "Published 1 order(s), 0.0 MB"]
     (work_id,) = ids_by_state(bare)["available"]
     order = read_board_json(bare, f"available_work/{work_id}.json")
     assert order["kind"] == "ocr_chapter" and order["series"] == "Series A" and order["chapter"] == "Chapter 1"

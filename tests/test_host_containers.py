@@ -68,8 +68,22 @@ def test_image_command_is_the_documented_volunteer_command():
     assert "python wms_worker_processor.py --repo-url URL" in (ROOT / "docs" / "HOST.md").read_text()
 
 
+def documented_docker_run() -> str:
+    """The `docker run` line of docs/HOST.md's container section, as written."""
+    text = (ROOT / "docs" / "HOST.md").read_text(encoding="utf-8")
+    lines = [line for line in text.splitlines() if line.startswith("docker run ")]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_documented_docker_run_gives_the_board_by_environment():
+    argv = shlex.split(documented_docker_run())
+    assert argv[:3] == ["docker", "run", "--rm"] and argv[-1] == "wms"
+    assert argv[argv.index("-e") + 1].startswith("GITHUB_REPO_URL=")
+
+
 @pytest.mark.container
-def test_podman_build_and_run():
+def test_podman_build_and_run(tmp_path, daemon_board):
     setup = SHARED / "containers" / "setup-podman.sh"
     if not setup.exists() or shutil.which("bash") is None:
         pytest.fail(f"{setup} is needed to build the image here")
@@ -84,6 +98,18 @@ def test_podman_build_and_run():
         assert proc.returncode == 0, shlex.join(argv) + "\n" + proc.stderr
         if argv[0] == "tesseract":
             assert {"jpn", "jpn_vert", "eng"} <= set((proc.stdout + proc.stderr).split())
+    # the volunteer's route as docs/HOST.md writes it: docker is podman here, the image wms-test, the board
+    # one on this machine's 127.0.0.1 (so host networking, as the guide says for such a board)
+    url, bare = daemon_board
+    subprocess.run([PY, "-m", "host_tools", "publish", "--repo-url", url, "--simulate", "2", "--seconds", "0"],
+                   cwd=ROOT, check=True, capture_output=True, timeout=120)
+    argv = shlex.split(documented_docker_run())
+    argv[0], argv[-1] = "podman", "wms-test"
+    argv[argv.index("-e") + 1] = f"GITHUB_REPO_URL={url}"
+    argv[2:2] = ["--network", "host"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("Completed work") == 2 and "No work left on the board" in proc.stdout
 
 
 def _compose_cmd() -> list[str]:

@@ -60,8 +60,7 @@ def test_worker_killed_holding_a_claim_is_taken_back_and_the_supervisor_emailed(
         again = invoke(*args)
         assert again.stdout == ("Board: 0 available, 0 active, 1 retry (1 claimable now), 0 completed, 0 failed; "
                                 "1 worker(s) offline.\n")
-        time.sleep(0.3)
-        assert len(smtp.messages) == 1
+        assert len(smtp.messages) == 1  # the sink records a message before it answers: nothing more came
 
 
 def _fail_for_good(board_path, tmp_path, n=1):
@@ -92,9 +91,9 @@ def test_smtp_down_gives_a_clear_message_and_the_alert_is_sent_on_the_next_run(b
         mails = smtp.wait(1)
         body = mails[0].get_payload(decode=True).decode()
         assert "failed 1 time(s) and will not be tried again" in body and "page 3 is not an image" in body
-        assert invoke(*args).exit_code == 0
-        time.sleep(0.3)
-        assert len(smtp.messages) == 1
+        again = invoke(*args)
+        assert again.exit_code == 0 and "Emailed" not in again.stdout
+        assert len(smtp.messages) == 1  # the sink records a message before it answers: nothing more came
 
 
 def test_many_new_incidents_come_in_one_digest(board, tmp_path):
@@ -259,7 +258,8 @@ def test_long_running_monitor_stops_cleanly_on_ctrl_c(board, tmp_path):
     try:
         first = proc.stdout.readline()
         assert first.startswith(f"Monitoring {board} every 0.5 s (offline after 180 s). Ctrl+C stops.")
-        time.sleep(1.5)
+        # a pass has ended once the monitor saved what it saw
+        wait_for(lambda: list((tmp_path / "host").glob("*/monitor-liveness.json")), 30, what="a first pass")
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=20)
     finally:

@@ -35,7 +35,9 @@ def test_publish_every_source_kind_with_stable_ids_and_hashed_pages(board, sourc
     result = invoke("publish", "--repo-url", str(board), str(sources["lib"]), str(sources["cbz"]),
                     str(sources["csv"]), str(sources["json"]))
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("Published 7 order(s), ")
+    lines = result.stdout.splitlines()
+    assert lines[-1].startswith("Published 7 order(s), ") and len(lines) == 8  # each chapter listed, then the count
+    assert "Published alpha--ch1--a5938556: Alpha / ch1, 2 page(s)" in lines
     expected = sorted(make_work_id(s, c) for s, c in [("Alpha", "ch1"), ("Alpha", "ch2"), ("Beta", "ch10"),
                                                        ("Gamma", "vol1"), ("Delta", "1"), ("Delta", "2"),
                                                        ("Epsilon", "5")])
@@ -76,7 +78,9 @@ def test_dry_run_reports_and_changes_nothing(board, sources):
     head = git_out(board, "rev-parse", "main").strip()
     result = invoke("publish", "--repo-url", str(board), "--dry-run", str(sources["csv"]))
     assert result.exit_code == 0
-    assert result.stdout == "Would publish 2 order(s), 0.0 MB\n"
+    assert result.stdout == ("Would publish delta--1--e82b5a54: Delta / 1, 2 page(s)\n"
+                             "Would publish delta--2--994034d7: Delta / 2, 1 page(s)\n"
+                             "Would publish 2 order(s), 0.0 MB\n")
     assert git_out(board, "rev-parse", "main").strip() == head
 
 
@@ -123,7 +127,7 @@ def test_warns_before_growing_the_board_past_the_size_limit(board, sources, monk
     assert result.stderr.rstrip().endswith("Error: Nothing published.")
     assert git_out(board, "rev-parse", "main").strip() == head
     result = invoke("publish", "--repo-url", str(board), "--yes", str(sources["lib"]))
-    assert result.exit_code == 0 and result.stdout.startswith("Published 3 order(s)")
+    assert result.exit_code == 0 and result.stdout.splitlines()[-1].startswith("Published 3 order(s)")
 
 
 def test_page_over_github_file_limit_is_refused_with_a_plain_message(board, tmp_path):

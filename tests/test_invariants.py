@@ -197,7 +197,7 @@ def test_invariant_7_secrets_never_appear(http_board, tmp_path):
     wrong = url.replace(token, "wrong-" + token)
     denied = subprocess.run(worker_cmd(wrong, tmp_path / "w2", "--max-failures", "1"), cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
-    assert denied.returncode != 0 and "refused access" in denied.stdout + denied.stderr
+    assert denied.returncode == 5 and "refused access" in denied.stdout + denied.stderr
     texts = [pub.stdout, pub.stderr, stat.stdout, stat.stderr, proc.stdout, proc.stderr, denied.stdout,
              denied.stderr, (tmp_path / "w" / "worker.log").read_text(), (tmp_path / "w2" / "worker.log").read_text()]
     # every object on the board (commits, trees, files, refs) and the worker's local clone config

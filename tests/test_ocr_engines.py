@@ -173,7 +173,7 @@ def test_tesseract_missing_binary_names_debian_package(rapid, monkeypatch):
     from pipelines.engines.tesseract_engine import TesseractEngine
 
     monkeypatch.setattr(pytesseract.pytesseract, "tesseract_cmd", "/nonexistent/tesseract")
-    with pytest.raises(EngineUnavailable, match="Debian package tesseract-ocr"):
+    with pytest.raises(EngineUnavailable, match="sudo apt-get install tesseract-ocr"):
         TesseractEngine(detector=rapid)
 
 

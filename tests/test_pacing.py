@@ -118,7 +118,7 @@ def test_the_lease_covers_the_orders_held_and_is_renewed_only_when_they_outlive_
 
 
 def test_two_hundred_idle_workers_read_under_fifteen_times_a_second():
-    production = WorkerConfig()  # poll_seconds 30 s
+    production = WorkerConfig()  # poll_seconds 20 s
     assert fleet_idle_reads(production, 200) < 15
     # even when the waits of the other presets are short, the workers each one sees space its polls
     quick = replace(production, poll_seconds=1.0)

@@ -37,7 +37,20 @@ def test_pause_and_stop_files_in_the_workdir(tmp_path, caplog):
     assert stopping.pause_reason() == ""
     assert caplog.text.count("Paused:") == 1 and caplog.text.count("Resumed") == 1  # each change logged once
     (tmp_path / "STOP").touch()
-    assert stopping.stop_file() == f"STOP file found in {tmp_path}"
+    assert stopping.stop_file() == f"STOP file found in {tmp_path} (removed, so the next start runs normally)"
+    assert not (tmp_path / "STOP").exists() and stopping.stop_file() is None  # honoured once
+
+
+def test_signals_once_finish_twice_or_urgent_stop_at_once():
+    stops = []
+    stopping = Stopping(".", BatteryWatch(False), stops.append, threading.Event())
+    stopping.on_signal("SIGINT")
+    assert stops == ["SIGINT received"] and not stopping.at_once
+    stopping.on_signal("SIGINT")
+    assert stopping.at_once
+    urgent = Stopping(".", BatteryWatch(False), stops.append, threading.Event())
+    urgent.on_signal("SIGHUP", urgent=True)
+    assert stops[-1] == "SIGHUP received" and urgent.at_once
 
 
 def test_a_machine_on_battery_holds_new_orders():

@@ -4,7 +4,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 
 import pytest
 
@@ -84,7 +83,8 @@ def test_stop_file_finishes_the_current_order_and_exits_0(board, tmp_path):
     (workdir / "STOP").touch()
     assert proc.wait(timeout=60) == 0
     log = (tmp_path / "log").read_text()
-    assert "STOPPING: STOP file found" in log and log.count("Completed work") == 1
+    assert "🛑 STOPPING: STOP file found" in log and log.count("Completed work") == 1
+    assert "(removed, so the next start runs normally)" in log and not (workdir / "STOP").exists()
     states = ids_by_state(board)
     assert len(states["completed"]) == 1 and len(states["available"]) == 2 and states["active"] == []
 
@@ -95,7 +95,8 @@ def test_pause_file_holds_new_claims_until_removed(board, tmp_path):
     workdir.mkdir()
     (workdir / "PAUSE").touch()
     proc = start_worker(str(board), workdir, "--max-failures", "2", log=tmp_path / "log")
-    time.sleep(3)
+
+    wait_for(lambda: "Paused: PAUSE file" in (tmp_path / "log").read_text(), 30, what="the worker's paused line")
     assert "Claimed work" not in (tmp_path / "log").read_text()
     assert len(ids_by_state(board)["available"]) == 2
     # a paused worker holding nothing spends none of the board's push budget: not even a heartbeat
@@ -110,9 +111,9 @@ def test_sigterm_once_finishes_twice_releases(board, tmp_path, signals, outcome)
     host("publish", "--repo-url", str(board), "--simulate", "1", "--seconds", "4", "--prefix", "sig")
     proc = start_worker(str(board), tmp_path / "w", log=tmp_path / "log")
     wait_for(lambda: "Claimed work: sig-00001" in (tmp_path / "log").read_text(), 30, what="the claim")
-    for _ in range(signals):
+    for n in range(signals):
         proc.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
+        wait_for(lambda: (tmp_path / "log").read_text().count("SIGTERM received") > n, 10, what="the signal seen")
     assert proc.wait(timeout=60) == 0
     states = ids_by_state(board)
     assert states[outcome] == ["sig-00001"] and states["active"] == []
@@ -139,7 +140,7 @@ def test_heartbeats_never_touch_main(board, tmp_path):
 def test_board_not_initialised_gives_a_clear_error(tmp_path):
     bare = make_bare(tmp_path / "empty.git")
     proc = run_worker(bare, tmp_path / "w", "--max-failures", "1")
-    assert proc.returncode != 0
+    assert proc.returncode == 6
     assert "has no board yet" in proc.stdout + proc.stderr
     assert "python -m host_tools init" in proc.stdout + proc.stderr
 
@@ -148,7 +149,7 @@ def test_missing_repository_and_bad_scheme_give_clear_errors(tmp_path):
     proc = run_worker("ftp://example.org/board.git", tmp_path / "w")
     assert proc.returncode == 2 and "scheme 'ftp' is not supported" in proc.stderr
     proc = run_worker(tmp_path / "nowhere.git", tmp_path / "w2", "--max-failures", "1")
-    assert proc.returncode != 0 and "No board found" in proc.stdout + proc.stderr
+    assert proc.returncode == 6 and "No board found" in proc.stdout + proc.stderr
 
 
 def test_corrupt_local_clone_is_cloned_again(board, tmp_path):
@@ -166,7 +167,7 @@ def test_workdir_that_is_not_a_clone_is_left_alone(board, tmp_path):
     (workdir / "board.git").mkdir(parents=True)
     (workdir / "board.git" / "precious.txt").write_text("mine")
     proc = run_worker(board, workdir)
-    assert proc.returncode != 0 and "is not a wms clone" in proc.stdout + proc.stderr
+    assert proc.returncode == 7 and "is not a wms clone" in proc.stdout + proc.stderr
     assert (workdir / "board.git" / "precious.txt").read_text() == "mine"
 
 
@@ -179,7 +180,10 @@ def test_seed_api_distributed_worker_and_bridge(board, tmp_path):
     assert order["kind"] == "simulate" and read_board_json(
         board, f"active_work/{order['work_id']}.json")["worker_id"] == "by-hand"
     assert bridge.submit_failed_work(order, "tried by hand") is True
+    assert bridge.submit_failed_work(order, "the same attempt again") is False  # the board has this one
     assert read_board_json(board, f"retry_queue/{order['work_id']}.json")["errors"][0]["error"] == "tried by hand"
     stats = DistributedWorker(str(board), "testing", workdir=tmp_path / "dw").run_worker_cycle(
         max_work_orders=10, max_consecutive_failures=3, max_idle_hours=1)
-    assert stats.completed == 3 and stats.stop_reason.startswith("No work available")
+    assert stats.completed == 3 and stats.stop_reason.startswith("No work left on the board")
+    log = (tmp_path / "dw" / "worker.log").read_text(encoding="utf-8")
+    assert log.count("🎉 Completed work") == 3 and "🏁 Worker" in log

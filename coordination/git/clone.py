@@ -4,16 +4,17 @@ one write, kept tidy. It never has a working tree: objects are read and written 
 from __future__ import annotations
 
 import logging
+import os
 import re
-import shutil
 import time
 from pathlib import Path
 from typing import Callable
 
 from coordination.defaults import GIT_TIMEOUT_SECONDS, MAX_LOOSE_OBJECTS, MAX_PACKS, TIDY_PAUSE_SECONDS
+from coordination import portable
 from coordination.exceptions import GitNotFound, WmsError, WorkdirError
 from coordination.git.objects import ObjectStore
-from coordination.git.run import GitRunner, git_available, last_lines
+from coordination.git.run import GitRunner, git_available, git_version, last_lines, ref_format, require_git_version
 from coordination.git.transport import Transport
 from coordination.remote import Remote
 
@@ -55,7 +56,8 @@ class LocalRepo(ObjectStore, Transport):
 
     def __init__(self, path: Path, remote: Remote, timeout: float = GIT_TIMEOUT_SECONDS, lean: bool = False,
                  clock: Callable[[], float] = time.monotonic):
-        ObjectStore.__init__(self, path)
+        # absolute from the start: git runs with other working folders (`git init` in the parent)
+        ObjectStore.__init__(self, Path(os.path.abspath(os.path.expanduser(path))))
         Transport.__init__(self, GitRunner(self.path, remote.url, remote.env, timeout))
         self.remote = remote
         self.timeout = timeout
@@ -78,6 +80,7 @@ class LocalRepo(ObjectStore, Transport):
         ``lean``: a shallow, partial clone that fetches no history and only the blobs it reads."""
         if not git_available():
             raise GitNotFound()
+        require_git_version(git_version())
         repo = cls(path, remote, timeout, lean)
         repo._ensure()
         return repo
@@ -86,7 +89,12 @@ class LocalRepo(ObjectStore, Transport):
         if self.path.exists() and not self._healthy():
             if (self.path / CLONE_MARKER).exists():
                 log.warning("Local clone at %s is damaged; cloning again", self.path)
-                shutil.rmtree(self.path, ignore_errors=True)
+                try:
+                    portable.remove_tree(self.path)
+                except OSError as exc:
+                    raise WorkdirError(f"The local clone at {self.path} is damaged and cannot be removed ({exc}). "
+                                       "Stop other workers using this --workdir, delete that folder, and run "
+                                       "again.") from None
             else:
                 raise WorkdirError(f"{self.path} exists and is not a wms clone; choose another --workdir.")
         if not self.path.exists():
@@ -104,7 +112,9 @@ class LocalRepo(ObjectStore, Transport):
             self.path.mkdir(parents=True)
         except OSError as exc:
             raise WorkdirError(f"Cannot create {self.path}: {exc.strerror}. Choose a writable --workdir.") from exc
-        self.runner.run(["init", "--bare", "-q", str(self.path)], cwd=self.path.parent, network=False)
+        fmt = ref_format(portable.is_case_insensitive(self.path), git_version())
+        self.runner.run(["init", "--bare", "-q"] + ([f"--ref-format={fmt}"] if fmt else []) + [str(self.path)],
+                        cwd=self.path.parent, network=False)
         (self.path / CLONE_MARKER).write_text("bare clone of a wms board; safe to delete when no worker runs\n")
         # our settings in one write after those git init chose for this system, not a git process per setting
         sections = clone_settings(self.remote.url, self.lean)

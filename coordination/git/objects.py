@@ -11,9 +11,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+import logging
+
 import git
 
+from coordination import portable
 from coordination.exceptions import WorkdirError
+from coordination.signals import child_process_options
+
+log = logging.getLogger("wms.git")
+
+
+class _Git(git.Git):
+    """GitPython's command runner, starting its processes (the persistent `cat-file --batch`
+    readers among them) out of the terminal's process group, as `GitRunner` does."""
+
+    def execute(self, command, *args, **kwargs):
+        for key, value in child_process_options().items():
+            kwargs.setdefault(key, value)
+        return super().execute(command, *args, **kwargs)
+
+
+class _Repo(git.Repo):
+    GitCommandWrapperType = _Git
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 MODE_TREE = "40000"
@@ -96,7 +116,7 @@ class ObjectStore:
         self.memo: dict = {}  # callers' values derived from objects (which never change), by object id
 
     def open_reader(self, reader_env: dict) -> None:
-        self._repo = git.Repo(self.path, odbt=git.GitCmdObjectDB)
+        self._repo = _Repo(self.path, odbt=git.GitCmdObjectDB)
         self._repo.git.update_environment(**{k: v for k, v in reader_env.items() if k.startswith(("GIT_", "LC_", "LANG"))})
 
     def close(self) -> None:
@@ -112,8 +132,38 @@ class ObjectStore:
     # -- reading ---------------------------------------------------------------------------
     def read_raw(self, sha: str) -> tuple[str, bytes]:
         assert self._repo is not None
+        try:
+            info = self._repo.odb.stream(bytes.fromhex(sha))
+            return info.type.decode(), info.read()
+        except (OSError, ValueError):
+            if not self._restart_dead_readers():
+                raise
         info = self._repo.odb.stream(bytes.fromhex(sha))
         return info.type.decode(), info.read()
+
+    def _object_info(self, sha: str):
+        assert self._repo is not None
+        try:
+            return self._repo.odb.info(bytes.fromhex(sha))
+        except (OSError, ValueError):
+            if not self._restart_dead_readers():
+                raise
+        return self._repo.odb.info(bytes.fromhex(sha))
+
+    def _restart_dead_readers(self) -> bool:
+        """If a persistent `git cat-file` reader died (a signal, the OOM killer), forget it so the next
+        read starts a new one; True if one had died. A read that failed for another reason (a
+        missing object) is not retried."""
+        assert self._repo is not None
+        runner = self._repo.git
+        dead = [cmd for cmd in (runner.cat_file_all, runner.cat_file_header)
+                if cmd is not None and cmd.proc is not None and cmd.proc.poll() is not None]
+        if not dead:
+            return False
+        log.warning("A git reader process ended unexpectedly (exit %s); starting a new one",
+                    dead[0].proc.returncode)
+        runner.clear_cache()
+        return True
 
     def _read_kind(self, sha: str, kind: str, name: str) -> bytes:
         found, data = self.read_raw(sha)
@@ -125,8 +175,7 @@ class ObjectStore:
         cached = self._blob_cache.get(sha)
         if cached is not None:
             return cached
-        assert self._repo is not None
-        info = self._repo.odb.info(bytes.fromhex(sha))
+        info = self._object_info(sha)
         if limit is not None and info.size > limit:
             raise ValueError(f"object {sha[:12]} is {info.size} bytes, over the {limit}-byte limit")
         data = self._read_kind(sha, "blob", "file")
@@ -253,7 +302,7 @@ class ObjectStore:
                 target.parent.mkdir(exist_ok=True)
                 tmp = target.with_name(f".tmp-{os.getpid()}-{sha[2:]}")
                 tmp.write_bytes(zlib.compress(header + data, 1))
-                os.replace(tmp, target)
+                portable.replace(tmp, target)
             except OSError as exc:
                 raise WorkdirError(
                     f"Cannot write to the local clone in {self.path}: {exc.strerror}. "

@@ -8,6 +8,7 @@ of `coordination.exceptions`, and each process's CPU counted by git verb.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -25,9 +26,11 @@ from coordination.exceptions import (
     BoardUnreachable,
     GitNotFound,
     GitTimeout,
+    GitTooOld,
     WorkdirError,
 )
 from coordination.secrets import redact
+from coordination.signals import child_process_options
 
 _PERMISSION_HINTS = (
     "authentication failed",
@@ -48,8 +51,58 @@ _THROTTLE_HINTS = ("returned error: 429", "returned error: 503", "rate limit", "
                    "secondary rate", "http 429", "http 503")
 
 
+#: GIT_CONFIG_COUNT (how a token reaches git without a config file) came with git 2.31; older
+#: git ignores it silently, and every push then fails as a permission error.
+MIN_GIT_VERSION = (2, 31)
+#: reftable keeps ref names inside a file, so refs differing only in case stay apart on NTFS/APFS
+REFTABLE_GIT_VERSION = (2, 45)
+
+
 def git_available() -> bool:
     return shutil.which("git") is not None
+
+
+def parse_git_version(text: str) -> tuple[int, ...] | None:
+    """(2, 39, 5) from `git version 2.39.5`, `git version 2.45.1.windows.1`, `git version 2.39.3 (Apple Git-146)`.
+
+    >>> parse_git_version("git version 2.45.1.windows.1")
+    (2, 45, 1)
+    """
+    m = re.search(r"git version (\d+)\.(\d+)(?:\.(\d+))?", text)
+    return tuple(int(g) for g in m.groups() if g is not None) if m else None
+
+
+_GIT_VERSION: dict = {}
+
+
+def git_version() -> tuple[int, ...] | None:
+    """The installed git's version (asked once per process); None when git does not say."""
+    if "v" not in _GIT_VERSION:
+        try:
+            out = subprocess.run(["git", "--version"], capture_output=True, text=True, timeout=30,
+                                 **child_process_options()).stdout
+        except FileNotFoundError:
+            raise GitNotFound() from None
+        except (OSError, subprocess.TimeoutExpired):
+            out = ""
+        _GIT_VERSION["v"] = parse_git_version(out)
+    return _GIT_VERSION["v"]
+
+
+def require_git_version(version: tuple[int, ...] | None) -> None:
+    if version is not None and version[:2] < MIN_GIT_VERSION:
+        raise GitTooOld(version, MIN_GIT_VERSION)
+
+
+def ref_format(case_insensitive: bool, version: tuple[int, ...] | None) -> str | None:
+    """How the clone stores refs: "reftable" where the file system ignores case and git has it, else git's default.
+
+    >>> ref_format(True, (2, 45, 0)), ref_format(True, (2, 39)), ref_format(False, (2, 47))
+    ('reftable', None, None)
+    """
+    if case_insensitive and version is not None and version[:2] >= REFTABLE_GIT_VERSION:
+        return "reftable"
+    return None
 
 
 def git_env(remote_env: dict) -> dict:
@@ -110,8 +163,10 @@ class GitRunner:
         limit = timeout or self.timeout
         cpu0 = children_cpu()
         try:
+            # out of the terminal's process group (`child_process_options`): a Ctrl+C reaches the
+            # worker only, and the worker decides what it means
             proc = subprocess.run(cmd, cwd=cwd, input=input_bytes, capture_output=True, env=self.env(),
-                                  timeout=limit, start_new_session=True)
+                                  timeout=limit, **child_process_options())
         except FileNotFoundError as exc:
             if cwd is not None and not Path(cwd).is_dir():
                 raise WorkdirError(f"Cannot run git in {cwd}: the folder does not exist") from exc

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from coordination.exceptions import BoardUnreachable, WmsError
+from coordination.exceptions import BoardRefusesPushes, BoardUnreachable, WmsError
 from coordination.git.run import GitRunner, last_lines
 
 
@@ -132,6 +132,11 @@ class Transport:
                 self.runner.classify_failure("push", err)
                 raise BoardUnreachable(f"git push failed: {last_lines(err) or last_lines(out)}")
         self.counters["push_rejected_refs"] += sum(1 for v in ok.values() if not v)
+        if any("branch is currently checked out" in m for m in messages.values()):
+            raise BoardRefusesPushes(
+                f"The board at {self.runner.url} is a repository with its branch main checked out (not a bare "
+                "repository), and git refuses every push to a checked-out branch. Use a bare repository as the "
+                "board: git init --bare NEW.git (or git clone --bare THIS NEW.git), then --repo-url NEW.git.")
         return PushResult(ok, messages)
 
     # -- local refs --------------------------------------------------------------------------
