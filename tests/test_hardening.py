@@ -108,8 +108,12 @@ def test_kill_9_at_each_step_of_claim_and_submit(daemon_board, tmp_path, point):
     assert second.returncode == 0, second.stdout + second.stderr
     ids = ["k-00001", "k-00002", "k-00003"]
     _ends_once(bare, ids)
+    # no order processed to the end twice: a second result of one order would be folded into
+    # duplicates/ (checked by _ends_once), and no order is logged as completed twice. An order may
+    # be logged 0 times: a job thread can spool its result just before the kill, before the
+    # manager logs it; the restarted worker pushes it from the spool without processing it again.
     done = _completed_lines((workdir / "worker.log").read_text())
-    assert done == collections.Counter(ids), done  # no order processed to the end twice
+    assert set(done) <= set(ids) and max(done.values(), default=0) <= 1, done
     assert list((workdir / "spool").glob("*.json")) == []
 
 
@@ -323,12 +327,14 @@ def test_junk_refs_alone_do_not_crash_workers_monitor_or_status(daemon_board, tm
     for args in (["monitor", "--repo-url", url, "--once"], ["status", "--repo-url", url, "--json"]):
         res = host(*args, check=False)
         assert res.returncode == 0 and "Traceback" not in res.stderr, res.stdout + res.stderr
-    proc = subprocess.run(worker_cmd(url, tmp_path / "w", "--max-failures", "2"), cwd=ROOT, capture_output=True,
+    # enough empty polls to outlast the junk claim's lease (3 s from when the worker first sees it)
+    # on a loaded machine: two were sometimes spent before it lapsed
+    proc = subprocess.run(worker_cmd(url, tmp_path / "w", "--max-failures", "6"), cwd=ROOT, capture_output=True,
                           text=True, timeout=120, env=_env(**FAST_LEASE))
     assert proc.returncode == 0 and "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
     states = ids_by_state(bare)
     # j-00001's junk claim (a blob, no holder) is taken over once its lease lapses; j-00002 is done
-    assert sorted(states["completed"]) == ["j-00001", "j-00002"], states
+    assert sorted(states["completed"]) == ["j-00001", "j-00002"], (states, proc.stdout + proc.stderr)
 
 
 # ------------------------------------------------------------------ 4. forged results
