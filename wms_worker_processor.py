@@ -9,6 +9,7 @@ GitHubWorkBridge (also importable from coordination.github_bridge), SleepPrevent
 """
 from pathlib import Path
 
+from configurations import ConfigFactory, worker_config
 from coordination import api
 from coordination.cli import build_worker_cli
 from pipelines import default_registry
@@ -23,8 +24,12 @@ class DistributedWorker(api.DistributedWorker):
     def default_registry(self):
         return default_registry()
 
+    def configure(self, environment, **overrides):
+        return ConfigFactory.worker(environment, **overrides)
 
-cli = build_worker_cli(default_registry, dotenv_folder=Path(__file__).resolve().parent)
+
+
+cli = build_worker_cli(default_registry, worker_config, dotenv_folder=Path(__file__).resolve().parent)
 
 if __name__ == "__main__":
     cli(prog_name="wms_worker_processor.py")

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import scratch  # noqa: E402
+from bench import workspace  # noqa: E402
 from tests.helpers import git_out, host, make_bare, start_worker  # noqa: E402
 from tests.servers import GitDaemon, GitHttpServer, NginxGitServer  # noqa: E402
 
@@ -124,7 +124,7 @@ def main() -> None:
                     help="worker heartbeat interval (default: the testing environment's 2 s; production uses 60)")
     ap.add_argument("--breakdown", action="store_true",
                     help="also print what the workers' CPU per order went to: their Python, each git command")
-    scratch.add_argument(ap)
+    workspace.add_argument(ap)
     args = ap.parse_args()
     kind = args.http_server if args.http else "daemon"
     if kind == "nginx" and not NginxGitServer.available():
@@ -134,8 +134,8 @@ def main() -> None:
     print(f"board served by {names[kind]} on 127.0.0.1; "
           f"{args.seconds:g}-s simulate orders, {args.orders_per_worker} per worker, "
           f"heartbeats every {args.heartbeat_seconds or 2:g} s")
-    with scratch.folder(args.tmp) as tmp:
-        print(f"boards and clones in {scratch.describe(tmp)}")
+    with workspace.folder(args.tmp) as tmp:
+        print(f"boards and clones in {workspace.describe(tmp)}")
         print(f"{'W':>3} {'orders':>6} {'done':>5} {'makespan':>9} {'ideal':>7} {'effic.':>7} {'claims/s':>9} "
               f"{'lost-race':>9} {'push/ord':>9} {'fetch/ord':>9} {'cpu/ord':>8} {'server':>7} {'cpu busy':>8}")
         for w in args.workers:

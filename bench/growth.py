@@ -33,11 +33,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[0] = str(ROOT)  # not bench/: its coordination.py would hide the package
 
-from configurations.config import WorkerConfig  # noqa: E402
+from coordination.config import WorkerConfig  # noqa: E402
 from coordination.processors import ProcessorRegistry  # noqa: E402
 from coordination.states import claim_audit_path, state_path, OrderState  # noqa: E402
 from coordination.worker import Worker  # noqa: E402
-from bench import scratch  # noqa: E402
+from bench import workspace  # noqa: E402
 from tests.helpers import git_out, host, make_bare  # noqa: E402
 from tests.servers import GitDaemon  # noqa: E402
 
@@ -120,12 +120,12 @@ def main() -> None:
     ap.add_argument("--orders", type=int, default=60)
     ap.add_argument("--claims", type=int, default=20)
     ap.add_argument("--modes", nargs="+", default=["lean", "full"], choices=["lean", "full"])
-    scratch.add_argument(ap)
+    workspace.add_argument(ap)
     args = ap.parse_args()
     print(f"git daemon on 127.0.0.1; results of {args.result_bytes} bytes, one commit each; "
           f"{args.orders} orders on offer; per claim = mean of {args.claims} claims")
-    with scratch.folder(args.tmp) as tmp:
-        print(f"boards and clones in {scratch.describe(tmp)}")
+    with workspace.folder(args.tmp) as tmp:
+        print(f"boards and clones in {workspace.describe(tmp)}")
         print(f"{'results':>8} {'build':>7} {'board MB':>9} {'mode':>5} {'1st claim':>10} {'per claim':>10} "
               f"{'median':>8} {'fetched MB':>11}")
         tmp = Path(tmp)

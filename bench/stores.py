@@ -41,14 +41,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[0] = str(ROOT)  # not bench/: its coordination.py would hide the package
 
 from configurations.config import ConfigFactory  # noqa: E402
-from coordination.board import Board, BoardSettings  # noqa: E402
+from coordination.board import Board  # noqa: E402
+from coordination.fold import BoardSettings  # noqa: E402
 from coordination.defaults import ORDER_SCHEMA  # noqa: E402
-from coordination.gitio import LocalRepo  # noqa: E402
+from coordination.git import LocalRepo  # noqa: E402
 from coordination.processors import ProcessorRegistry  # noqa: E402
 from coordination.remote import parse_repo_url  # noqa: E402
 from coordination.states import make_work_id  # noqa: E402
 from coordination.worker import Worker  # noqa: E402
-from bench import scratch  # noqa: E402
+from bench import workspace  # noqa: E402
 from host_tools import admin  # noqa: E402
 from host_tools.page_store import store_path, store_url  # noqa: E402
 from tests.helpers import git_out, host, ids_by_state, make_bare  # noqa: E402
@@ -183,7 +184,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--store-gb", type=float, default=2.0, help="page store size limit (for the store URLs)")
     ap.add_argument("--seed", type=int, default=17)
-    scratch.add_argument(ap)
+    workspace.add_argument(ap)
     args = ap.parse_args()
     now = time.time()
     chapter_bytes = args.pages * args.page_kb * 1000
@@ -193,9 +194,9 @@ def main() -> None:
     import zlib
     print(f"{args.workers} workers (threads, testing timings); chapters of {args.pages} pages x {args.page_kb} kB; "
           f"results {len(raw) / 1e3:.0f} kB of JSON, {len(zlib.compress(raw, 6)) / 1e3:.0f} kB compressed")
-    with scratch.folder(args.tmp) as tmp:
+    with workspace.folder(args.tmp) as tmp:
         tmp = Path(tmp)
-        print(f"boards and clones in {scratch.describe(tmp)}")
+        print(f"boards and clones in {workspace.describe(tmp)}")
         rows = []
         orders = store_orders(args.chapters, args.pages, args.page_kb * 1000, str(tmp / "pages.git"), per_store, now)
         r = run_board(make_bare(tmp / "with-store.git"), tmp / "ws", orders, {}, args.workers,

@@ -1,3 +1,3 @@
-from configurations.config import ConfigFactory, WorkerConfig, HostConfig, load_dotenv_once
+from configurations.config import ConfigFactory, HostConfig, WorkerConfig, load_dotenv_once, worker_config
 
-__all__ = ["ConfigFactory", "WorkerConfig", "HostConfig", "load_dotenv_once"]
+__all__ = ["ConfigFactory", "WorkerConfig", "HostConfig", "load_dotenv_once", "worker_config"]

@@ -8,16 +8,15 @@ everything else `WMS_*` (see `.env.example`).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from dotenv import load_dotenv
 
 from coordination import defaults
+from coordination.config import ENVIRONMENTS, WorkerConfig
 from coordination.exceptions import ConfigurationError
 from coordination.politeness import default_jobs
-
-ENVIRONMENTS = ("development", "testing", "production")
 _loaded = False
 
 
@@ -36,62 +35,6 @@ def load_dotenv_once(path: str | os.PathLike | None = None, also: tuple = ()) ->
 
 
 @dataclass(frozen=True)
-class WorkerConfig:
-    environment: str = "production"
-    repo_url: str | None = None
-    max_work: int = defaults.MAX_WORK_ORDERS
-    max_failures: int = defaults.MAX_CONSECUTIVE_FAILURES
-    max_idle_hours: float = defaults.MAX_IDLE_HOURS
-    poll_seconds: float = defaults.POLL_SECONDS
-    poll_cap_seconds: float = defaults.POLL_CAP_SECONDS
-    heartbeat_seconds: float = defaults.HEARTBEAT_SECONDS
-    offline_after: float = defaults.OFFLINE_AFTER_SECONDS
-    fold_delay: float = defaults.FOLD_DELAY_SECONDS
-    max_attempts: int = defaults.MAX_ATTEMPTS
-    retry_backoff: float = defaults.RETRY_BACKOFF_SECONDS
-    workdir: Path = field(default_factory=lambda: Path("wms_workdir"))
-    worker_id: str | None = None
-    jobs: int = 1
-    prefetch: int = 1  # orders claimed ahead of free slots, so git overlaps with processing
-    git_timeout: float = defaults.GIT_TIMEOUT_SECONDS
-    claim_batch: int = defaults.CLAIM_BATCH  # orders per round trip to the board (0 = automatic)
-    lean_clone: bool = defaults.LEAN_CLONE  # shallow, partial local clone: cost flat in the board's history
-    log_file: Path | None = None
-    prevent_sleep: bool = True
-    nice: int = 10  # lower CPU priority while running (0 keeps it)
-    pause_on_battery: bool = True
-    max_cpu_percent: float = 100.0  # long-run share of time spent processing (100 = no throttle)
-
-    def with_overrides(self, **overrides) -> "WorkerConfig":
-        clean = {k: v for k, v in overrides.items() if v is not None}
-        cfg = replace(self, **clean)
-        cfg.validate()
-        return cfg
-
-    def validate(self) -> None:
-        if self.environment not in ENVIRONMENTS:
-            raise ConfigurationError(f"Unknown environment {self.environment!r}: use one of {', '.join(ENVIRONMENTS)}.")
-        for name in ("max_work", "max_failures", "jobs", "max_attempts"):
-            if getattr(self, name) < 1:
-                raise ConfigurationError(f"{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)}).")
-        if not 1 <= self.max_cpu_percent <= 100:
-            raise ConfigurationError(f"max-cpu-percent must be between 1 and 100 (got {self.max_cpu_percent:g}).")
-        if not 0 <= self.nice <= 19:
-            raise ConfigurationError(f"nice must be between 0 and 19 (got {self.nice}).")
-        if not 0 <= self.claim_batch <= 10:
-            raise ConfigurationError(f"claim batch must be between 0 (automatic) and 10 (got {self.claim_batch}).")
-        if self.prefetch < 0:
-            raise ConfigurationError(f"prefetch must be 0 or more (got {self.prefetch}).")
-        for name in ("max_idle_hours", "poll_seconds", "heartbeat_seconds", "offline_after", "git_timeout"):
-            if getattr(self, name) <= 0:
-                raise ConfigurationError(f"{name.replace('_', '-')} must be positive (got {getattr(self, name)}).")
-        if self.offline_after < self.heartbeat_seconds:
-            raise ConfigurationError(
-                f"offline-after ({self.offline_after:g} s) must be longer than the heartbeat interval "
-                f"({self.heartbeat_seconds:g} s), or live workers would lose their claims.")
-
-
-@dataclass(frozen=True)
 class HostConfig:
     environment: str = "production"
     repo_url: str | None = None
@@ -107,6 +50,7 @@ class HostConfig:
     smtp_security: str = "starttls"  # starttls | ssl | none
     alert_from: str = "wms-monitor@localhost"
     alert_to: str | None = None
+    push_budget: float = defaults.PUSH_BUDGET  # what `init` writes into board.json
 
 
 _PRESETS = {
@@ -116,6 +60,9 @@ _PRESETS = {
                     pause_on_battery=False),
     "production": dict(jobs=default_jobs()),
 }
+
+# the host's own presets: a test board on this machine is given more pushes than GitHub allows
+_HOST_PRESETS = {"testing": dict(push_budget=1200.0)}
 
 # environment variable -> (field, type)
 _ENV_WORKER = {
@@ -159,6 +106,7 @@ _ENV_HOST = {
     "WMS_SMTP_SECURITY": ("smtp_security", str),
     "WMS_ALERT_FROM": ("alert_from", str),
     "WMS_ALERT_TO": ("alert_to", str),
+    "WMS_PUSH_BUDGET": ("push_budget", float),
 }
 
 
@@ -207,10 +155,18 @@ class ConfigFactory:
         env = os.environ if env is None else env
         name = cls.environment(environment, env)
         preset = {k: v for k, v in _PRESETS[name].items() if k in {f.name for f in fields(HostConfig)}}
-        values = dict(preset, environment=name)
+        values = dict(preset, environment=name, **_HOST_PRESETS.get(name, {}))
         values.update(_from_env(_ENV_HOST, env))
         values.update({k: v for k, v in overrides.items() if v is not None})
         security = values.get("smtp_security", "starttls")
         if security not in ("starttls", "ssl", "none"):
             raise ConfigurationError(f"WMS_SMTP_SECURITY must be starttls, ssl or none (got {security!r}).")
         return HostConfig(**values)
+
+
+def worker_config(environment: str | None = None, dotenv_folders: tuple = (), **overrides) -> WorkerConfig:
+    """The worker's settings as its command sees them: `.env` of the current folder read once, then
+    `.env` of each of ``dotenv_folders`` (the current folder's values win), then `ConfigFactory.worker`
+    (flags given as ``overrides``; None means not given)."""
+    load_dotenv_once(also=tuple(dotenv_folders))
+    return ConfigFactory.worker(environment, **overrides)

@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Callable
 
-from configurations import ConfigFactory
+from coordination.config import WorkerConfig
+from coordination.git import TreeFileReader
 from coordination.github_bridge import GitHubWorkBridge
-from coordination.gitio import TreeFileReader
 from coordination.output import attached_logging
 from coordination.processors import ProcessorRegistry, WorkContext
 from coordination.sleep_prevention import SleepPreventer
@@ -41,12 +42,16 @@ class DistributedWorker:
         raise ValueError("pass registry=...: coordination does not know the order kinds "
                          "(wms_worker_processor.DistributedWorker wires the default ones)")
 
+    def configure(self, environment: str, **overrides) -> WorkerConfig:
+        raise ValueError("coordination does not read presets or .env: wms_worker_processor.DistributedWorker "
+                         "wires them (configurations.ConfigFactory)")
+
     def run_worker_cycle(self, max_work_orders: int = 50, max_consecutive_failures: int = 20,
                          max_idle_hours: float = 2.0) -> WorkerStats:
         registry = self.registry or self.default_registry()
-        config = ConfigFactory.worker(self.environment, repo_url=self.repo_url, max_work=max_work_orders,
-                                      max_failures=max_consecutive_failures, max_idle_hours=max_idle_hours,
-                                      **self.overrides)
+        config = self.configure(self.environment, repo_url=self.repo_url, max_work=max_work_orders,
+                                max_failures=max_consecutive_failures, max_idle_hours=max_idle_hours,
+                                **self.overrides)
         worker = Worker(config, registry)
         log_file = Path(os.path.abspath(config.log_file or worker.workdir / "worker.log"))
         with attached_logging(log_file):

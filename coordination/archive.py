@@ -18,7 +18,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from coordination.board import BoardView
+from coordination.view import BoardView
 from coordination.states import OrderState, shard, state_path, valid_work_id
 
 ARCHIVE = "archive"

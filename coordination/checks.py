@@ -2,20 +2,20 @@
 from __future__ import annotations
 
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 
 from coordination.board import Board
-from coordination.defaults import HEARTBEATS_PREFIX
 from coordination.exceptions import BoardNotInitialized, BoardPermissionError, BoardUnreachable, WmsError
 from coordination import portable
 from coordination.exceptions import GitTooOld
-from coordination.gitio import (MIN_GIT_VERSION, REFTABLE_GIT_VERSION, LocalRepo, RefUpdate, git_available,
-                                git_version, ref_format, require_git_version)
+from coordination.git import LocalRepo, RefUpdate
+from coordination.git.run import (MIN_GIT_VERSION, REFTABLE_GIT_VERSION, git_available, git_version, ref_format,
+                                  require_git_version)
 from coordination.processors import ProcessorRegistry
+from coordination.refs import heartbeat_ref
 from coordination.remote import parse_repo_url
 from coordination.sleep_prevention import SleepPreventer
 from coordination.states import OrderState
@@ -91,9 +91,10 @@ def iter_checks(config, registry: ProcessorRegistry):
         waiting = view.count(OrderState.AVAILABLE) + view.count(OrderState.RETRY)
         yield Check("work", waiting > 0, f"{waiting} order(s) waiting" if waiting else
                     "the board has no work right now: a worker would look again --max-failures times (20: "
-                    "about 17 minutes) and then stop; try later", required=False)
-        ref = f"{HEARTBEATS_PREFIX}check-{int(time.time())}"
-        sha = board.ref_commit({"kind": "check", "sent_at": time.time()})
+                    "about 18 minutes) and then stop; try later", required=False)
+        now = board.clock()
+        ref = heartbeat_ref(f"check-{int(now)}")
+        sha = board.ref_commit({"kind": "check", "sent_at": now})
         pushed = repo.push([RefUpdate(ref, sha, "")])
         if pushed.accepted(ref):
             repo.push([RefUpdate(ref, None, sha)])

@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from configurations import ConfigFactory, load_dotenv_once
+from coordination.config import WorkerConfig
 from coordination.exceptions import WmsError, WorkdirError
 from coordination.live import LiveView
 from coordination.politeness import lower_priority
@@ -48,10 +48,11 @@ def print_statistics(console: Console, stats, worker_id: str, jobs: int) -> None
     console.print(table)
 
 
-def build_worker_cli(registry_factory: Callable[[], ProcessorRegistry], dotenv_folder: Path | None = None
-                     ) -> click.Command:
-    """The command. `.env` is read from the current folder, then from ``dotenv_folder`` (the project
-    folder, where the entry script lives); the current folder's values win."""
+def build_worker_cli(registry_factory: Callable[[], ProcessorRegistry], configure: Callable[..., WorkerConfig],
+                     dotenv_folder: Path | None = None) -> click.Command:
+    """The worker's command. ``configure(environment, dotenv_folders=..., **flags)``: the settings (flags
+    not given are None); `.env` is read from the current folder, then from ``dotenv_folder`` (the
+    project folder, where the entry script lives); the current folder's values win."""
 
     @click.command(context_settings={"help_option_names": ["-h", "--help"]})
     @click.option("--repo-url", default=None, help="The board: https (token allowed), ssh, git://, file:// URL or a "
@@ -67,7 +68,7 @@ def build_worker_cli(registry_factory: Callable[[], ProcessorRegistry], dotenv_f
                   help="Folder for the local clone, spool and log (default ./wms_workdir).")
     @click.option("--worker-id", default=None, help="Fixed worker id (default host_pid_random).")
     @click.option("--jobs", type=int, default=None, help="Orders processed at once (default 1).")
-    @click.option("--heartbeat-seconds", type=float, default=None, help="Seconds between heartbeats (default 60).")
+    @click.option("--heartbeat-seconds", type=float, default=None, help="Shortest pause between lease renewals (default 60); heartbeats ride on pushes.")
     @click.option("--nice", type=int, default=None, help="Lower CPU priority by this much (default 10; 0 keeps it).")
     @click.option("--pause-on-battery/--no-pause-on-battery", default=None,
                   help="Hold new orders while the machine runs on battery (default on where it can be read).")
@@ -87,11 +88,10 @@ def build_worker_cli(registry_factory: Callable[[], ProcessorRegistry], dotenv_f
         from coordination.worker import Worker
 
         console = make_console()
-        load_dotenv_once(also=(dotenv_folder,) if dotenv_folder else ())
         logging_ready = False
         try:
-            config = ConfigFactory.worker(
-                environment, repo_url=repo_url, max_work=max_work, max_failures=max_failures,
+            config = configure(
+                environment, dotenv_folders=(dotenv_folder,) if dotenv_folder else (), repo_url=repo_url, max_work=max_work, max_failures=max_failures,
                 max_idle_hours=max_idle_hours, poll_seconds=poll_seconds, workdir=workdir, worker_id=worker_id,
                 jobs=jobs, heartbeat_seconds=heartbeat_seconds, nice=nice, pause_on_battery=pause_on_battery,
                 max_cpu_percent=max_cpu_percent,

@@ -1,17 +1,12 @@
 """Default values shared by the worker, the monitor and the host tools."""
 
-MAIN_REF = "refs/heads/main"
-CLAIMS_PREFIX = "refs/wms/claims/"
-RESULTS_PREFIX = "refs/wms/results/"
-HEARTBEATS_PREFIX = "refs/wms/heartbeats/"
-
 HEARTBEAT_SECONDS = 60.0
 OFFLINE_AFTER_SECONDS = 180.0  # three missed heartbeats
 MAX_ATTEMPTS = 3
 RETRY_BACKOFF_SECONDS = 60.0  # doubled per failed attempt
 RETRY_BACKOFF_CAP_SECONDS = 3600.0
-POLL_SECONDS = 15.0  # first wait after an empty poll; grows by half each time up to the cap:
-POLL_CAP_SECONDS = 60.0  # 20 empty polls (MAX_CONSECUTIVE_FAILURES) take about 17 minutes
+POLL_SECONDS = 20.0  # first wait after an empty poll (200 idle workers: under 15 reads/s); grows by half up to the cap:
+POLL_CAP_SECONDS = 60.0  # 20 empty polls (MAX_CONSECUTIVE_FAILURES) take about 18 minutes
 MAX_WORK_ORDERS = 50
 MAX_CONSECUTIVE_FAILURES = 20
 MAX_IDLE_HOURS = 2.0
@@ -28,3 +23,4 @@ MAX_LOOSE_OBJECTS = 6700  # ... and packs or drops its loose objects beyond abou
 TIDY_PAUSE_SECONDS = 300.0  # ... at most this often
 CLAIM_BATCH = 0  # orders per round trip to the board; 0 = automatic (2 for short orders, else 1)
 BATCH_BELOW_SECONDS = 30.0  # orders shorter than this are batched automatically
+PUSH_BUDGET = 6.0  # pushes a minute the whole fleet may make on one board (GitHub's recommendation)

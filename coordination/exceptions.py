@@ -11,11 +11,13 @@ class WmsError(Exception):
 
 
 class ConfigurationError(WmsError):
+    """A setting (flag, .env or environment variable) is not valid: the user must correct it."""
+
     exit_code = 2
 
 
 class InvalidRepoUrl(ConfigurationError):
-    pass
+    """The board's URL cannot be used (unknown scheme, no host)."""
 
 
 class GitNotFound(WmsError):
@@ -55,6 +57,8 @@ class BoardPermissionError(WmsError):
 
 
 class BoardNotInitialized(WmsError):
+    """The repository is there but holds no board yet (no main branch): the host runs init."""
+
     exit_code = 6
 
 
@@ -64,18 +68,19 @@ class BoardNotFound(WmsError):
     exit_code = 6
 
 
+class BoardThrottled(BoardUnreachable):
+    """The server refused or cut short a request for its rate limits (HTTP 429/503, "rate limit",
+    "too many"): the worker backs off for at least its push interval; results stay in the spool."""
+
+
 class GitTimeout(BoardUnreachable):
-    pass
+    """A git command did not finish in time; treated as an unreachable board (retried)."""
 
 
 class WorkdirError(WmsError):
     """The local working folder cannot be used (read-only, disk full)."""
 
     exit_code = 7
-
-
-class PushRejected(WmsError):
-    """A compare-and-swap on a ref failed: someone else changed it first."""
 
 
 class BoardRefusesPushes(BoardPermissionError):

@@ -18,14 +18,16 @@ import tempfile
 import time
 import weakref
 from pathlib import Path
+from typing import Callable
 
 from coordination import archive
-from coordination.board import RESULT_FILE, Board, BoardSettings, dumps
-from coordination.defaults import CLAIMS_PREFIX, RESULTS_PREFIX
-from coordination.gitio import LocalRepo, RefUpdate
-from coordination.leases import fold_into_main
+from coordination.board import Board
+from coordination.claims import claim_updates
+from coordination.fold import BoardSettings
+from coordination.git import LocalRepo, RefUpdate
+from coordination.records import RESULT_FILE, completion_record, dumps, order_of, result_info
+from coordination.refs import result_ref
 from coordination.remote import parse_repo_url
-from coordination.worker import BOARD_FIELDS
 
 
 def _close(repo: LocalRepo, temporary: str | None) -> None:
@@ -37,8 +39,10 @@ def _close(repo: LocalRepo, temporary: str | None) -> None:
 class GitHubWorkBridge:
     """Claim and submit single orders by hand (any git remote, not only GitHub)."""
 
-    def __init__(self, repo_url: str, workdir: str | Path | None = None, settings: BoardSettings | None = None):
+    def __init__(self, repo_url: str, workdir: str | Path | None = None, settings: BoardSettings | None = None,
+                 clock: Callable[[], float] = time.time):
         self.remote = parse_repo_url(repo_url)
+        self.clock = clock
         temporary = None if workdir else tempfile.mkdtemp(prefix="wms-bridge-")
         self.workdir = Path(os.path.abspath(workdir or temporary))
         try:
@@ -47,7 +51,7 @@ class GitHubWorkBridge:
             if temporary is not None:
                 shutil.rmtree(temporary, ignore_errors=True)
             raise
-        self.board = Board(repo, settings or BoardSettings())
+        self.board = Board(repo, settings or BoardSettings(), clock=clock)
         self._finalizer = weakref.finalize(self, _close, repo, temporary)
 
     def close(self) -> None:
@@ -65,20 +69,18 @@ class GitHubWorkBridge:
         for _ in range(20):
             view = self.board.sync()
             self.board.require_main(view)
-            candidates = view.candidates(time.time(), limit=1)
+            candidates = view.candidates(self.clock(), limit=1)
             if not candidates:
                 return None
             cand = candidates[0]
-            now = time.time()
-            info = {"kind": "claim", "work_id": cand.work_id, "seq": cand.seq, "worker_id": worker_id, "claimed_at": now}
-            ref = f"{CLAIMS_PREFIX}{cand.work_id}/{cand.seq}"
-            if not self.board.repo.push([RefUpdate(ref, self.board.ref_commit(info, when=now), "")]).accepted(ref):
+            now = self.clock()
+            claim = claim_updates([cand], worker_id, now, lambda info: self.board.ref_commit(info, when=now))[0]
+            if not self.board.repo.push([claim]).accepted(claim.ref):
                 continue  # lost the race: choose again
-            confirmed = fold_into_main(self.board, now)
+            confirmed = self.board.fold_into_main(now)
             if not confirmed.claim_holds(cand.work_id, cand.seq, worker_id):
                 continue
-            record = view.locate(cand.work_id).record
-            order = {k: v for k, v in record.items() if k not in BOARD_FIELDS}
+            order = order_of(view.locate(cand.work_id).record)
             order.update(work_id=cand.work_id, seq=cand.seq, worker_id=worker_id, claimed_at=now)
             return order
         return None
@@ -86,29 +88,26 @@ class GitHubWorkBridge:
     def _submit(self, work_order: dict, info: dict, record: dict | None) -> bool:
         """Push the outcome; True only if the board took it (False: this attempt was already submitted,
         or the order is no longer this claim's)."""
-        work_id, seq = work_order["work_id"], int(work_order["seq"])
-        ref = f"{RESULTS_PREFIX}{work_id}/{seq}"
+        ref = result_ref(work_order["work_id"], int(work_order["seq"]))
         files = {RESULT_FILE: dumps(record)} if record is not None else None
         accepted = self.board.repo.push([RefUpdate(ref, self.board.ref_commit(info, files), "")]).accepted(ref)
         if accepted:
-            fold_into_main(self.board)
+            self.board.fold_into_main()
         return accepted
 
     def submit_completed_work(self, work_order: dict, results: dict) -> bool:
-        now = time.time()
+        now = self.clock()
         worker_id = work_order.get("worker_id", "bridge")
         order = {k: v for k, v in work_order.items() if k not in ("seq", "worker_id", "claimed_at")}
-        record = {"schema": 1, "work_id": work_order["work_id"], "kind": order.get("kind"), "worker_id": worker_id,
-                  "seq": int(work_order["seq"]), "claimed_at": work_order.get("claimed_at", now), "started_at":
-                  work_order.get("claimed_at", now), "completed_at": now, "order": order, "result": results}
-        info = {"status": "completed", "work_id": work_order["work_id"], "seq": int(work_order["seq"]),
-                "worker_id": worker_id, "at": now}
-        return self._submit(work_order, info, record)
+        work_id, seq = work_order["work_id"], int(work_order["seq"])
+        claimed_at = work_order.get("claimed_at", now)
+        record = completion_record(work_id, seq, worker_id, order, results, claimed_at=claimed_at,
+                                   started_at=claimed_at, completed_at=now)
+        return self._submit(work_order, result_info("completed", work_id, seq, worker_id, now), record)
 
     def submit_failed_work(self, work_order: dict, error_message: str, permanent: bool = False) -> bool:
-        info = {"status": "failed", "work_id": work_order["work_id"], "seq": int(work_order["seq"]),
-                "worker_id": work_order.get("worker_id", "bridge"), "at": time.time(),
-                "error": str(error_message)[:2000], "permanent": permanent}
+        info = result_info("failed", work_order["work_id"], int(work_order["seq"]), work_order.get("worker_id", "bridge"),
+                           self.clock(), error=str(error_message), permanent=permanent)
         return self._submit(work_order, info, None)
 
     def get_archive_statistics(self) -> dict:

@@ -17,16 +17,22 @@ images of chapters it does not process. Its local clone (`LocalRepo(lean=True)`)
   `TreeFileReader` fetches the missing files of a folder in one request on its first read.
 
 Servers must allow filters (`uploadpack.allowFilter=true`; GitHub does). A server that does
-not simply ignores the filter (git prints a warning) and the worker fetches whole trees.
+not simply ignores the filter (git prints a warning) and the worker fetches whole trees. A
+server that allows some filters and refuses others (`uploadpackfilter.<filter>.allow`) fails
+the fetch: the worker then falls back to `blob:none`, or to no filter, says so once, and keeps
+that choice for the rest of its run (`fall_back`).
 """
 from __future__ import annotations
 
-import time
+import logging
+import re
 
 from coordination.defaults import LEAN_BLOB_LIMIT
+from coordination.states import OrderState
+
+log = logging.getLogger("wms.git")
 
 SHALLOW_AFTER_SECONDS = 300.0  # a fetch this long after the previous one cuts history again
-from coordination.states import OrderState
 
 LIVE_FOLDERS = (OrderState.AVAILABLE.folder, OrderState.RETRY.folder, OrderState.ACTIVE.folder)
 LIVE_FILES = ("board.json",)
@@ -41,9 +47,67 @@ def fetch_options(repo) -> dict:
     """
     if not repo.lean:
         return {}
-    now = time.monotonic()
-    last = getattr(repo, "_lean_fetched_at", None)
-    repo._lean_fetched_at = now
+    options = _wanted_options(repo)
+    if options.get("filter_spec"):
+        options["filter_spec"] = served_filter(options["filter_spec"], refused_filters(repo))
+        if options["filter_spec"] is None:
+            del options["filter_spec"]
+    return options
+
+
+FALLBACKS = ("blob:none", None)  # what to ask for instead of a refused filter, in turn
+
+
+def refused_filters(repo) -> set:
+    """The filter kinds (``blob:limit``, ``blob:none``) this clone's server refused during this run."""
+    return repo.refused_filters
+
+
+def served_filter(wanted: str, refused: set) -> str | None:
+    """``wanted``, or the first fallback the server has not refused (None: no filter).
+
+    >>> served_filter("blob:limit=16384", set()), served_filter("blob:limit=16384", {"blob:limit"})
+    ('blob:limit=16384', 'blob:none')
+    >>> print(served_filter("blob:limit=16384", {"blob:limit", "blob:none"}))
+    None
+    """
+    for spec in (wanted, *FALLBACKS):
+        if spec is None or spec.split("=", 1)[0] not in refused:
+            return spec
+    return None
+
+
+def refused_filter(message: str) -> str | None:
+    """The filter kind a failed fetch's message says the server refused, if that is why it failed.
+
+    >>> refused_filter("git fetch failed: fatal: remote error: filter 'blob:limit' not supported")
+    'blob:limit'
+    >>> print(refused_filter("git fetch failed: Connection refused"))
+    None
+    """
+    found = re.search(r"filter '([\w:-]+)' not supported", message)
+    return found.group(1) if found else None
+
+
+def fall_back(repo, kind: str) -> bool:
+    """Note that the server refused filter ``kind``; say so once. False if it was noted already
+    (the failure has another cause)."""
+    refused = refused_filters(repo)
+    if kind in refused:
+        return False
+    refused.add(kind)
+    # the refused fetch registered its filter as the remote's default, which git would ask for
+    # again on every fetch without one: forget it (a fetch with a filter names its own)
+    repo.local(["config", "--unset-all", "remote.origin.partialclonefilter"])
+    instead = served_filter(f"{kind}=0" if kind == "blob:limit" else kind, refused)
+    log.warning("The board's server does not serve the %s filter; fetching with %s instead", kind,
+                instead or "no filter (whole files)")
+    return True
+
+
+def _wanted_options(repo) -> dict:
+    now = repo.clock()
+    last, repo.lean_fetched_at = repo.lean_fetched_at, now
     first = not (repo.path / "shallow").exists()  # nothing fetched in lean mode yet
     if first:
         return {"depth": 1, "filter_spec": "blob:none"}

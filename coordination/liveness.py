@@ -1,8 +1,10 @@
 """Is a worker still there? Judged from its heartbeat ref, by the observer's own clock.
 
-A heartbeat ref changes every `heartbeat_seconds` while its worker lives. An
-observer notes, on its own clock, when it last saw each worker's ref change; a
-worker is offline once that is `offline_after` ago. Workers' clocks never enter
+A heartbeat ref changes on every push of its worker, and states the worker's lease:
+how long it may stay silent (`lease_seconds`, sized from its push interval and the
+orders it holds; see `coordination.pacing.lease_seconds`). An observer notes, on its
+own clock, when it last saw each worker's ref change; a worker is offline once that
+is its lease (at least `offline_after`, at most `MAX_LEASE_SECONDS`) ago. Workers' clocks never enter
 that rule: a worker first seen is counted as heard from at that moment (the time
 its heartbeat states is not trusted, since its clock may be hours off), so an
 observer that has just started waits a full `offline_after` before it judges
@@ -29,10 +31,26 @@ class _Seen:
     changed_at: float  # observer time of the last change
     stopped: bool = False
     first_seen: float = 0.0
+    lease: float = 0.0  # how long the worker said it may stay silent (seconds; 0: not said)
+
+
+MAX_LEASE_SECONDS = 6 * 3600.0
+
+
+def declared_lease(info) -> float:
+    """The lease a heartbeat or claim states, if it states a sane one (else 0).
+
+    >>> declared_lease({"lease_seconds": 600}), declared_lease({"lease_seconds": "x"}), declared_lease({"lease_seconds": 1e9})
+    (600.0, 0.0, 21600.0)
+    """
+    value = info.get("lease_seconds") if isinstance(info, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value <= 0:
+        return 0.0
+    return float(min(value, MAX_LEASE_SECONDS))
 
 
 class LivenessTracker:
-    def __init__(self, offline_after: float, clock=time.monotonic, wall=None):
+    def __init__(self, offline_after: float, clock=time.monotonic):
         self.offline_after = offline_after
         self.clock = clock
         self._seen: dict[str, _Seen] = {}
@@ -43,7 +61,8 @@ class LivenessTracker:
         if seen is not None and seen.sha == sha:
             return
         now = self.clock()
-        self._seen[worker] = _Seen(sha, now, stopped, seen.first_seen if seen is not None else now)
+        self._seen[worker] = _Seen(sha, now, stopped, seen.first_seen if seen is not None else now,
+                                   declared_lease(info))
 
     def silent_for(self, worker: str) -> float | None:
         seen = self._seen.get(worker)
@@ -53,7 +72,7 @@ class LivenessTracker:
         seen = self._seen.get(worker)
         if seen is None or seen.stopped:
             return False
-        return self.clock() - seen.changed_at < self.offline_after
+        return self.clock() - seen.changed_at < max(self.offline_after, seen.lease)
 
     def known(self, worker: str) -> bool:
         return worker in self._seen
@@ -71,7 +90,7 @@ class LivenessTracker:
         return seen is not None and (seen.stopped or self.clock() - seen.first_seen >= self.offline_after)
 
     def snapshot(self) -> dict:
-        return {w: [s.sha, s.changed_at, s.stopped, s.first_seen] for w, s in self._seen.items()}
+        return {w: [s.sha, s.changed_at, s.stopped, s.first_seen, s.lease] for w, s in self._seen.items()}
 
     def restore(self, data: dict) -> None:
         now = self.clock()
@@ -79,10 +98,11 @@ class LivenessTracker:
             try:
                 sha, changed_at, stopped = str(value[0]), float(value[1]), bool(value[2])
                 first_seen = float(value[3]) if len(value) > 3 else changed_at
+                lease = declared_lease({"lease_seconds": value[4]}) if len(value) > 4 else 0.0
             except (TypeError, ValueError, IndexError):
                 continue
             if worker not in self._seen and first_seen <= changed_at <= now:
-                self._seen[worker] = _Seen(sha, changed_at, stopped, first_seen)
+                self._seen[worker] = _Seen(sha, changed_at, stopped, first_seen, lease)
 
 
 def read_snapshot(path: Path) -> dict:

@@ -27,6 +27,7 @@ class Remote:
 
     @property
     def is_local(self) -> bool:
+        """A folder on this machine (a path or file:// URL), not a server."""
         return self.url.startswith("file://") or self.url.startswith("/")
 
     def __str__(self) -> str:  # never prints credentials

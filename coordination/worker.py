@@ -1,14 +1,16 @@
 """The volunteer's worker: claim, process, submit, and stop by itself.
 
 One manager loop (the calling thread) owns every git operation; orders are
-processed in worker threads (`--jobs N`). Each turn of the loop is a short,
+processed in threads (`--jobs N`, `jobs.py`). Each turn of the loop is a short,
 named step:
 
-    collect_finished_jobs -> stop_reason -> exchange (fetch; push results, claims,
-    a fold of main and a heartbeat in one push) -> start_ready_jobs -> wait
+    collect_finished_jobs -> check_stop -> start_ready_jobs -> exchange (fetch; push
+    results, claims, a fold of main and a heartbeat in one push, `exchange.py`) -> wait
 
-With `prefetch` (default 1) the worker claims the next order while the current one
-runs, so git round trips overlap with processing instead of adding to it.
+When to talk to the board and how much to ask for is decided by `pacing.py` from a
+snapshot of the worker; when to hold back or stop by `stopping.py`. With `prefetch`
+(default 1) the worker claims the next order while the current one runs, so git
+round trips overlap with processing instead of adding to it.
 
 A finished attempt goes to the local spool before anything is pushed
 (Invariant 3). A claim is a create-only ref decided by the server (Invariant 2);
@@ -28,23 +30,30 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coordination.board import TRACK, Board, BoardSettings, BoardView, Candidate, Located, RESULT_FILE, dumps
-from coordination import portable, signals, testhooks
-from coordination.defaults import (BATCH_BELOW_SECONDS, CLAIMS_PREFIX, HEARTBEATS_PREFIX, MAIN_REF, MAX_RESULT_BYTES,
-                                   ORDER_SCHEMA, RESULTS_PREFIX)
-from coordination.exceptions import BoardPermissionError, BoardUnreachable, WmsError, WorkdirError
-from coordination.gitio import LocalRepo, RefUpdate, TreeFileReader
+from coordination import pacing, testhooks
+from coordination.backoff import Backoff, capped
+from coordination.board import Board
+from coordination.claims import Candidate
+from coordination.config import WorkerConfig
+from coordination.defaults import PUSH_BUDGET
+from coordination.exceptions import WmsError, WorkdirError
+from coordination.exchange import Exchanges
+from coordination.fold import BoardSettings
+from coordination.git import LocalRepo, TreeFileReader
+from coordination.jobs import Job, JobRunner
 from coordination.liveness import LivenessTracker
 from coordination.politeness import BatteryWatch, rest_after
-from coordination.processors import OrderError, ProcessorRegistry, WorkContext
+from coordination.processors import ProcessorRegistry
+from coordination.records import order_of
 from coordination.remote import Remote, parse_repo_url, related_remote
 from coordination.sleep_prevention import SleepPreventer
-from coordination.spool import Spool, SpoolEntry, SpoolWriteError
-from coordination.states import OrderState, duplicate_path
+from coordination.spool import Spool, SpoolEntry
+from coordination.stopping import Stopping, limit_reached
+from coordination.view import BoardView
 
 log = logging.getLogger("wms.worker")
-BOARD_FIELDS = ("seq", "attempts", "errors", "not_before", "worker_id", "claimed_at", "lease_until", "attempt",
-                "failed_at")
+
+__all__ = ["Job", "Worker", "WorkerStats", "make_worker_id", "poll_wait"]
 
 
 def process_cpu() -> float:
@@ -55,10 +64,14 @@ def process_cpu() -> float:
 
 def poll_wait(empty_polls: int, poll_seconds: float, cap_seconds: float, draw: float) -> float:
     """Seconds to wait after the ``empty_polls``-th empty poll in a row: ``poll_seconds``, growing by half
-    each time up to ``cap_seconds``, with ±20 % jitter (``draw`` in [0, 1)). With the defaults (15 s,
-    60 s) twenty empty polls, `--max-failures 20`, take about 17 minutes."""
-    base = min(cap_seconds, poll_seconds * (1.5 ** max(0, empty_polls - 1)))
-    return base * (0.8 + 0.4 * draw)
+    each time up to ``cap_seconds``, with ±20 % jitter (``draw`` in [0, 1)). With the defaults (20 s,
+    60 s) twenty empty polls, `--max-failures 20`, take about 18 minutes. The worker's `idle_backoff`
+    draws the same waits.
+
+    >>> [round(poll_wait(n, 20, 60, 0.5)) for n in range(1, 6)]
+    [20, 30, 45, 60, 60]
+    """
+    return capped(poll_seconds, cap_seconds, empty_polls, factor=1.5) * (0.8 + 0.4 * draw)
 
 
 def absolute_workdir(workdir) -> Path:
@@ -73,23 +86,6 @@ def make_worker_id() -> str:
 
 
 @dataclass
-class Job:
-    work_id: str
-    seq: int
-    order: dict
-    claimed_at: float
-    attempt: int
-    commit: str
-    started_at: float = 0.0
-    thread: threading.Thread | None = None
-    takeover_of: str | None = None
-    confirmed: bool = False  # main agreed the order was on offer when we claimed it
-    outcome: SpoolEntry | None = None
-    finished: bool = False
-    progress: tuple = (0, 0, "")
-
-
-@dataclass
 class WorkerStats:
     started_at: float
     completed: int = 0
@@ -98,6 +94,7 @@ class WorkerStats:
     claims: int = 0
     lost_races: int = 0
     empty_polls: int = 0
+    throttled: int = 0  # requests the server refused for its rate limits
     busy_seconds: float = 0.0
     stop_reason: str = ""
     ended_at: float | None = None
@@ -120,16 +117,20 @@ class WorkerStats:
         return min(1.0, self.busy_seconds / (self.runtime(now) * max(jobs, 1)))
 
 
-class Worker:
-    def __init__(self, config, registry: ProcessorRegistry, *, remote: Remote | None = None,
-                 now=None, rng: random.Random | None = None):
+class Worker(Exchanges):
+    """``now``: the wall clock (written into records); ``monotonic``: this process's own clock (how
+    long it has watched something); ``rng`` and ``sleep``: every random choice and wait."""
+
+    def __init__(self, config: WorkerConfig, registry: ProcessorRegistry, *, remote: Remote | None = None,
+                 now=None, rng: random.Random | None = None, monotonic=time.monotonic, sleep=time.sleep):
         self.config = config
         self.registry = registry
         self.remote = remote or parse_repo_url(config.repo_url)
         self.worker_id = config.worker_id or make_worker_id()
-        now = now or testhooks.wall_clock()
-        self.now = now
+        self.now = now = now or testhooks.wall_clock()
         self.rng = rng or random.Random()
+        self.monotonic = monotonic
+        self.sleep_for = sleep
         self.workdir = absolute_workdir(config.workdir)
         self.settings = BoardSettings(max_attempts=config.max_attempts, retry_backoff=config.retry_backoff,
                                       offline_after=config.offline_after)
@@ -138,45 +139,64 @@ class Worker:
         self.ready: dict[str, Job] = {}  # claimed ahead, waiting for a free slot
         self.outbox: dict[str, SpoolEntry] = {}
         self.unfolded: dict[tuple, float] = {}  # (kind, work_id, seq) -> pushed at
-        self.liveness = LivenessTracker(config.offline_after)
+        self.liveness = LivenessTracker(config.offline_after, clock=monotonic)
         self.sleep = SleepPreventer(enabled=config.prevent_sleep)
-        self.battery = BatteryWatch(config.pause_on_battery)
-        self._rest_until = 0.0
-        self._pause_logged = ""
         self._wake = threading.Event()
-        self._spool_retry = threading.Event()  # never set: a wait between tries to save a held spool file
-        self._lock = threading.Lock()
-        self._signals = 0
-        self._restore_signals = lambda: None
-        self._stop_now = False
+        self.stopping = Stopping(self.workdir, BatteryWatch(config.pause_on_battery), self.request_stop, self._wake)
+        self._rest_until = 0.0
         self._scan_lapsed = False
         self._pending_since: dict[str, float] = {}  # others' pending refs -> when this worker first saw them
         self._heartbeat_seq = 0
         self._last_heartbeat = 0.0
         self._last_activity = now()
-        self._board_delay = 0.0
+        # an unreachable board: waits from poll_seconds doubling to poll_cap_seconds, +-25 %
+        self.board_backoff = Backoff(config.poll_seconds, config.poll_cap_seconds, spread=(0.75, 1.25), rng=self.rng)
+        # empty polls in a row, counted toward --max-failures or not: waits growing 1.5 times, +-20 %
+        self.idle_backoff = Backoff(config.poll_seconds, config.poll_cap_seconds, factor=1.5, spread=(0.8, 1.2),
+                                    rng=self.rng)
         self._next_poll_at = 0.0
-        self._idle_polls = 0  # empty polls in a row, counted toward --max-failures or not
         self._claimed_last = 0
         self._last_busy: float | None = None  # how long the last order took
         self._unreachable_since: float | None = None
         self._reached = False  # the board answered during this run
         self._learning = False  # a holder's liveness is still being learned: an empty poll is not final
-        self._fatal: WmsError | None = None  # the workdir cannot be written: stop with this error
         self.repo: LocalRepo | None = None
         self.board: Board | None = None
         self.spool: Spool | None = None
+        self.runner: JobRunner | None = None
         self.remaining: int | None = None  # orders the board still offers, as last seen
         self.in_play = 0  # orders claimed on the board, as last seen
         self.holders = 0  # workers holding those orders, as last seen
         self.successor: str | None = None  # the board this one hands its volunteers on to (board.json)
         self._boards_seen = {self.remote.url}
+        # the push budget (`pacing`): the board's, the workers seen pushing, what orders take
+        self.budget = PUSH_BUDGET
+        self.workers_seen = 1
+        self._order_seconds: float | None = None
+        self._page_seconds: float | None = None  # measured: the last chapter's seconds a page
+        self._last_push = float("-inf")
+        self._push_jitter = 1.0
+        self._lease = 0.0
+
+    def snapshot(self) -> pacing.Snapshot:
+        """What the pacing decisions read of this worker now."""
+        stopping = bool(self.stats.stop_reason)
+        return pacing.Snapshot(
+            jobs=len(self.jobs), ready=len(self.ready),
+            unconfirmed=tuple(j.claimed_at for j in self.ready.values() if not j.confirmed),
+            outbox_times=tuple(e.info.get("at", 0) for e in self.outbox.values()),
+            unfolded_times=tuple(self.unfolded.values()), work_done=self.stats.work_done, stopping=stopping,
+            paused=not stopping and self.paused(), remaining=self.remaining, holders=self.holders,
+            last_busy=self._last_busy, last_heartbeat=self._last_heartbeat, next_poll_at=self._next_poll_at,
+            rest_until=self._rest_until, budget=self.budget, workers=self.workers_seen,
+            order_seconds=self._order_seconds, last_push=self._last_push, push_jitter=self._push_jitter,
+            lease=self._lease)
 
     # ---------------------------------------------------------------- life cycle
     def run(self, *, restore_signals: bool = False) -> WorkerStats:
         """Work until a stop condition. ``restore_signals``: put the signal handlers back afterwards
         (for a program that embeds the worker); the command keeps them until it exits."""
-        self.install_signal_handlers()
+        self.stopping.install_signal_handlers()
         try:
             self.start()
             self.work_loop()
@@ -185,7 +205,7 @@ class Worker:
                 self.shutdown()
             finally:
                 if restore_signals:
-                    self._restore_signals()
+                    self.stopping.restore_signal_handlers()
         return self.stats
 
     def start(self) -> None:
@@ -194,9 +214,11 @@ class Worker:
         except OSError as exc:
             raise WorkdirError(f"Cannot create the workdir {self.workdir}: {exc.strerror}. Choose another --workdir.")
         self.repo = LocalRepo.open(self.workdir / "board.git", self.remote, timeout=self.config.git_timeout,
-                                   lean=getattr(self.config, "lean_clone", False))
-        self.board = Board(self.repo, self.settings)
+                                   lean=self.config.lean_clone)
+        self.board = Board(self.repo, self.settings, clock=self.now, rng=self.rng, sleep=self.sleep_for)
         self.spool = Spool(self.workdir / "spool")
+        self.runner = JobRunner(self.registry, self.spool, self.workdir, self.worker_id, self.now, self.board_files,
+                                lambda: self.stopping.at_once, self._wake, remote=self.remote)
         for entry in self.spool.entries():
             self.outbox[entry.key] = entry
         if self.outbox:
@@ -208,124 +230,78 @@ class Worker:
     def work_loop(self) -> None:
         while True:
             self.collect_finished_jobs()
-            if self._fatal is not None:
-                self.stats.stop_reason = self._fatal.message
-                self.stats.exit_code = self._fatal.exit_code
-                log.error("🛑 STOPPING: %s", self._fatal.message)
-                raise self._fatal
-            reason = self.stop_reason()
-            if reason and not self.stats.stop_reason:
-                self.stats.stop_reason = reason
-                log.info("🛑 STOPPING: %s", reason)
-            if self._stop_now:
-                self.release_jobs(running=True)
-                return
-            if self.stats.stop_reason or self.paused():
-                self.release_jobs(running=False)
-            if self.stats.stop_reason and not self.jobs:
+            if not self.check_stop():
                 return
             self.start_ready_jobs()
-            want = self.claims_wanted()
-            may_claim = want > 0 and self.now() >= self._next_poll_at
+            pace, now = self.snapshot(), self.now()
+            want = pacing.claims_wanted(self.config, pace)
+            push = pacing.may_push(self.config, pace, now)  # within the board's push budget
+            may_claim = want > 0 and now >= self._next_poll_at and push
             # with batching, claim only a batch at a time (or when nothing waits to run)
-            claim = may_claim and (want >= self.batch() or not self.ready)
-            flush = self.flush_due()
+            claim = may_claim and (want >= pacing.batch(self.config, pace) or not self.ready)
+            flush = push and pacing.flush_due(self.config, pace, now)
             # nothing claimed ahead is confirmed yet: the next free slot would have nothing to start
             unconfirmed = bool(self.ready) and not any(j.confirmed for j in self.ready.values())
             if unconfirmed and not (claim or flush or self.free_threads() > 0):
                 # the current order is running: confirm the next one before it ends (a fetch only),
                 # so it can start the moment a slot frees instead of waiting for a round trip then;
                 # not at once, so that others' pushes have likely shown our claims on main by then
-                if self.confirm_wait() <= 0:
+                if pacing.confirm_wait(self.config, pace, self.now()) <= 0:
                     self.with_board_retries(self.confirm_step)
                     continue
                 unconfirmed = False
-            if claim or unconfirmed or flush or self.fold_due():
-                started = self.with_board_retries(lambda: self.exchange(want if may_claim else 0))
+            if claim or unconfirmed or flush or (push and pacing.fold_due(self.config, pace, self.now())):
+                started = self.with_board_retries(lambda: self.exchange(want if may_claim else 0, push=push))
                 if started is None:
                     continue  # the board was unreachable and we waited
                 if started or self._claimed_last:
                     self.stats.empty_polls = 0
-                    self._idle_polls = 0
+                    self.idle_backoff.reset()
                     continue  # there may be more slots to fill, or claims to confirm
                 if claim and not self.ready:
                     self.handle_empty_poll()
-            elif self.heartbeat_due():
+            elif pacing.renewal_due(self.config, pace, self.now()):  # an order outlives the lease
                 self.with_board_retries(lambda: self.exchange(0, heartbeat=True, sync=False))
-            self.wait(self.next_timeout())
+            self.wait(pacing.next_timeout(self.config, self.snapshot(), self.now()))
+
+    def check_stop(self) -> bool:
+        """Go on with this turn? Stops on a fatal error, releases what is held when stopping or
+        paused; False once the worker should leave the loop."""
+        fatal = self.runner.fatal
+        if fatal is not None:
+            self.stats.stop_reason = fatal.message
+            self.stats.exit_code = fatal.exit_code
+            log.error("🛑 STOPPING: %s", fatal.message)
+            raise fatal
+        reason = self.stop_reason()
+        if reason and not self.stats.stop_reason:
+            self.stats.stop_reason = reason
+            log.info("🛑 STOPPING: %s", reason)
+        if self.stopping.at_once:
+            self.release_jobs(running=True)
+            return False
+        if self.stats.stop_reason or self.paused():
+            self.release_jobs(running=False)
+        return not (self.stats.stop_reason and not self.jobs)
 
     def free_threads(self) -> int:
         return self.config.jobs - len(self.jobs)
-
-    def claims_wanted(self) -> int:
-        """How many more orders to claim: enough to fill the threads plus a small claim-ahead queue."""
-        if self.stats.stop_reason or self.paused():
-            return 0
-        held = len(self.jobs) + len(self.ready)
-        left = self.config.max_work - self.stats.work_done - held
-        return max(0, min(self.config.jobs + self.ahead() - held, left))
-
-    def ahead(self) -> int:
-        """Orders to hold claimed ahead of the running ones: `prefetch`, and while batching one
-        batch more less one, so a batch claimed in one round trip is confirmed by the fetch of the
-        next round trip (made anyway) before the first of it is needed.
-
-        None at the end of the queue (the board offers fewer orders than workers hold some): an
-        order held ahead then would wait while another worker has nothing to do, so the last
-        orders go to whoever frees a slot first."""
-        if self.remaining is not None and self.remaining < self.holders:
-            return 0
-        batch = self.batch()
-        return max(self.config.prefetch, 2 * batch - 1 if batch > 1 else batch)
-
-    def batch(self) -> int:
-        """Orders handled per round trip to the board (`claim_batch`; 0 = automatic).
-
-        Automatic: 2 while orders are short (the last took under BATCH_BELOW_SECONDS) and the
-        board offers at least two orders per worker holding some (not the end of the queue), so a
-        worker on quick orders pushes two results and two claims at once and coordination
-        costs half as much per order; 1 for long orders, where it costs little anyway and
-        holding a second order ahead would only keep it from other workers.
-        """
-        configured = getattr(self.config, "claim_batch", 1)
-        if configured:
-            return configured
-        # not near the end of the queue either: orders held ahead then would keep others idle
-        plenty = self.remaining is None or self.remaining >= 2 * max(1, self.holders)
-        return 2 if plenty and self._last_busy is not None and self._last_busy < BATCH_BELOW_SECONDS else 1
-
-    def result_batch(self) -> int:
-        """Results pushed together: a batch, and two while orders are short even at the end of the
-        queue (holding a result back for a while keeps no order from anyone)."""
-        configured = getattr(self.config, "claim_batch", 1)
-        if configured:
-            return configured
-        short = self._last_busy is not None and self._last_busy < BATCH_BELOW_SECONDS
-        return max(self.batch(), 2 if short else 1)
-
-    def flush_due(self) -> bool:
-        """Push finished attempts now? At once without batching; else a batch at a time, or when one
-        has waited `fold_delay` seconds, or when nothing runs (results are in the spool meanwhile)."""
-        if not self.outbox:
-            return False
-        together = self.result_batch()
-        if together <= 1 or len(self.outbox) >= together or not self.jobs or self.stats.stop_reason:
-            return True
-        oldest = min(e.info.get("at", 0) for e in self.outbox.values())
-        return self.now() - oldest >= self.config.fold_delay
 
     def shutdown(self) -> None:
         self.stats.ended_at = self.now()
         self.sleep.stop_prevention()
         if self.board is None:
             return
+        pause = Backoff(0.2, 0.2, factor=1, spread=(1.0, 2.5), rng=self.rng, sleep=self.sleep_for)
         try:
             for _ in range(5):
                 self.collect_finished_jobs()
+                if not self._heartbeat_seq and not self.outbox and not self.unfolded:
+                    break  # never seen on the board and nothing to send: no push to say goodbye
                 self.exchange(0, heartbeat=True, state="stopped")
                 if not self.outbox and not self.unfolded:
                     break
-                time.sleep(0.2 + self.rng.random() * 0.3)
+                pause.wait()
         except WmsError as exc:
             log.warning("Could not reach the board while stopping: %s. %d result(s) stay in the spool "
                         "and are pushed on the next start.", exc.message, len(self.outbox))
@@ -348,20 +324,6 @@ class Worker:
                  st.released, st.lost_races, st.runtime(), st.jobs_per_hour(), st.efficiency(self.config.jobs) * 100)
 
     # ---------------------------------------------------------------- stopping and pausing
-    def install_signal_handlers(self) -> None:
-        self._restore_signals = signals.install(self._on_signal)
-
-    def _on_signal(self, name: str, urgent: bool = False) -> None:
-        self._signals += 1
-        if self._signals == 1 and not urgent:
-            log.info("%s received: finishing the current order, then stopping (again to stop at once)", name)
-            self.request_stop(f"{name} received")
-        else:
-            log.info("%s received%s: releasing claims and stopping now", name, "" if urgent else " again")
-            self.request_stop(f"{name} received")
-            self._stop_now = True
-        self._wake.set()
-
     def request_stop(self, reason: str) -> None:
         if not self.stats.stop_reason:
             self.stats.stop_reason = reason
@@ -369,22 +331,7 @@ class Worker:
         self._wake.set()
 
     def paused(self) -> bool:
-        return bool(self.pause_reason())
-
-    def pause_reason(self) -> str:
-        if (self.workdir / "PAUSE").exists():
-            reason = f"PAUSE file in {self.workdir}"
-        elif self.battery.on_battery():
-            reason = "running on battery (--no-pause-on-battery to work anyway)"
-        else:
-            reason = ""
-        if reason != self._pause_logged:
-            if reason:
-                log.info("⏸️ Paused: %s", reason)
-            else:
-                log.info("▶️ Resumed")
-            self._pause_logged = reason
-        return reason
+        return bool(self.stopping.pause_reason())
 
     def resting(self) -> bool:
         return self.now() < self._rest_until
@@ -392,288 +339,30 @@ class Worker:
     def stop_reason(self) -> str | None:
         if self.stats.stop_reason:
             return self.stats.stop_reason
-        stop_file = self.workdir / "STOP"
-        if stop_file.exists():
-            try:  # honoured once: the next start in this workdir runs normally
-                stop_file.unlink()
-                return f"STOP file found in {self.workdir} (removed, so the next start runs normally)"
-            except OSError as exc:
-                return f"STOP file found in {self.workdir} (could not remove it: {exc.strerror}; delete it " \
-                       "before the next start)"
-        if self.stats.work_done >= self.config.max_work:
-            return f"Reached max work orders ({self.config.max_work})"
-        if self.stats.empty_polls >= self.config.max_failures:
-            return f"No work available after {self.stats.empty_polls} consecutive attempts"
-        idle = self.now() - self._last_activity
-        if not self.jobs and not self.ready and idle >= self.config.max_idle_hours * 3600:
-            if self._unreachable_since is not None:
-                self.stats.exit_code = BoardUnreachable.exit_code
-                return (f"Board unreachable for {(self.now() - self._unreachable_since) / 3600:.2f} hours, idle for "
-                        f"{idle / 3600:.2f} (limit --max-idle-hours {self.config.max_idle_hours:g}); "
-                        f"{len(self.outbox)} result(s) stay in the spool")
-            return f"Idle for {idle / 3600:.2f} hours (limit {self.config.max_idle_hours:g})"
-        return None
-
-    # ---------------------------------------------------------------- talking to the board
-    def with_board_retries(self, step):
-        """Run a board step; on an unreachable board back off (with jitter) and report None."""
-        try:
-            result = step()
-            self._reached = True
-            self._board_delay = 0.0
-            if self._unreachable_since is not None:
-                log.info("✅ Board reachable again after %.0f s", self.now() - self._unreachable_since)
-                self._unreachable_since = None
-                self.liveness.refresh_all()  # holders could not heartbeat through the outage either
-            return result
-        except BoardPermissionError:
-            raise
-        except BoardUnreachable as exc:
-            if not self._reached and not self.known_board():
-                # never reached from this workdir: a wrong host or port, not an outage to wait out
-                raise BoardUnreachable(
-                    f"Board unreachable: {exc.message} This workdir has never reached the board, so the worker "
-                    "stops instead of retrying: check the host name and port in --repo-url (and this machine's "
-                    "network), then start again.") from None
-            # an outage is not "no work": it does not count toward --max-failures. The worker keeps
-            # its results in the spool and backs off (with jitter) for up to --max-idle-hours.
-            self._board_delay = min(max(self._board_delay * 2, self.config.poll_seconds), self.config.poll_cap_seconds)
-            wait = self._board_delay * (0.75 + 0.5 * self.rng.random())
-            now = self.now()
-            if self._unreachable_since is None:
-                self._unreachable_since = now
-            down = now - self._unreachable_since
-            if down >= self.config.max_idle_hours * 3600:
-                self.stats.exit_code = exc.exit_code
-                self.request_stop(f"Board unreachable for {down / 3600:.2f} hours (limit --max-idle-hours "
-                                  f"{self.config.max_idle_hours:g}); {len(self.outbox)} result(s) stay in the spool")
-                return None
-            log.warning("⚠️ Board unreachable (%s); results are kept in the spool. Retrying in %.1f s",
-                        exc.message, wait)
-            self.wait(wait)
-            return None
-
-    def known_board(self) -> bool:
-        """Has this workdir's clone ever fetched the board (a board once reached, now down)?"""
-        return self.repo is not None and bool(self.repo.refs(TRACK))
-
-    def exchange(self, want: int, *, heartbeat: bool = False, sync: bool = True, state: str = "running") -> list[Job]:
-        """Fetch, then push results, claims, a fold of main and a heartbeat together; retry lost races."""
-        for _ in range(20):
-            jobs = self._exchange_once(want, heartbeat=heartbeat, sync=sync, state=state)
-            if jobs is not None:
-                return jobs
-            time.sleep(self.rng.random() * 0.05)
-        return []
-
-    def _exchange_once(self, want: int, *, heartbeat: bool, sync: bool, state: str) -> list[Job] | None:
-        """One round trip. None when every claim lost its race (the caller tries again)."""
-        assert self.board is not None and self.repo is not None
+        found = self.stopping.stop_file()
+        if found:
+            return found
         now = self.now()
-        self._learning = False
-        view = self.board.sync(heartbeats=self._scan_lapsed) if sync else None
-        updates: list[RefUpdate] = []
-        started: list[Job] = []
-        if view is not None:
-            self.board.require_main(view)
-            if self._scan_lapsed:
-                self.observe_heartbeats(view)
-            self.forget_reflected(view)
-            self.confirm_ready_jobs(view)
-            started += self.start_ready_jobs()
-            self.remaining = view.count(OrderState.AVAILABLE) + view.count(OrderState.RETRY)
-            self.successor = view.policy().get("successor") or None  # a retired board names the next one
-            self.in_play = view.count(OrderState.ACTIVE)
-            self.holders = len(view.holders())
-        pushed_results = []
-        for entry in list(self.outbox.values()):
-            files = {RESULT_FILE: dumps(entry.record)} if entry.record is not None else None
-            sha = self.board.ref_commit(entry.info, files, when=entry.info.get("at"))
-            ref = f"{RESULTS_PREFIX}{entry.work_id}/{entry.seq}"
-            on_server = view is not None and self.holds_result(view, entry)
-            if not on_server:
-                updates.append(RefUpdate(ref, sha, ""))
-            pushed_results.append((entry, ref, on_server))
-            if view is not None:
-                view.add_local("results", entry.work_id, entry.seq, ref, sha)
-        candidates: list[Candidate] = []
-        if view is not None and want > 0:
-            candidates = view.candidates(now, exclude=set(self.jobs) | set(self.ready), limit=want, rng=self.rng,
-                                         lapsed=self.lapsed_holder if self._scan_lapsed else None,
-                                         share=view.share_of(self.worker_id))
-            for cand in candidates:
-                info = {"kind": "claim", "work_id": cand.work_id, "seq": cand.seq, "worker_id": self.worker_id,
-                        "claimed_at": now, "lease_seconds": self.config.offline_after}
-                if cand.takeover_of:
-                    info["takeover_of"] = cand.takeover_of
-                updates.append(RefUpdate(f"{CLAIMS_PREFIX}{cand.work_id}/{cand.seq}",
-                                         self.board.ref_commit(info, when=now), ""))
-        fold_main = False
-        # a heartbeat rides on any push once half its interval has passed, so a busy worker
-        # seldom pushes one on its own
-        beat = heartbeat or self.heartbeat_due() or (bool(updates) and self.heartbeat_half_due())
-        if view is not None:
-            fold = view.plan_fold(now, self.board.settings, self.worker_id)
-            # the fold rides on every push; on its own it is pushed only when a change has waited
-            # `fold_delay` unseen on main (ours, or one this worker has watched that long)
-            if self.fold_needed(fold) or updates or beat:
-                _, fold_updates = self.board.fold_update(view, now, worker_id=self.worker_id, fold=fold)
-                creating = {u.ref for u in updates}
-                updates += [u for u in fold_updates if u.ref not in creating]
-                fold_main = any(u.ref == MAIN_REF for u in fold_updates)
-        if beat:
-            updates.append(self.heartbeat_update(state))
-        if want > 0 and not candidates:
-            self._scan_lapsed = True  # nothing on offer: next time look for leases that lapsed
-        if not updates:
-            for entry, _, on_server in pushed_results:
-                if on_server:  # the server held it already: nothing to push
-                    self.outbox.pop(entry.key, None)
-                    self.spool.remove(entry)
-            return started
-        if candidates:
-            testhooks.crash_point("claim-before-push")
-        if pushed_results:
-            testhooks.crash_point("submit-before-push")
-        result = self.repo.push(updates)
-        main_ok = fold_main and result.accepted(MAIN_REF)
-        if pushed_results:
-            testhooks.crash_point("submit-after-push")
-        if any(result.accepted(f"{CLAIMS_PREFIX}{c.work_id}/{c.seq}") for c in candidates):
-            testhooks.crash_point("claim-after-push")
-        for entry, ref, on_server in pushed_results:
-            if not (on_server or main_ok or result.accepted(ref)):
-                # kept in the spool; the next exchange sees whether the server holds it after all
-                log.warning("The board did not take the result of %s yet (%s); it stays in the spool",
-                            entry.work_id, result.messages.get(ref, "no answer"))
-                continue
-            self.outbox.pop(entry.key, None)
-            self.spool.remove(entry)
-            if not main_ok:
-                self.unfolded[("result", entry.work_id, entry.seq)] = self.now()
-        claimed = 0
-        self._claimed_last = 0
-        for cand in candidates:
-            if not result.accepted(f"{CLAIMS_PREFIX}{cand.work_id}/{cand.seq}"):
-                self.stats.lost_races += 1
-                log.info("❌ Worker lost claim race for %s; choosing another", cand.work_id)
-                continue
-            claimed += 1
-            self._claimed_last += 1
-            # if main did not move since we chose, the order was still on offer: the claim is good
-            self.add_ready_job(view, cand, now, confirmed=main_ok)
-            self.unfolded[("claim", cand.work_id, cand.seq)] = self.now()
-        if candidates and not claimed:
+        limit = limit_reached(self.config, work_done=self.stats.work_done, empty_polls=self.stats.empty_polls,
+                              holding=bool(self.jobs or self.ready), idle=now - self._last_activity,
+                              unreachable_for=None if self._unreachable_since is None else now - self._unreachable_since,
+                              unsent=len(self.outbox))
+        if limit is None:
             return None
-        if claimed:
-            self._scan_lapsed = False
-        return started + self.start_ready_jobs()
-
-    def holds_result(self, view: BoardView, entry: SpoolEntry) -> bool:
-        """Does the server already hold this result, as a ref or folded into main?"""
-        note = view.results.get(entry.work_id, {}).get(entry.seq)
-        if note is not None and note.info.get("worker_id") == entry.info.get("worker_id") \
-                and note.info.get("status") == entry.info.get("status"):
-            return True
-        if entry.info.get("status") != "completed":
-            return False
-        loc = view.locate(entry.work_id)
-        return (loc.state == OrderState.COMPLETED and loc.record.get("seq") == entry.seq) or \
-            view.has_path(duplicate_path(entry.work_id, entry.seq))
-
-    def confirm_step(self) -> None:
-        view = self.board.sync()
-        self.forget_reflected(view)
-        self.confirm_ready_jobs(view)
-
-    def confirm_ready_jobs(self, view: BoardView) -> None:
-        """Check claims made while main moved: keep those main still agrees with, drop the others."""
-        for work_id, job in list(self.ready.items()):
-            if job.confirmed:
-                continue
-            if view.claim_holds(work_id, job.seq, self.worker_id, bool(job.takeover_of)):
-                job.confirmed = True
-            else:
-                del self.ready[work_id]
-                self.unfolded.pop(("claim", work_id, job.seq), None)
-                self.stats.lost_races += 1
-                log.info("❌ Worker lost claim race for %s (the board moved on); choosing another", work_id)
-
-    def forget_reflected(self, view: BoardView) -> None:
-        for key in list(self.unfolded):
-            kind, work_id, seq = key
-            loc = view.locate(work_id)
-            if kind == "claim":
-                done = loc.seq >= seq or (loc.state is not None and loc.state.terminal)
-            else:
-                note = view.results.get(work_id, {}).get(seq)
-                done = note is None or view.result_reflected(work_id, seq, note, loc)
-            if done:
-                self.unfolded.pop(key, None)
-
-    def confirm_wait(self) -> float:
-        """Seconds until the claims made ahead are confirmed: half the last order's time (a slot is
-        not expected to free before then), at most half of `fold_delay`."""
-        pending = [j.claimed_at for j in self.ready.values() if not j.confirmed]
-        if not pending or any(j.confirmed for j in self.ready.values()):
-            return float("inf")
-        delay = min(self.config.fold_delay, self._last_busy or 0.0) / 2
-        return min(pending) + delay - self.now()
-
-    def fold_due(self) -> bool:
-        now = self.now()
-        return any(now - t >= self.config.fold_delay for t in self.unfolded.values())
-
-    def fold_needed(self, fold) -> bool:
-        """Push ``fold`` on its own? When a change of ours waits to be shown on main (`fold_due`), when
-        this worker has seen another change pending for `fold_delay` seconds of its own clock (its
-        owner may be gone), or when the fold repairs main without applying any ref."""
-        now = time.monotonic()
-        self._pending_since = {ref: self._pending_since.get(ref, now) for ref in fold.folded_refs}
-        if self.fold_due() or (fold.changes and not fold.folded_refs):
-            return True
-        return any(now - seen >= self.config.fold_delay for seen in self._pending_since.values())
-
-    # ---------------------------------------------------------------- heartbeats and leases
-    def heartbeat_due(self) -> bool:
-        return self.now() - self._last_heartbeat >= self.config.heartbeat_seconds
-
-    def heartbeat_half_due(self) -> bool:
-        return self.now() - self._last_heartbeat >= self.config.heartbeat_seconds / 2
-
-    def heartbeat_update(self, state: str = "running") -> RefUpdate:
-        self._heartbeat_seq += 1
-        now = self.now()
-        self._last_heartbeat = now
-        info = {"kind": "heartbeat", "worker_id": self.worker_id, "seq": self._heartbeat_seq, "sent_at": now,
-                "state": "paused" if state == "running" and self.paused() else state,
-                "holding": sorted([j.work_id, j.seq] for j in (*self.jobs.values(), *self.ready.values())),
-                "completed": self.stats.completed, "failed": self.stats.failed, "host": socket.gethostname(),
-                "pid": os.getpid(), "started_at": self.stats.started_at}
-        return RefUpdate(f"{HEARTBEATS_PREFIX}{self.worker_id}", self.board.ref_commit(info, when=now), None)
-
-    def observe_heartbeats(self, view: BoardView) -> None:
-        for worker, note in view.heartbeats.items():
-            self.liveness.observe(worker, note.sha, note.info)
-
-    def lapsed_holder(self, work_id: str, loc: Located) -> str | None:
-        """The silent worker holding ``work_id``, or None while its lease lives."""
-        holder = str(loc.record.get("worker_id", ""))
-        if not holder or holder == self.worker_id:
-            return None
-        if not self.liveness.known(holder):
-            claimed_at = loc.record.get("claimed_at", 0)
-            self.liveness.observe(holder, f"claim:{work_id}:{loc.seq}", {"sent_at": claimed_at})
-        if self.liveness.online(holder):
-            if not self.liveness.settled(holder):
-                self._learning = True
-            return None
-        return holder
+        reason, exit_code = limit
+        if exit_code:
+            self.stats.exit_code = exit_code
+        return reason
 
     # ---------------------------------------------------------------- jobs
+    def board_files(self, job: Job) -> TreeFileReader:
+        """The board's files as the job's claim saw them (a lean clone fetches them on demand)."""
+        return TreeFileReader(self.repo.path, job.commit, url=self.remote.url,
+                              remote_env=self.remote.env if self.repo.lean else None)
+
     def add_ready_job(self, view: BoardView, cand: Candidate, now: float, *, confirmed: bool) -> Job:
         loc = view.locate(cand.work_id)
-        order = {k: v for k, v in loc.record.items() if k not in BOARD_FIELDS}
+        order = order_of(loc.record)
         order.setdefault("work_id", cand.work_id)
         job = Job(cand.work_id, cand.seq, order, now, loc.attempts + 1, view.main or "", confirmed=confirmed)
         job.takeover_of = cand.takeover_of
@@ -692,92 +381,10 @@ class Worker:
             del self.ready[work_id]
             log.info("✅ Claimed work: %s", work_id)
             self.jobs[work_id] = job
-            self.perform_job_in_thread(job)
+            self.sleep.start_prevention()
+            self.runner.start(job)
             started.append(job)
         return started
-
-    def perform_job_in_thread(self, job: Job) -> None:
-        self.sleep.start_prevention()
-        job.started_at = self.now()
-        job.thread = threading.Thread(target=self.perform_job, args=(job,), name=f"job-{job.work_id}", daemon=True)
-        job.thread.start()
-
-    def perform_job(self, job: Job) -> None:
-        scratch = self.workdir / "jobs" / f"{portable.case_safe(job.work_id)}--{job.seq}"
-        try:
-            scratch.mkdir(parents=True, exist_ok=True)
-            ctx = WorkContext(
-                work_id=job.work_id, workdir=scratch,
-                board=TreeFileReader(self.repo.path, job.commit, env=self.repo.reader_env() if self.repo.lean else None),
-                log=logging.getLogger(f"wms.job.{job.work_id}"),
-                on_progress=lambda done, total, msg: setattr(job, "progress", (done, total, msg)),
-                stop_requested=lambda: self._stop_now,
-                remote=self.remote, cache_dir=self.workdir / "stores",
-            )
-            if "_invalid" in job.order:
-                raise OrderError(str(job.order["_invalid"]), permanent=True)
-            schema = job.order.get("schema", ORDER_SCHEMA)
-            if schema != ORDER_SCHEMA:
-                raise OrderError(f"unknown order schema version {schema!r}: this worker reads version "
-                                 f"{ORDER_SCHEMA} (update wms, or fix the order)", permanent=True)
-            result = self.registry.process(job.order, ctx)
-            job.outcome = self.handle_job_success(job, result)
-        except OrderError as exc:
-            job.outcome = self.handle_job_failure(job, str(exc), permanent=exc.permanent)
-        except SpoolWriteError as exc:
-            self._fatal = exc  # nowhere safe to keep a result: stop; the lease lapses and others redo it
-        except WorkdirError as exc:
-            job.outcome = self._failure_or_fatal(job, exc.message)
-        except Exception as exc:  # a processor bug or an unexpected input must not stop the worker
-            log.exception("Order %s raised an unexpected error", job.work_id)
-            job.outcome = self._failure_or_fatal(job, f"{type(exc).__name__}: {exc}")
-        finally:
-            job.finished = True
-            self._wake.set()
-
-    def _failure_or_fatal(self, job: Job, message: str) -> SpoolEntry | None:
-        try:
-            return self.handle_job_failure(job, message, permanent=False)
-        except SpoolWriteError as exc:
-            self._fatal = exc
-            return None
-
-    def handle_job_success(self, job: Job, result: dict) -> SpoolEntry:
-        now = self.now()
-        record = {"schema": 1, "work_id": job.work_id, "kind": job.order.get("kind"), "worker_id": self.worker_id,
-                  "seq": job.seq, "attempt": job.attempt, "claimed_at": job.claimed_at,
-                  "started_at": job.started_at, "completed_at": now,
-                  "duration_seconds": round(now - job.started_at, 3), "order": job.order, "result": result}
-        for key in ("series", "chapter"):
-            if key in job.order:
-                record[key] = job.order[key]
-        size = len(dumps(record))
-        if size > MAX_RESULT_BYTES:
-            return self.handle_job_failure(job, f"result is {size} bytes, over the {MAX_RESULT_BYTES}-byte limit",
-                                           permanent=True)
-        info = {"status": "completed", "work_id": job.work_id, "seq": job.seq, "worker_id": self.worker_id, "at": now}
-        testhooks.crash_point("submit-before-spool")
-        return self.spool_patiently(job.work_id, job.seq, info, record)
-
-    def handle_job_failure(self, job: Job, message: str, *, permanent: bool) -> SpoolEntry:
-        log.warning("❌ Failed work: %s: %s", job.work_id, message)
-        info = {"status": "failed", "work_id": job.work_id, "seq": job.seq, "worker_id": self.worker_id,
-                "at": self.now(), "error": message[:2000], "permanent": permanent}
-        return self.spool_patiently(job.work_id, job.seq, info, None)
-
-    def spool_patiently(self, work_id: str, seq: int, info: dict, record: dict | None,
-                        waits=(1, 2, 4, 8, 15, 30, 30, 30, 30, 30)) -> SpoolEntry:
-        """Save a result from a job's thread; a file another program holds (Windows) is tried again for
-        about 3 minutes while the worker carries on, instead of stopping it."""
-        for wait in (*waits, None):
-            try:
-                return self.spool.put(work_id, seq, info, record)
-            except SpoolWriteError as exc:
-                if not exc.transient or wait is None or self._stop_now:
-                    raise
-                log.warning("%s Trying again in %d s.", exc.message, wait)
-                self._spool_retry.wait(wait)
-        raise AssertionError("unreachable")
 
     def collect_finished_jobs(self) -> None:
         for work_id, job in list(self.jobs.items()):
@@ -786,6 +393,10 @@ class Worker:
             del self.jobs[work_id]
             busy = self.now() - job.started_at
             self._last_busy = busy
+            pages = job.order.get("pages") if isinstance(job.order, dict) else None
+            if isinstance(pages, list) and pages and job.outcome is not None \
+                    and job.outcome.info.get("status") == "completed":
+                self._page_seconds = busy / len(pages)
             self.stats.busy_seconds += busy
             rest = rest_after(busy, self.config.max_cpu_percent)
             if rest > 0:
@@ -808,9 +419,7 @@ class Worker:
         """Hand orders back to the board: those claimed ahead, and with ``running`` those in progress."""
         held = list(self.ready.items()) + (list(self.jobs.items()) if running else [])
         for work_id, job in held:
-            info = {"status": "released", "work_id": work_id, "seq": job.seq, "worker_id": self.worker_id,
-                    "at": self.now()}
-            entry = self.spool.put(work_id, job.seq, info, None)
+            entry = self.runner.release(job)
             self.outbox[entry.key] = entry
             self.ready.pop(work_id, None)
             self.jobs.pop(work_id, None)
@@ -834,8 +443,7 @@ class Worker:
             return
         # the wait grows with every empty poll in a row, counted or not: idle workers at the end of
         # the queue should not take the CPU and the server from those finishing the last orders
-        self._idle_polls += 1
-        wait = poll_wait(self._idle_polls, self.config.poll_seconds, self.config.poll_cap_seconds, self.rng.random())
+        wait = pacing.idle_wait(self.config, self.snapshot(), self.idle_backoff.next())
         self._next_poll_at = self.now() + wait
         log.info("😴 No work available, waiting %s seconds", f"{wait:.0f}" if wait >= 10 else f"{wait:.1f}")
         idle = self.now() - self._last_activity
@@ -863,7 +471,7 @@ class Worker:
             remote = related_remote(str(self.successor), self.remote)
         except WmsError as exc:
             remote = None
-            log.warning("This board names a successor this worker cannot use (%s); staying", exc.message)
+            log.warning("⚠️ This board names a successor this worker cannot use (%s); staying", exc.message)
         if remote is None or remote.url in self._boards_seen or len(self._boards_seen) > 20:
             self.successor = None
             return False
@@ -874,31 +482,20 @@ class Worker:
         self._boards_seen.add(remote.url)
         base = self.workdir / "successors" / hashlib.sha1(remote.url.encode()).hexdigest()[:12]
         self.repo = LocalRepo.open(base / "board.git", remote, timeout=self.config.git_timeout,
-                                   lean=getattr(self.config, "lean_clone", False))
-        self.board = Board(self.repo, self.settings)
+                                   lean=self.config.lean_clone)
+        self.board = Board(self.repo, self.settings, clock=self.now, rng=self.rng, sleep=self.sleep_for)
         self.spool = Spool(base / "spool")
+        self.runner.spool, self.runner.remote = self.spool, remote
         self.outbox = {entry.key: entry for entry in self.spool.entries()}
-        self.liveness = LivenessTracker(self.config.offline_after)
+        self.liveness = LivenessTracker(self.config.offline_after, clock=self.monotonic)
         self._pending_since, self._last_heartbeat, self._next_poll_at = {}, 0.0, 0.0
-        self.stats.empty_polls, self._idle_polls, self._scan_lapsed = 0, 0, False
+        self._heartbeat_seq, self._last_push, self._lease = 0, float("-inf"), 0.0
+        self.stats.empty_polls, self._scan_lapsed = 0, False
+        self.idle_backoff.reset()
         self.remaining, self.in_play, self.holders, self.successor = None, 0, 0, None
-        log.info("Board %s is retired and has no work left; carrying on at its successor %s", old, remote.url)
+        self.budget, self.workers_seen = PUSH_BUDGET, 1
+        log.info("➡️ Board %s is retired and has no work left; carrying on at its successor %s", old, remote.url)
         return True
-
-    def next_timeout(self) -> float:
-        now = self.now()
-        timeouts = [self.config.heartbeat_seconds - (now - self._last_heartbeat)]
-        if self.unfolded:
-            timeouts.append(self.config.fold_delay - (now - min(self.unfolded.values())))
-        if self.claims_wanted() > 0:
-            timeouts.append(self._next_poll_at - now)
-        if self.jobs:
-            timeouts.append(self.confirm_wait())
-        if self.paused() or self.jobs:
-            timeouts.append(1.0)
-        if self.resting():
-            timeouts.append(self._rest_until - now)
-        return max(0.02, min(timeouts))
 
     def wait(self, seconds: float) -> None:
         self._wake.wait(max(0.0, seconds))

@@ -5,17 +5,20 @@ The click commands in `host_tools/cli.py` are a thin layer over these functions.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from coordination.archive import ArchiveIndex
-from coordination.board import Board, BoardSettings, BoardView, dumps
-from coordination.defaults import ORDER_SCHEMA
+from coordination.board import Board
+from coordination.fold import BoardSettings
+from coordination.records import dumps
+from coordination.view import BoardView
+from coordination.budget import KEY as BUDGET_KEY, check_budget, read_budget
+from coordination.defaults import ORDER_SCHEMA, PUSH_BUDGET
 from coordination.liveness import LivenessTracker, read_snapshot, write_snapshot
-from coordination.gitio import LocalRepo
+from coordination.git import LocalRepo
 from coordination.remote import Remote, parse_repo_url
 from coordination.states import BOARD_FOLDERS, OrderState, state_path, valid_work_id
 
@@ -52,9 +55,12 @@ def open_board(repo_url: str, workdir: Path | None = None, settings: BoardSettin
 
 
 # ------------------------------------------------------------------ init
-def init_board(board: Board, now: float | None = None) -> str:
-    """Lay out the board on ``main``. Returns 'created', 'completed' (folders added) or 'exists'."""
+def init_board(board: Board, now: float | None = None, push_budget: float = PUSH_BUDGET) -> str:
+    """Lay out the board on ``main``. Returns 'created', 'completed' (folders added) or 'exists'.
+
+    ``push_budget``: pushes a minute the whole fleet may make (board.json; see coordination.budget)."""
     now = now or time.time()
+    push_budget = check_budget(push_budget)
     created = {"value": "exists"}
 
     def mutate(view: BoardView):
@@ -67,7 +73,7 @@ def init_board(board: Board, now: float | None = None) -> str:
         if not view.has_path("board.json"):
             policy = {"wms_board": 1, "created_at": now, "max_attempts": board.settings.max_attempts,
                       "retry_backoff": board.settings.retry_backoff,
-                      "retry_backoff_cap": board.settings.retry_backoff_cap}
+                      "retry_backoff_cap": board.settings.retry_backoff_cap, BUDGET_KEY: push_budget}
             changes["board.json"] = board.repo.write_blob(dumps(policy))
         if not changes:
             return None
@@ -76,6 +82,29 @@ def init_board(board: Board, now: float | None = None) -> str:
 
     board.update_main(mutate)
     return created["value"]
+
+
+def set_push_budget(board: Board, push_budget: float, now: float | None = None) -> tuple[float, float]:
+    """Change the push budget of a live board (board.json's `push_budget`; other keys kept).
+    Returns (the budget before, the budget now); every client reads it on its next fetch."""
+    push_budget = check_budget(push_budget)
+    before = {"value": PUSH_BUDGET}
+
+    def mutate(view: BoardView):
+        board.require_main(view)
+        policy = view.policy()
+        found = view.read_path("board.json", limit=64 * 1024)
+        if found and not policy:
+            raise ValueError("board.json on main is not valid JSON; fix it by hand before changing the budget")
+        before["value"] = read_budget(policy)
+        if policy.get(BUDGET_KEY) == push_budget:
+            return None
+        policy = dict(policy or {"wms_board": 1}, **{BUDGET_KEY: push_budget})
+        return {"board.json": board.repo.write_blob(dumps(policy))}, \
+            f"wms: push budget {push_budget:g} a minute"
+
+    board.update_main(mutate, now=(lambda: now) if now is not None else None)
+    return before["value"], push_budget
 
 
 # ------------------------------------------------------------------ publish
@@ -247,15 +276,5 @@ def board_status(board: Board, now: float | None = None, offline_after: float | 
     return {"available": counts["available"], "active": counts["active"], "completed": counts["completed"],
             "retry": counts["retry"], "failed": counts["failed"], "total": total,
             "pending_refs": sum(len(v) for v in raw.claims.values()) + sum(len(v) for v in raw.results.values()),
-            "workers": workers, "main": raw.main, "checked_at": now}
+            "workers": workers, "main": raw.main, "checked_at": now, "push_budget": raw.push_budget()}
 
-
-def read_completed(board: Board, view: BoardView | None = None) -> list[dict]:
-    """Every completion record on the board (used by tests and the collect command)."""
-    view = view or board.sync()
-    out = []
-    for work_id in view.list_ids(OrderState.COMPLETED):
-        found = view.read_path(state_path(OrderState.COMPLETED, work_id), limit=None)
-        if found:
-            out.append(json.loads(found[1]))
-    return out

@@ -143,9 +143,6 @@ class AlertLedger:
         self.sent[key] = now
         self.save()
 
-    def forget_older_than(self, cutoff: float) -> None:
-        self.sent = {k: v for k, v in self.sent.items() if v >= cutoff}
-
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")

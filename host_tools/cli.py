@@ -17,10 +17,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from configurations import ConfigFactory, load_dotenv_once
 from coordination import archive as archive_lib
-from coordination.board import Board, BoardSettings
+from coordination.board import Board
+from coordination.fold import BoardSettings
 from coordination.cli import WmsClickException
+from coordination.defaults import PUSH_BUDGET
 from coordination.exceptions import WmsError
-from coordination.gitio import LocalRepo
+from coordination.git import LocalRepo
 from coordination.remote import parse_repo_url
 from coordination.secrets import redact
 from host_tools import admin
@@ -95,20 +97,50 @@ def cli(ctx, environment, workdir):
         fail(exc)
 
 
+budget_option = click.option("--push-budget", type=float, default=None, metavar="N",
+                             help=f"Pushes a minute the whole fleet may make on this board (workers, monitor, "
+                                  f"status page). Default {PUSH_BUDGET:g}: GitHub's recommendation "
+                                  "(WMS_PUSH_BUDGET; the testing environment: 1200).")
+
+
 @cli.command()
 @repo_option
+@budget_option
 @click.pass_obj
-def init(obj: HostContext, repo_url):
+def init(obj: HostContext, repo_url, push_budget):
     """Lay out an empty repository as a board.
 
     Example: git init --bare /tmp/board.git && python -m host_tools init --repo-url /tmp/board.git
     """
     try:
-        outcome = admin.init_board(obj.board(repo_url))
+        budget = obj.config.push_budget if push_budget is None else push_budget
+        outcome = admin.init_board(obj.board(repo_url), push_budget=budget)
     except WmsError as exc:
         fail(exc)
     click.echo({"created": "Board created.", "completed": "Board folders added to the existing repository.",
                 "exists": "Board already initialised; nothing to do."}[outcome])
+    if outcome == "exists" and push_budget is not None:
+        click.echo("Its push budget is unchanged: use `python -m host_tools set-budget` to change it.")
+
+
+@cli.command("set-budget")
+@repo_option
+@click.option("--push-budget", type=float, required=True, metavar="N",
+              help="Pushes a minute the whole fleet may make on this board.")
+@click.pass_obj
+def set_budget(obj: HostContext, repo_url, push_budget):
+    """Change the push budget of a live board; workers pace themselves to it from their next fetch.
+
+    Example: python -m host_tools set-budget --repo-url /tmp/board.git --push-budget 30
+    """
+    try:
+        before, after = admin.set_push_budget(obj.board(repo_url), push_budget)
+    except LIBRARY_ERRORS as exc:
+        fail(exc)
+    if before == after:
+        click.echo(f"Push budget already {after:g} a minute; nothing to do.")
+    else:
+        click.echo(f"Push budget: {before:g} -> {after:g} pushes a minute for the whole board.")
 
 
 @cli.command()

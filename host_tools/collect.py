@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Callable
 
 from coordination.archive import ArchiveIndex, archive_changes, archive_months, read_month
-from coordination.board import Board, BoardView, dumps
+from coordination.board import Board
+from coordination.records import dumps
+from coordination.view import BoardView
 from coordination.defaults import MAX_RESULT_BYTES
-from coordination.leases import fold_into_main
 from coordination.states import OrderState, shard, state_path, valid_work_id
 from host_tools.datasets.base import DatasetError, write_atomic
 from host_tools.datasets.images import PageImages
@@ -161,10 +162,6 @@ class CollectReport:
     missing_images: list[tuple[str, list[str], Path]] = field(default_factory=list)
     commit: str | None = None
 
-    @property
-    def collected(self) -> list[str]:
-        return self.written + self.already + self.without_pages
-
 
 def _records(view: BoardView, include_archived: bool):
     """(work_id, blob, from_archive) of every record to collect."""
@@ -191,7 +188,7 @@ def collect(board: Board, out: Path, fmt: str = "jsonl", *, now: float | None = 
         raise CollectError(f"Cannot create the output folder {out}: {exc.strerror}") from None
     if not os.access(out, os.W_OK):
         raise CollectError(f"The output folder {out} is not writable.")
-    view = fold_into_main(board, now)
+    view = board.fold_into_main(now)
     board.require_main(view)
     report = CollectReport()
     bad: dict[str, tuple[str, str]] = {}  # id -> (blob, reason)

@@ -27,10 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from coordination.board import Board, BoardView, dumps
+from coordination.board import Board
+from coordination.fold import max_attempts
+from coordination.records import dumps
+from coordination.view import BoardView
 from coordination.exceptions import BoardUnreachable
-from coordination.gitio import RefUpdate
-from coordination.leases import Lapsed, fold_into_main, lapsed_claims, take_back
+from coordination.git import RefUpdate
+from coordination.leases import Lapsed, lapsed_claims, take_back
 from coordination.liveness import LivenessTracker, read_snapshot, write_snapshot
 from coordination.states import STATE_FOLDERS, OrderState, state_path
 from host_tools.alerts import AlertError, AlertLedger, Incident, Mailer, deliver
@@ -83,6 +86,8 @@ class Monitor:
         self._restored = False
         self._blind = False  # the last poll could not reach the board
         self._valid_blobs: set[str] = set()  # completed records already found valid
+        self._pending: set[str] = set()  # refs waiting to be folded at the last poll
+        self._polled = False
 
     # ------------------------------------------------------------------ one poll
     def poll(self, now: float) -> PollReport:
@@ -92,7 +97,7 @@ class Monitor:
             self.tracker.restore(read_snapshot(self.liveness_file))
         report = PollReport(now)
         try:
-            fold_into_main(self.board, now)
+            self.fold_if_left(now)
             view = self.board.sync(heartbeats=True)
         except BoardUnreachable:
             self._blind = True
@@ -129,6 +134,19 @@ class Monitor:
         report.alerts_sent, report.alert_error = deliver(incidents, self.ledger, self.mailer, now)
         write_snapshot(self.liveness_file, self.tracker.snapshot())
         return report
+
+    def fold_if_left(self, now: float) -> None:
+        """Fold pending refs into main, when nobody else did: on the first poll of this run (a
+        monitor run from cron), and afterwards only refs already pending at the previous poll.
+        Workers fold on every push of theirs; a fold of the monitor's own would spend the push
+        budget on what the next worker's push does anyway."""
+        view = self.board.sync()
+        fold = view.plan_fold(now, self.board.settings)
+        pending = set(fold.folded_refs) | {u.ref for u in fold.prune}
+        left = pending & self._pending if self._polled else pending
+        self._pending, self._polled = pending, True
+        if left or (fold.changes and not fold.folded_refs):
+            self.board.fold_into_main(now)
 
     def forgotten_claims(self, view: BoardView, already: set[str]) -> list[Lapsed]:
         """Active orders of a live worker whose heartbeats have not listed them for ``offline_after``."""
@@ -171,7 +189,7 @@ class Monitor:
                 if len(seen.get(work_id, [])) > 1 or view.pending_claim(work_id, -1):
                     continue
                 loc = view.locate(work_id)
-                attempts, limit = loc.attempts, view._max_attempts(loc.record, self.board.settings)
+                attempts, limit = loc.attempts, max_attempts(loc.record, self.board.settings)
                 if loc.state == OrderState.RETRY and attempts >= limit and "_invalid" not in loc.record:
                     record = dict(loc.record, failed_at=now)
                     record.pop("not_before", None)

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from coordination.exceptions import BoardUnreachable, WmsError
-from coordination.gitio import LocalRepo, RefUpdate
+from coordination.git import LocalRepo, RefUpdate
 from coordination.remote import Remote, parse_repo_url
 from coordination.secrets import redact
 from coordination.states import shard

@@ -16,7 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 from coordination.archive import archive_months, month_of, read_month
-from coordination.board import Board, BoardView
+from coordination.board import Board
+from coordination.view import BoardView
 from coordination.defaults import MAX_RESULT_BYTES
 from coordination.states import OrderState, state_path
 from host_tools.admin import board_status
@@ -203,12 +204,25 @@ def with_readme_section(readme: str, section: str) -> str:
     return f"{head}\n\n{section}\n\n{rest}" if sep else f"{readme.rstrip()}\n\n{section}\n"
 
 
+def page_substance(page: str) -> str:
+    r"""What of STATUS.md is worth a push: everything but the time it was made and the speed.
+
+    >>> page_substance("# Progress\n\nUpdated 12:00.\n\n| done | 3 |\nSpeed: **2 chapters/hour**\n")
+    '# Progress\n\n\n| done | 3 |'
+    """
+    return "\n".join(line for line in page.splitlines() if not line.startswith(("Updated ", "Speed: ")))
+
+
 def write_status_page(board: Board, report: dict) -> str | None:
-    """Commit STATUS.md (and a progress line in README.md) to the board. Returns the commit."""
+    """Commit STATUS.md (and a progress line in README.md) to the board. Returns the commit, or None
+    when the page would only show a newer time or speed: the push budget is spent on changes."""
     page = status_markdown(report).encode("utf-8")
 
     def mutate(view: BoardView):
         board.require_main(view)
+        shown = view.read_path(STATUS_FILE)
+        if shown and page_substance(shown[1].decode("utf-8", "replace")) == page_substance(page.decode("utf-8")):
+            return None
         changes = {STATUS_FILE: board.repo.write_blob(page)}
         found = view.read_path("README.md")
         readme = found[1].decode("utf-8", "replace") if found else "# wms coordination board\n"

@@ -13,7 +13,9 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from coordination.board import Board, BoardView, dumps
+from coordination.board import Board
+from coordination.records import dumps
+from coordination.view import BoardView
 from coordination.remote import Remote, parse_repo_url, related_remote
 
 MAX_CHAIN = 20

@@ -149,6 +149,17 @@ class GitHttpServer:
         cred = f"{self.user}:{self.token}@" if with_token else ""
         return f"http://{cred}127.0.0.1:{self.port}/{name}"
 
+    # what a subclass may change: refuse a request, add to git's environment, note what was served
+    def admit(self, command: str, path: str, query: str) -> tuple[int, str] | None:
+        """None to serve the request, or (HTTP status, message) to refuse it."""
+        return None
+
+    def backend_env(self) -> dict:
+        return {}
+
+    def served(self, command: str, path: str, query: str, output: bytes) -> None:
+        pass
+
     def start(self) -> "GitHttpServer":
         outer = self
 
@@ -191,6 +202,16 @@ class GitHttpServer:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
+                refusal = outer.admit(self.command, path, query)
+                if refusal is not None:
+                    status, text = refusal
+                    data = text.encode()
+                    self.send_response(status)
+                    self.send_header("Content-Type", "text/plain")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 env = {
                     "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                     "GIT_PROJECT_ROOT": str(outer.root), "GIT_HTTP_EXPORT_ALL": "1",
@@ -200,7 +221,9 @@ class GitHttpServer:
                     "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
                     "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
                 }
+                env.update(outer.backend_env())
                 proc = subprocess.run(["git", "http-backend"], input=body, capture_output=True, env=env, timeout=120)
+                outer.served(self.command, path, query, proc.stdout)
                 head, _, payload = proc.stdout.partition(b"\r\n\r\n")
                 if not _:
                     head, _, payload = proc.stdout.partition(b"\n\n")
@@ -239,6 +262,143 @@ class GitHttpServer:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+RULESET_HOOK = """#!/bin/sh
+# GitHub's ruleset on main (no force push, no deletion) and its read-only refs/pull/*
+zero=0000000000000000000000000000000000000000
+status=0
+while read old new ref; do
+  case "$ref" in
+    refs/pull/*)
+      echo "ruleset: $ref is read-only" >&2; echo "pull $ref" >> "{log}"; status=1 ;;
+    refs/heads/main)
+      if [ "$new" = "$zero" ]; then
+        echo "ruleset: cannot delete main" >&2; echo "delete $ref" >> "{log}"; status=1
+      elif [ "$old" != "$zero" ] && ! git merge-base --is-ancestor "$old" "$new"; then
+        echo "ruleset: cannot force-push to main" >&2; echo "force $ref" >> "{log}"; status=1
+      fi ;;
+  esac
+done
+exit $status
+"""
+
+
+class GitHubLikeServer(GitHttpServer):
+    """Smart HTTP with a token, behaving the way GitHub does where the board's protocol can tell:
+
+    - ``ruleset``: a pre-receive hook on every repository served refuses a force push to `main`,
+      the deletion of `main` and any push under `refs/pull/` (`ruleset_refusals()` reads them);
+    - ``filters``: the partial-clone filters served (None: any; a tuple such as ("blob:none",):
+      only those, through uploadpackfilter.<filter>.allow; () : none at all);
+    - ``delay``: seconds added to every request (a network round trip);
+    - ``events``: every read (a fetch or clone: its ref advertisement) and push (a receive-pack
+      request), as (time.monotonic(), "read" | "push");
+    - a governor: with ``push_limit`` N, a push beyond N in the last ``push_window`` seconds is
+      refused with HTTP 429 and a "rate limit" message (``governor="refuse"``), or made to wait
+      until it is within the rate (``governor="delay"``).
+    """
+
+    def __init__(self, root: Path, *, ruleset: bool = True, filters: tuple | None = None, delay: float = 0.0,
+                 push_limit: int | None = None, push_window: float = 60.0, governor: str = "refuse", **kw):
+        super().__init__(root, **kw)
+        self.ruleset = ruleset
+        self.filters = filters
+        self.delay = delay
+        self.push_limit = push_limit
+        self.push_window = push_window
+        self.governor = governor
+        self.events: list[tuple[float, str]] = []
+        self.throttled: list[float] = []  # when the governor refused a push
+        self._admitted: list[float] = []  # pushes let through, for the governor
+        self._lock = threading.Lock()
+
+    def refusal_log(self, repo: Path) -> Path:
+        return Path(repo) / "ruleset-refusals.log"
+
+    def start(self) -> "GitHubLikeServer":
+        if self.ruleset:
+            for repo in self.root.iterdir():
+                if (repo / "HEAD").exists():
+                    self.protect(repo)
+        return super().start()
+
+    def protect(self, repo: Path) -> None:
+        """Install the ruleset hook in the bare repository ``repo``."""
+        hook = Path(repo) / "hooks" / "pre-receive"
+        hook.parent.mkdir(exist_ok=True)
+        hook.write_text(RULESET_HOOK.replace("{log}", str(self.refusal_log(repo))))
+        hook.chmod(0o755)
+
+    def ruleset_refusals(self) -> list[str]:
+        out = []
+        for repo in self.root.iterdir():
+            log = self.refusal_log(repo)
+            if log.exists():
+                out += log.read_text().splitlines()
+        return out
+
+    def pushes(self) -> list[float]:
+        return [t for t, kind in self.events if kind == "push"]
+
+    def reads(self) -> list[float]:
+        return [t for t, kind in self.events if kind == "read"]
+
+    def admit(self, command: str, path: str, query: str) -> tuple[int, str] | None:
+        if self.delay:
+            time.sleep(self.delay)  # the round trip a remote server adds
+        if command == "GET" and path.endswith("/info/refs") and "service=git-upload-pack" in query:
+            with self._lock:
+                self.events.append((time.monotonic(), "read"))
+        if not (command == "GET" and path.endswith("/info/refs") and "service=git-receive-pack" in query):
+            return None
+        if self.push_limit is None:
+            return None
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                self._admitted = [t for t in self._admitted if now - t < self.push_window]
+                if len(self._admitted) < self.push_limit:
+                    self._admitted.append(now)
+                    return None
+                if self.governor == "refuse":
+                    self.throttled.append(now)
+                    return 429, "rate limit exceeded: too many pushes to this repository, try again later\n"
+                wait = self._admitted[0] + self.push_window - now
+            time.sleep(max(wait, 0.01))  # GitHub's proxy holds the push until the rate allows it
+
+    def backend_env(self) -> dict:
+        if self.filters is None:
+            return {}
+        pairs = [("uploadpack.allowFilter", "true" if self.filters else "false"), ("uploadpackfilter.allow", "false")]
+        pairs += [(f"uploadpackfilter.{name}.allow", "true") for name in self.filters]
+        env = {"GIT_CONFIG_COUNT": str(len(pairs))}
+        for i, (key, value) in enumerate(pairs):
+            env[f"GIT_CONFIG_KEY_{i}"] = key
+            env[f"GIT_CONFIG_VALUE_{i}"] = value
+        return env
+
+    def served(self, command: str, path: str, query: str, output: bytes) -> None:
+        if command == "POST" and path.endswith("/git-receive-pack"):
+            with self._lock:
+                self.events.append((time.monotonic(), "push"))
+
+
+def busiest(times: list[float], window: float) -> int:
+    """Most events in any ``window`` seconds.
+
+    >>> busiest([0, 1, 2, 61, 62], 60)
+    3
+    >>> busiest([], 1)
+    0
+    """
+    times = sorted(times)
+    best, start = 0, 0
+    for end, t in enumerate(times):
+        while t - times[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
 
 
 class NginxGitServer:

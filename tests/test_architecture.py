@@ -1,4 +1,5 @@
-"""The folder layout is the architecture: coordination never imports OCR code."""
+"""The folder layout is the architecture: coordination never imports OCR code, nor the settings
+loaders of configurations/ (which depend on coordination, not the reverse)."""
 import pkgutil
 import subprocess
 import sys
@@ -13,7 +14,7 @@ def test_coordination_imports_no_ocr_code():
     code = ("import importlib, sys\n"
             f"for m in {modules!r}: importlib.import_module(m)\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('pipelines', 'rapidocr', 'onnxruntime', 'pytesseract', 'cv2', 'PIL', 'numpy'))\n"
+            "('pipelines', 'configurations', 'rapidocr', 'onnxruntime', 'pytesseract', 'cv2', 'PIL', 'numpy'))\n"
             "print(','.join(bad))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

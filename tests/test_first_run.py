@@ -222,16 +222,16 @@ def test_github_bridge_one_liners_verbatim_leave_no_temporary_folder(board, tmp_
 
 
 def test_empty_poll_waits_with_the_defaults_are_what_the_readme_says():
-    """README: 15 s, 22 s, 34 s, 51 s, then every 60 s (±20 %); 20 empty polls take about 17 minutes."""
+    """README: 20 s, 30 s, 45 s, then every 60 s (±20 %); 20 empty polls take about 18 minutes."""
     from configurations import ConfigFactory
     from coordination.worker import poll_wait
 
     cfg = ConfigFactory.worker("production", env={})
-    assert (cfg.poll_seconds, cfg.poll_cap_seconds, cfg.max_failures) == (15.0, 60.0, 20)
+    assert (cfg.poll_seconds, cfg.poll_cap_seconds, cfg.max_failures) == (20.0, 60.0, 20)
     middle = [round(poll_wait(n, cfg.poll_seconds, cfg.poll_cap_seconds, 0.5)) for n in range(1, 8)]
-    assert middle == [15, 22, 34, 51, 60, 60, 60]
-    assert poll_wait(9, 15, 60, 0.0) == pytest.approx(48) and poll_wait(9, 15, 60, 1.0) == pytest.approx(72)  # ±20 %
+    assert middle == [20, 30, 45, 60, 60, 60, 60]
+    assert poll_wait(9, 20, 60, 0.0) == pytest.approx(48) and poll_wait(9, 20, 60, 1.0) == pytest.approx(72)  # ±20 %
     # the 20th empty poll stops the worker: 19 waits before it
-    for draw, low, high in ((0.0, 13, 14), (0.5, 17, 17.1), (0.9999, 20, 21)):
+    for draw, low, high in ((0.0, 14, 14.1), (0.5, 17.5, 17.6), (0.9999, 21, 21.2)):
         minutes = sum(poll_wait(n, cfg.poll_seconds, cfg.poll_cap_seconds, draw) for n in range(1, cfg.max_failures)) / 60
         assert low <= minutes <= high

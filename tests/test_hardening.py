@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from coordination.gitio import RefUpdate
+from coordination.git import RefUpdate
 from coordination.testhooks import CRASH_POINTS
 from host_tools import admin
 from host_tools.alerts import AlertLedger
@@ -28,6 +28,7 @@ from host_tools.monitor import Monitor
 from tests.helpers import (
     ROOT,
     board_files,
+    git_out,
     host,
     ids_by_state,
     make_bare,
@@ -100,13 +101,19 @@ def test_kill_9_at_each_step_of_claim_and_submit(daemon_board, tmp_path, point):
     first = start_worker(url, workdir, "--max-failures", "3", env=_env(WMS_TEST_CRASH_AT=point, **FAST_LEASE),
                          log=tmp_path / "first.log")
     assert first.wait(timeout=60) == -signal.SIGKILL
-    second = subprocess.run(worker_cmd(url, workdir, "--max-failures", "2"), cwd=ROOT, capture_output=True,
+    # the dead worker's lease is sized from its orders' measured time (a few seconds under load):
+    # the restarted worker polls long enough to see it lapse
+    second = subprocess.run(worker_cmd(url, workdir, "--max-failures", "8"), cwd=ROOT, capture_output=True,
                             text=True, timeout=120, env=_env(**FAST_LEASE))
     assert second.returncode == 0, second.stdout + second.stderr
     ids = ["k-00001", "k-00002", "k-00003"]
     _ends_once(bare, ids)
+    # no order processed to the end twice: a second result of one order would be folded into
+    # duplicates/ (checked by _ends_once), and no order is logged as completed twice. An order may
+    # be logged 0 times: a job thread can spool its result just before the kill, before the
+    # manager logs it; the restarted worker pushes it from the spool without processing it again.
     done = _completed_lines((workdir / "worker.log").read_text())
-    assert done == collections.Counter(ids), done  # no order processed to the end twice
+    assert set(done) <= set(ids) and max(done.values(), default=0) <= 1, done
     assert list((workdir / "spool").glob("*.json")) == []
 
 
@@ -137,9 +144,10 @@ def test_workdir_that_cannot_be_created_is_a_clear_error(daemon_board, tmp_path)
 
 
 def test_clock_skew_decides_nothing(daemon_board, tmp_path):
-    """Workers 3 h behind and 3 h ahead: alive, never taken back; killed, taken back after offline-after."""
+    """Workers 3 h behind and 3 h ahead: alive, never taken back; killed, taken back once the lease
+    they declared (sized from their 12-s order: about 24 s) has passed on the monitor's clock."""
     url, bare = daemon_board
-    host("publish", "--repo-url", url, "--simulate", "2", "--seconds", "120", "--prefix", "skew")
+    host("publish", "--repo-url", url, "--simulate", "2", "--seconds", "12", "--prefix", "skew")
     procs = [start_worker(url, tmp_path / f"w{i}", "--max-work", "1", env=_env(WMS_TEST_CLOCK_OFFSET=offset,
                                                                                **FAST_LEASE))
              for i, offset in enumerate(["-10800", "10800"])]
@@ -166,8 +174,11 @@ def test_clock_skew_decides_nothing(daemon_board, tmp_path):
         taken.update(x.work_id for x in mon.poll(time.time()).taken_back)
         return len(taken) == 2
 
-    wait_for(all_taken, 20, interval=0.5, what="both orders taken back")
-    assert time.time() - killed < 3 + 6  # not kept alive by a clock that runs ahead
+    leases = [json.loads(git_out(bare, "log", "-1", "--format=%B", ref))["lease_seconds"] for ref in git_out(
+        bare, "for-each-ref", "--format=%(refname)", "refs/wms/heartbeats/").split()]
+    assert len(leases) == 2 and all(20 < lease < 30 for lease in leases), leases
+    wait_for(all_taken, 45, interval=0.5, what="both orders taken back")
+    assert time.time() - killed < max(leases) + 6  # not kept alive by a clock that runs ahead
     assert sorted(ids_by_state(bare)["retry"]) == ["skew-00001", "skew-00002"]
 
 
@@ -316,12 +327,14 @@ def test_junk_refs_alone_do_not_crash_workers_monitor_or_status(daemon_board, tm
     for args in (["monitor", "--repo-url", url, "--once"], ["status", "--repo-url", url, "--json"]):
         res = host(*args, check=False)
         assert res.returncode == 0 and "Traceback" not in res.stderr, res.stdout + res.stderr
-    proc = subprocess.run(worker_cmd(url, tmp_path / "w", "--max-failures", "2"), cwd=ROOT, capture_output=True,
+    # enough empty polls to outlast the junk claim's lease (3 s from when the worker first sees it)
+    # on a loaded machine: two were sometimes spent before it lapsed
+    proc = subprocess.run(worker_cmd(url, tmp_path / "w", "--max-failures", "6"), cwd=ROOT, capture_output=True,
                           text=True, timeout=120, env=_env(**FAST_LEASE))
     assert proc.returncode == 0 and "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
     states = ids_by_state(bare)
     # j-00001's junk claim (a blob, no holder) is taken over once its lease lapses; j-00002 is done
-    assert sorted(states["completed"]) == ["j-00001", "j-00002"], states
+    assert sorted(states["completed"]) == ["j-00001", "j-00002"], (states, proc.stdout + proc.stderr)
 
 
 # ------------------------------------------------------------------ 4. forged results

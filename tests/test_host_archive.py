@@ -4,7 +4,7 @@ import time
 
 from coordination.api import GitHubWorkBridge
 from coordination.archive import archive_path, month_of
-from coordination.board import dumps
+from coordination.records import dumps
 from host_tools import admin
 from tests.helpers import git_out, host
 from tests.test_host_support import invoke, main_files

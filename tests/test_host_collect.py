@@ -9,7 +9,7 @@ import pytest
 
 from coordination.api import GitHubWorkBridge
 from coordination.archive import month_of
-from coordination.board import dumps
+from coordination.records import dumps
 from coordination.states import OrderState, make_work_id, state_path
 from host_tools import admin
 from tests.helpers import host, ids_by_state

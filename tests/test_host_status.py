@@ -3,9 +3,9 @@ import json
 import time
 
 from coordination.api import GitHubWorkBridge
-from coordination.board import dumps
-from coordination.defaults import HEARTBEATS_PREFIX
-from coordination.gitio import RefUpdate
+from coordination.records import dumps
+from coordination.refs import HEARTBEATS_PREFIX
+from coordination.git import RefUpdate
 from coordination.states import OrderState, state_path
 from host_tools import admin
 from tests.helpers import git_out, make_bare

@@ -129,9 +129,10 @@ def fake_registry():
 
 WORKER_CODE = (
     "import sys; sys.path.insert(0, sys.argv.pop(1));"
+    "from configurations import worker_config;"
     "from coordination.cli import build_worker_cli;"
     "from tests.test_host_support import fake_registry;"
-    "build_worker_cli(fake_registry)(prog_name='worker')"
+    "build_worker_cli(fake_registry, worker_config)(prog_name='worker')"
 )
 
 

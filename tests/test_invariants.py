@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from coordination.board import Board, BoardSettings
-from coordination.defaults import CLAIMS_PREFIX
-from coordination.gitio import LocalRepo, RefUpdate
-from coordination.leases import fold_into_main
+from coordination.board import Board
+from coordination.fold import BoardSettings
+from coordination.refs import CLAIMS_PREFIX
+from coordination.git import LocalRepo, RefUpdate
 from coordination.remote import parse_repo_url
 from coordination.states import OrderState
 from tests.helpers import (
@@ -72,8 +72,8 @@ def test_invariant_2_server_decides_claims(daemon_board, tmp_path):
     # A completes; its refs are folded into main and deleted
     a.repo.push([RefUpdate("refs/wms/results/race-00001/1", a.ref_commit(
         {"status": "completed", "worker_id": "A", "seq": 1}, {"record.json": b'{"seq": 1}'}), "")])
-    fold_into_main(a)
-    fold_into_main(a)
+    a.fold_into_main()
+    a.fold_into_main()
     assert "race-00001" in ids_by_state(bare)["completed"]
     assert git_out(bare, "for-each-ref", "refs/wms/claims/", "refs/wms/results/") == ""
     # B still holds its stale view where the order is on offer: the claim name is free again,
@@ -112,22 +112,23 @@ def test_invariant_3_nothing_finished_is_lost(served_board, tmp_path):
 
 def test_invariant_4_everything_finishes(daemon_board, tmp_path):
     url, bare = daemon_board
-    host("publish", "--repo-url", url, "--simulate", "1", "--seconds", "60", "--prefix", "long")
+    # the worker's lease is sized from the order: 12 s, so about 24 s (a heartbeat every push, none else)
+    host("publish", "--repo-url", url, "--simulate", "1", "--seconds", "12", "--prefix", "long")
     first = start_worker(url, tmp_path / "w1", log=tmp_path / "w1.log")
     wait_for(lambda: "Claimed work: long-00001" in (tmp_path / "w1.log").read_text(), 30, what="first claim")
     os.kill(first.pid, signal.SIGKILL)  # kill -9 while holding the claim
     first.wait()
     # the worker may die before folding its claim into main; any client folds pending refs
     b = client(url, tmp_path / "edit")
-    wait_for(lambda: fold_into_main(b) and ids_by_state(bare)["active"] == ["long-00001"], 20,
+    wait_for(lambda: b.fold_into_main() and ids_by_state(bare)["active"] == ["long-00001"], 20,
              what="claim folded into main")
     # a shorter order lets the test end soon: the second worker takes the order over once the lease lapses
     record = read_board_json(bare, "active_work/long-00001.json")
     assert record["worker_id"] != "" and record["seq"] == 1
     b.update_main(lambda v: ({"active_work/long-00001.json": b.repo.write_blob(
         json.dumps(dict(record, seconds=0.5)).encode())}, "test: shorten the order"))
-    second = subprocess.run(worker_cmd(url, tmp_path / "w2", "--max-failures", "6"), cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+    second = subprocess.run(worker_cmd(url, tmp_path / "w2", "--max-failures", "40", "--max-work", "1"), cwd=ROOT,
+                            capture_output=True, text=True, timeout=150)
     assert second.returncode == 0, second.stdout
     assert "Claimed work: long-00001" in second.stdout
     states = ids_by_state(bare)
@@ -147,7 +148,7 @@ def test_invariant_5_at_most_one_completion(board, tmp_path):
     ref = f"{CLAIMS_PREFIX}twice-00001/2"
     assert second.repo.push([RefUpdate(ref, second.ref_commit(
         {"kind": "claim", "worker_id": "worker-b", "seq": 2, "claimed_at": time.time()}), "")]).accepted(ref)
-    fold_into_main(second)
+    second.fold_into_main()
     assert read_board_json(board, "active_work/twice-00001.json")["worker_id"] == "worker-b"
     # both finish: the late result of the lapsed lease and the new holder's
     first.submit_completed_work(order, {"text": "from a"})

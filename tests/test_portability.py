@@ -23,13 +23,14 @@ from coordination import portable
 from coordination.board import Board
 from coordination.checks import names_check
 from coordination.exceptions import WorkdirError
-from coordination.gitio import LocalRepo, parse_git_version, ref_format
+from coordination.git import LocalRepo
+from coordination.git.run import parse_git_version, ref_format
 from coordination.politeness import (BELOW_NORMAL_PRIORITY_CLASS, IDLE_PRIORITY_CLASS, lower_priority,
                                      windows_priority_class)
 from coordination.remote import parse_repo_url
 from coordination.spool import Spool, SpoolWriteError
 from coordination.states import OrderState
-from coordination.worker import Worker
+from coordination.jobs import JobRunner
 from tests.helpers import PY, ROOT, host, worker_cmd
 
 POSIX_ONLY = pytest.mark.skipif(os.name != "posix", reason="POSIX behaviour")
@@ -185,9 +186,9 @@ def test_a_spool_file_held_longer_than_the_rename_waits_does_not_stop_the_worker
         spool.put("k-00001", 1, {"status": "completed"}, None)
     assert err.value.transient and "another program holds the file" in err.value.message
     # the worker's job thread keeps the result and tries again instead of stopping
-    worker = SimpleNamespace(spool=spool, _stop_now=False, _spool_retry=threading.Event())
+    runner = SimpleNamespace(spool=spool, stop_requested=lambda: False, _spool_retry=threading.Event())
     with caplog.at_level(logging.WARNING):
-        entry = Worker.spool_patiently(worker, "k-00001", 1, {"status": "completed"}, None, waits=(0.5,) * 20)
+        entry = JobRunner.spool_patiently(runner, "k-00001", 1, {"status": "completed"}, None, waits=(0.5,) * 20)
     assert time.monotonic() >= until
     assert [e.work_id for e in spool.entries()] == ["k-00001"] and entry.path.exists()
     assert any("Trying again in" in r.getMessage() for r in caplog.records)
@@ -201,9 +202,9 @@ def test_a_full_disk_still_stops_the_worker(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "replace", full)
-    worker = SimpleNamespace(spool=spool, _stop_now=False, _spool_retry=threading.Event())
+    runner = SimpleNamespace(spool=spool, stop_requested=lambda: False, _spool_retry=threading.Event())
     with pytest.raises(SpoolWriteError) as err:
-        Worker.spool_patiently(worker, "k-00001", 1, {"status": "completed"}, None, waits=(0.01,))
+        JobRunner.spool_patiently(runner, "k-00001", 1, {"status": "completed"}, None, waits=(0.01,))
     assert not err.value.transient and "No space left on device" in err.value.message
 
 

@@ -8,8 +8,8 @@ import subprocess
 from pathlib import Path
 
 from coordination.board import Board
-from coordination.defaults import CLAIMS_PREFIX
-from coordination.gitio import LocalRepo, RefUpdate
+from coordination.refs import CLAIMS_PREFIX
+from coordination.git import LocalRepo, RefUpdate
 from coordination.remote import parse_repo_url
 from coordination.states import shard
 from tests.helpers import ROOT, git_out, host, ids_by_state, make_bare, worker_cmd
@@ -191,8 +191,8 @@ def test_refs_and_missing_objects_read_from_files_agree_with_git(tmp_path):
                        capture_output=True)
         listed = subprocess.run(["git", "show-index"], stdin=open(idx, "rb"), capture_output=True, text=True,
                                 check=True).stdout
-        from coordination.gitio import _read_pack_index
-        assert {bytes.fromhex(line.split()[1]) for line in listed.splitlines()} == _read_pack_index(idx)
+        from coordination.git.objects import read_pack_index
+        assert {bytes.fromhex(line.split()[1]) for line in listed.splitlines()} == read_pack_index(idx)
 
 
 def test_a_lean_clone_tidies_the_packs_its_fetches_leave(board, tmp_path):
@@ -239,14 +239,14 @@ def test_a_failed_tidy_changes_nothing(board, tmp_path, monkeypatch, caplog):
     repo = LocalRepo.open(tmp_path / "lean", parse_repo_url(str(board)), lean=True)
     view = Board(repo).sync()
     packs = sorted(os.listdir(repo.path / "objects" / "pack"))
-    run = repo._run
+    run = repo.runner.run
 
     def failing_repack(args, **kw):  # the one call site: git repack fails (a full disk, say)
         if args[0] == "repack":
             return 128, "", "fatal: unable to create temporary file: No space left on device"
         return run(args, **kw)
 
-    monkeypatch.setattr(repo, "_run", failing_repack)
+    monkeypatch.setattr(repo.runner, "run", failing_repack)
     assert not repo.tidy(max_packs=0)
     assert not repo.tidy(max_packs=0)  # no second try at once: a full disk stays full a while
     assert caplog.text.count("Could not tidy the local clone") == 1 and "No space left" in caplog.text

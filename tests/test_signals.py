@@ -122,7 +122,7 @@ def test_a_killed_persistent_reader_is_started_again(board, tmp_path):
     """Should a `git cat-file --batch` reader die anyway (the OOM killer, a kill by hand), the next
     read starts a new one instead of failing the worker."""
     from coordination.board import Board
-    from coordination.gitio import LocalRepo
+    from coordination.git import LocalRepo
     from coordination.remote import parse_repo_url
 
     repo = LocalRepo.open(tmp_path / "clone" / "board.git", parse_repo_url(str(board)))

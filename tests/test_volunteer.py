@@ -5,6 +5,7 @@ import sys
 
 from click.testing import CliRunner
 
+from configurations import worker_config
 from coordination.cli import build_worker_cli
 from coordination.politeness import BatteryWatch, _linux_on_battery, default_jobs, rest_after
 from coordination.processors import ProcessorRegistry
@@ -15,7 +16,7 @@ from tests.servers import GitHttpServer
 
 def check(url, tmp_path, registry_factory=default_registry):
     runner = CliRunner()
-    return runner.invoke(build_worker_cli(registry_factory),
+    return runner.invoke(build_worker_cli(registry_factory, worker_config),
                          ["--repo-url", str(url), "--workdir", str(tmp_path / "w"), "--check"])
 
 

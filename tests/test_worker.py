@@ -96,13 +96,11 @@ def test_pause_file_holds_new_claims_until_removed(board, tmp_path):
     (workdir / "PAUSE").touch()
     proc = start_worker(str(board), workdir, "--max-failures", "2", log=tmp_path / "log")
 
-    def paused_heartbeat():
-        refs = git_out(board, "for-each-ref", "--format=%(refname)", "refs/wms/heartbeats/").split()
-        return refs and json.loads(git_out(board, "log", "-1", "--format=%B", refs[0]))["state"] == "paused"
-
-    wait_for(paused_heartbeat, 30, what="the worker's paused heartbeat")  # it has been to the board
+    wait_for(lambda: "Paused: PAUSE file" in (tmp_path / "log").read_text(), 30, what="the worker's paused line")
     assert "Claimed work" not in (tmp_path / "log").read_text()
     assert len(ids_by_state(board)["available"]) == 2
+    # a paused worker holding nothing spends none of the board's push budget: not even a heartbeat
+    assert git_out(board, "for-each-ref", "refs/wms/heartbeats/") == ""
     (workdir / "PAUSE").unlink()
     assert proc.wait(timeout=60) == 0
     assert len(ids_by_state(board)["completed"]) == 2
@@ -125,10 +123,14 @@ def test_sigterm_once_finishes_twice_releases(board, tmp_path, signals, outcome)
 
 
 def test_heartbeats_never_touch_main(board, tmp_path):
-    before = git_out(board, "rev-parse", "main")
-    proc = run_worker(board, tmp_path / "w", "--max-failures", "4", "--heartbeat-seconds", "0.3")
+    proc = run_worker(board, tmp_path / "idle", "--max-failures", "2")
     assert proc.returncode == 0
-    assert git_out(board, "rev-parse", "main") == before
+    # a worker that found nothing to do never pushed: no heartbeat, no goodbye
+    assert git_out(board, "for-each-ref", "refs/wms/heartbeats/") == ""
+    host("publish", "--repo-url", str(board), "--simulate", "1", "--seconds", "0.5", "--prefix", "hb")
+    proc = run_worker(board, tmp_path / "w", "--max-failures", "2", "--heartbeat-seconds", "0.3")
+    assert proc.returncode == 0
+    assert not [f for f in board_files(board) if "heartbeat" in f]
     refs = git_out(board, "for-each-ref", "--format=%(refname)", "refs/wms/heartbeats/").split()
     # a heartbeat carries no history: its only parent is the anchor every ref commit shares
     assert len(refs) == 1 and git_out(board, "rev-list", "--count", refs[0]).strip() == "2"

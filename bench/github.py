@@ -1,0 +1,168 @@
+"""The fleet on a GitHub-like board, within the push budget.
+
+    python bench/github.py                              # W = 24 and 48, time 10x fast, then production
+    python bench/github.py --runs fast:6:60 --tmp /dev/shm   # a small run: W=6, 60 orders, time 10x fast
+
+The board is served by tests/servers.GitHubLikeServer: smart HTTP with a token, `main` protected
+by a ruleset (no force push, no deletion), a round trip added to every request, every push and
+read recorded with its time. A monitor runs beside the workers (it pushes within the same budget).
+
+Settings:
+- ``fast``: time 10x fast, as GitHub's limits would be for orders 10x longer: budget 60 pushes a
+  minute (GitHub's 6), 6-s orders (60-s chapters), the workers' and the monitor's waits divided by 10
+  (polls from 3 s, leases at least 18 s, the monitor every 6 s);
+- ``prod``: production settings: budget 6 a minute, 60-s orders, the defaults' waits.
+
+Prints per run: the most pushes in any 60 s (``busiest60``; the target is the budget + 10 %), the
+mean pushes a minute over the run, the most reads in any second, parallel efficiency (ideal
+makespan orders x seconds / W over the measured one, first claim to last completion, from the
+board's records), orders lost (not completed at the end), orders processed twice (completed by
+more than one worker, from the workers' logs), and pushes the ruleset refused.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import workspace  # noqa: E402
+from tests.helpers import PY, git_out, host, ids_by_state, make_bare, start_worker  # noqa: E402
+from tests.servers import GitHubLikeServer, busiest  # noqa: E402
+
+SETTINGS = {
+    # budget a minute, order seconds, worker environment, monitor poll seconds, monitor offline-after
+    "fast": dict(budget=60, seconds=6.0, monitor_poll=6.0, offline_after=18.0,
+                 env={"WMS_POLL_SECONDS": "3", "WMS_POLL_CAP_SECONDS": "30", "WMS_OFFLINE_AFTER": "18",
+                      "WMS_HEARTBEAT_SECONDS": "6"}),
+    "prod": dict(budget=6, seconds=60.0, monitor_poll=60.0, offline_after=180.0,
+                 env={"WMS_POLL_SECONDS": "30", "WMS_POLL_CAP_SECONDS": "300", "WMS_OFFLINE_AFTER": "180",
+                      "WMS_HEARTBEAT_SECONDS": "60"}),
+}
+
+
+def completion_records(bare: Path) -> list[dict]:
+    files = [f for f in git_out(bare, "ls-tree", "-r", "--name-only", "main").split()
+             if f.startswith("completed_work/") and f.endswith(".json")]
+    return [json.loads(git_out(bare, "show", f"main:{f}")) for f in files]
+
+
+def run_once(kind: str, workers: int, orders: int, tmp: Path, delay: float) -> dict:
+    setting = SETTINGS[kind]
+    root = Path(tempfile.mkdtemp(prefix=f"gh-{kind}-{workers}-", dir=tmp))
+    bare = make_bare(root / "board.git")
+    env = dict(os.environ, ENVIRONMENT="testing", WMS_HOST_WORKDIR=str(root / "host"), **setting["env"])
+    with GitHubLikeServer(root, delay=delay) as server:
+        url = server.url("board.git")
+        host("init", "--repo-url", url, "--push-budget", str(setting["budget"]), env=env)
+        host("publish", "--repo-url", url, "--simulate", str(orders), "--seconds", str(setting["seconds"]),
+             "--prefix", "gh", env=env)
+        started = time.monotonic()
+        monitor = subprocess.Popen([PY, "-m", "host_tools", "monitor", "--repo-url", url, "--poll-seconds",
+                                    str(setting["monitor_poll"]), "--offline-after", str(setting["offline_after"])],
+                                   cwd=ROOT, env=env, stdout=open(root / "monitor.log", "w"),
+                                   stderr=subprocess.STDOUT)
+        # at the end a worker stops after a few empty polls (one in production, whose polls are 30 s apart)
+        failures = "1" if kind == "prod" else "3"
+        procs = [start_worker(url, root / f"w{i}", "--max-failures", failures, "--max-work", "100000", "--jobs", "1",
+                              env=env, log=root / f"w{i}.log") for i in range(workers)]
+        codes = [p.wait() for p in procs]
+        ended = time.monotonic()
+        monitor.send_signal(signal.SIGINT)
+        try:
+            monitor.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            monitor.kill()
+            monitor.wait()
+        pushes = [t - started for t in server.pushes() if t >= started]
+        reads = [t - started for t in server.reads() if t >= started]
+        refused = len(server.ruleset_refusals())
+        throttled = len(server.throttled)
+    records = completion_records(bare)
+    states = ids_by_state(bare)
+    logs = [(root / f"w{i}.log").read_text(errors="replace") for i in range(workers)]
+    completions = Counter(line.rsplit(" ", 1)[-1] for text in logs for line in text.splitlines()
+                          if "Completed work:" in line)
+    worker_pushes = sum(int(m.group(1)) for text in logs for m in re.finditer(r"Git traffic: \d+ fetches, (\d+) pushes", text))
+    lost_races = sum(text.count("lost claim race") for text in logs)
+    first = min(r["claimed_at"] for r in records) if records else 0.0
+    last = max(r["completed_at"] for r in records) if records else 0.0
+    makespan = max(last - first, 1e-9)
+    ideal = orders * setting["seconds"] / workers
+    wall = ended - started
+    return {"kind": kind, "workers": workers, "orders": orders, "budget": setting["budget"],
+            "busiest60": busiest(pushes, 60.0), "pushes": len(pushes), "pushes_per_min": len(pushes) / (wall / 60),
+            "busiest_read_s": busiest(reads, 1.0), "reads": len(reads), "efficiency": ideal / makespan,
+            "makespan": makespan, "ideal": ideal, "wall": wall, "lost": orders - len(states["completed"]),
+            "twice": sum(n - 1 for n in completions.values() if n > 1), "refused": refused,
+            "throttled": throttled, "exit_ok": codes == [0] * workers, "worker_pushes": worker_pushes,
+            "lost_races": lost_races,
+            "timeline": [sum(1 for t in pushes if i * 10 <= t < i * 10 + 10) for i in range(int(wall // 10) + 1)],
+            "monitor_pushes": _monitor_pushes(bare)}
+
+
+def _monitor_pushes(bare: Path) -> int:
+    """Commits of main the monitor made (its folds and repairs name it or carry no worker)."""
+    return sum(1 for s in git_out(bare, "log", "--format=%s", "main").splitlines() if "monitor" in s)
+
+
+class _Kept:
+    """WMS_BENCH_KEEP=DIR: keep the boards and logs in DIR (to look at a run afterwards)."""
+
+    def __init__(self, path: str):
+        self.path = Path(path)
+
+    def __enter__(self) -> str:
+        self.path.mkdir(parents=True, exist_ok=True)
+        return str(self.path)
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+def parse_run(text: str) -> tuple[str, int, int]:
+    kind, workers, orders = text.split(":")
+    if kind not in SETTINGS:
+        raise argparse.ArgumentTypeError(f"{kind}: use fast or prod")
+    return kind, int(workers), int(orders)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=parse_run, nargs="+",
+                    default=[("fast", 24, 480), ("fast", 48, 960), ("prod", 6, 24)],
+                    help="KIND:WORKERS:ORDERS each (KIND fast or prod); default fast:24:480 fast:48:960 prod:6:24")
+    ap.add_argument("--delay", type=float, default=0.05, help="seconds added to every request (a round trip)")
+    ap.add_argument("--timeline", action="store_true", help="also print the pushes in each 10 s of every run")
+    workspace.add_argument(ap)
+    args = ap.parse_args()
+    keep = os.environ.get("WMS_BENCH_KEEP")
+    with (workspace.folder(args.tmp) if not keep else _Kept(keep)) as tmp:
+        print(f"GitHub-like server (smart HTTP, token, ruleset on main, {args.delay * 1000:.0f} ms a request); "
+              f"boards and clones in {workspace.describe(tmp)}")
+        print(f"{'run':>5} {'W':>3} {'orders':>6} {'budget':>6} {'busiest60':>9} {'push/min':>8} {'reads/s':>7} "
+              f"{'effic.':>6} {'makespan':>8} {'ideal':>6} {'lost':>4} {'twice':>5} {'refused':>7}")
+        for kind, workers, orders in args.runs:
+            r = run_once(kind, workers, orders, Path(tmp), args.delay)
+            print(f"{kind:>5} {workers:>3} {orders:>6} {r['budget']:>6} {r['busiest60']:>9} "
+                  f"{r['pushes_per_min']:>8.1f} {r['busiest_read_s']:>7} {r['efficiency']:>6.3f} "
+                  f"{r['makespan']:>7.0f}s {r['ideal']:>5.0f}s {r['lost']:>4} {r['twice']:>5} {r['refused']:>7}"
+                  + ("" if r["exit_ok"] else "  (a worker exited non-zero)"), flush=True)
+            if args.timeline:
+                print(f"      pushes per 10 s: {' '.join(map(str, r['timeline']))}; by the workers "
+                      f"{r['worker_pushes']}, the monitor's commits {r['monitor_pushes']}; lost claim races "
+                      f"{r['lost_races']}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

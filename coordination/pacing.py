@@ -1,0 +1,293 @@
+"""When a worker talks to the board and how much it asks for: pure functions of a `Snapshot` of
+the worker and ``now`` (no I/O, no clock read here).
+
+The push budget (`coordination.budget`): the board allows B pushes a minute for the whole fleet,
+and this worker sees W workers pushing, so it pushes about every 60 W / B seconds
+(`push_interval`, `may_push`), a little earlier or later at random so the fleet does not push in
+waves. Each push carries everything due: results, the next claims, the fold of main and the
+heartbeat. Between pushes the worker holds enough orders to stay busy (`ahead`: the orders it
+expects to finish in one interval), but never more than its share of what the board still
+offers, so the last orders spread over the fleet in small batches. A worker with a free slot and
+nothing to start may push at once (`starving`): an idle machine costs more than one push.
+
+Claims: enough to fill the threads plus a claim-ahead queue (`claims_wanted`, `ahead`), a batch
+per round trip while orders are short (`batch`). Results: pushed at once, or a batch at a time
+(`flush_due`), at the worker's next push. Folds and heartbeats ride on other pushes. A heartbeat
+goes alone only to renew the lease of an order that outlives it (`lease_seconds`,
+`renewal_due`): a worker holding nothing never pushes a heartbeat. Between turns the worker waits
+`next_timeout`. Idle workers poll no more often than `idle_wait` allows, so a fleet of idle
+machines stays within the server's reads (`fleet_idle_reads`).
+
+>>> from dataclasses import replace
+>>> from coordination.config import WorkerConfig
+>>> config = WorkerConfig(jobs=2, prefetch=1, claim_batch=0, fold_delay=2.0, heartbeat_seconds=60.0)
+>>> s = Snapshot(jobs=1, ready=0, work_done=3, remaining=40, holders=4, last_busy=5.0)
+>>> batch(config, s), ahead(config, s), claims_wanted(config, s)
+(2, 3, 4)
+>>> flush_due(config, replace(s, outbox_times=(100.0,)), now=101.0)
+False
+>>> flush_due(config, replace(s, outbox_times=(100.0,)), now=102.0)
+True
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from coordination.config import WorkerConfig
+from coordination.defaults import BATCH_BELOW_SECONDS, PUSH_BUDGET
+
+LEASE_MARGIN = 2.0  # a lease lasts this many times the time until the worker expects to push again
+MAX_LEASE_SECONDS = 6 * 3600.0
+HOLD_MARGIN = 1.6  # orders held ahead cover this many push intervals (jitter, slow round trips)
+FIRST_CLAIM_SECONDS = 60.0  # a worker's first claim covers at least this long ...
+FIRST_CLAIM_SHARE = 1 / 8  # ... and takes at most this share of the orders on offer
+MAX_AHEAD = 50  # orders claimed ahead at most, whatever the interval
+PUSH_JITTER = (0.5, 1.5)  # each interval between a worker's pushes is stretched by a factor in this range
+FIRST_JITTER = (1.0, 2.0)  # ... and the one after its first push by one in this
+WORKERS_SHARE = 0.75  # of the budget, the workers' regular pushes spend this share
+IDLE_READS_PER_SECOND = 5.0  # what the idle workers one worker sees may read together (GitHub: 15 a second)
+
+__all__ = ["Snapshot", "ahead", "batch", "claims_wanted", "confirm_wait", "fleet_idle_reads", "flush_due", "fold_due",
+           "heartbeat_due", "idle_wait", "lease_seconds", "may_push", "next_timeout", "push_interval", "renewal_due",
+           "result_batch", "starving"]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the pacing reads of a worker at one moment."""
+
+    jobs: int = 0  # orders running
+    ready: int = 0  # orders claimed ahead, waiting for a free slot
+    unconfirmed: tuple = ()  # claim times of orders claimed ahead whose claim is not confirmed yet
+    outbox_times: tuple = ()  # when each finished attempt not yet pushed was made
+    unfolded_times: tuple = ()  # when each change of ours not yet shown on main was pushed
+    work_done: int = 0
+    stopping: bool = False
+    paused: bool = False  # (False while stopping: it does not matter then)
+    remaining: int | None = None  # orders the board still offers, as last seen (None: not seen yet)
+    holders: int = 0  # workers holding orders, as last seen
+    last_busy: float | None = None  # how long the last order took
+    last_heartbeat: float = 0.0
+    next_poll_at: float = 0.0  # an empty poll was answered by waiting until then
+    rest_until: float = 0.0  # the CPU throttle rests until then
+    budget: float = PUSH_BUDGET  # pushes a minute the board allows the whole fleet (board.json)
+    workers: int = 1  # workers this one sees pushing to the board, itself included
+    order_seconds: float | None = None  # what one order is expected to take (None: not known yet)
+    last_push: float = float("-inf")  # when this worker last pushed
+    push_jitter: float = 1.0  # this interval's random stretch (within PUSH_JITTER)
+    lease: float = 0.0  # the lease the last heartbeat declared
+
+    @property
+    def held(self) -> int:
+        return self.jobs + self.ready
+
+
+def _short(s: Snapshot) -> bool:
+    return s.last_busy is not None and s.last_busy < BATCH_BELOW_SECONDS
+
+
+def batch(config: WorkerConfig, s: Snapshot) -> int:
+    """Orders handled per round trip to the board (`claim_batch`; 0 = automatic).
+
+    Automatic: 2 while orders are short (the last took under BATCH_BELOW_SECONDS) and the
+    board offers at least two orders per worker holding some (not the end of the queue), so a
+    worker on quick orders pushes two results and two claims at once and coordination
+    costs half as much per order; 1 for long orders, where it costs little anyway and
+    holding a second order ahead would only keep it from other workers.
+    """
+    if config.claim_batch:
+        return config.claim_batch
+    # not near the end of the queue either: orders held ahead then would keep others idle
+    plenty = s.remaining is None or s.remaining >= 2 * max(1, s.holders)
+    return 2 if plenty and _short(s) else 1
+
+
+def result_batch(config: WorkerConfig, s: Snapshot) -> int:
+    """Results pushed together: a batch, and two while orders are short even at the end of the
+    queue (holding a result back for a while keeps no order from anyone)."""
+    if config.claim_batch:
+        return config.claim_batch
+    return max(batch(config, s), 2 if _short(s) else 1)
+
+
+def ahead(config: WorkerConfig, s: Snapshot) -> int:
+    """Orders to hold claimed ahead of the running ones: `prefetch`, and while batching one
+    batch more less one, so a batch claimed in one round trip is confirmed by the fetch of the
+    next round trip (made anyway) before the first of it is needed; and under the push budget,
+    what the threads will get through before this worker may push again (`budget_ahead`).
+
+    None at the end of the queue (the board offers fewer orders than workers hold some): an
+    order held ahead then would wait while another worker has nothing to do, so the last
+    orders go to whoever frees a slot first."""
+    if s.remaining is not None and s.remaining < s.holders:
+        return 0
+    n = batch(config, s)
+    return max(config.prefetch, 2 * n - 1 if n > 1 else n, budget_ahead(config, s))
+
+
+def push_interval(s: Snapshot) -> float:
+    """Seconds between one worker's pushes: W workers share B pushes a minute, so about 60 W / B.
+
+    The workers keep `WORKERS_SHARE` of the budget; the rest is left for the monitor, the
+    status page and the pushes of workers that start or run dry.
+
+    >>> round(push_interval(Snapshot(budget=6, workers=24)), 1), round(push_interval(Snapshot(budget=60, workers=1)), 2)
+    (320.0, 1.33)
+    """
+    return 60.0 * max(1, s.workers) / max(s.budget * WORKERS_SHARE, 1e-6)
+
+
+def budget_ahead(config: WorkerConfig, s: Snapshot) -> int:
+    """Orders to hold ahead so every thread stays busy until this worker's next push
+    (`HOLD_MARGIN` intervals' worth), at most this worker's share of the orders on offer.
+
+    >>> s = Snapshot(budget=60, workers=24, order_seconds=6.0, remaining=400, last_push=0.0)
+    >>> budget_ahead(WorkerConfig(jobs=1), s), budget_ahead(WorkerConfig(jobs=2), s)
+    (9, 17)
+    >>> budget_ahead(WorkerConfig(jobs=1), Snapshot(budget=60, workers=24, order_seconds=6.0, remaining=30))
+    2
+    >>> budget_ahead(WorkerConfig(jobs=1), Snapshot(budget=60, workers=1, order_seconds=6.0, remaining=400))  # a first claim
+    16
+    """
+    if not s.order_seconds or s.order_seconds <= 0:
+        return 0
+    horizon = push_interval(s)
+    if s.last_push == float("-inf"):
+        # a worker's first claim: it has not seen the fleet yet (a fleet starting together sees no
+        # one), so it claims for at least a minute, the budget's unit, rather than come back at once
+        horizon = max(horizon, FIRST_CLAIM_SECONDS)
+    per_slot = math.ceil(horizon * HOLD_MARGIN / s.order_seconds)
+    n = min(config.jobs * per_slot, MAX_AHEAD)
+    if s.last_push == float("-inf") and s.remaining is not None:  # ... but not a pile of a small board
+        n = min(n, max(1, math.ceil(s.remaining * FIRST_CLAIM_SHARE)))
+    if s.remaining is not None:  # the end of the queue: small batches, so nobody idles while another holds a pile
+        n = min(n, math.ceil(s.remaining / max(1, s.workers, s.holders)))
+    return n
+
+
+def claims_wanted(config: WorkerConfig, s: Snapshot) -> int:
+    """How many more orders to claim: enough to fill the threads plus a small claim-ahead queue."""
+    if s.stopping or s.paused:
+        return 0
+    left = config.max_work - s.work_done - s.held
+    return max(0, min(config.jobs + ahead(config, s) - s.held, left))
+
+
+def flush_due(config: WorkerConfig, s: Snapshot, now: float) -> bool:
+    """Push finished attempts now? At once without batching; else a batch at a time, or when one
+    has waited `fold_delay` seconds, or when nothing runs (results are in the spool meanwhile)."""
+    if not s.outbox_times:
+        return False
+    together = result_batch(config, s)
+    if together <= 1 or len(s.outbox_times) >= together or not s.jobs or s.stopping:
+        return True
+    return now - min(s.outbox_times) >= config.fold_delay
+
+
+def starving(config: WorkerConfig, s: Snapshot) -> bool:
+    """A free thread, nothing claimed ahead to start on it, and orders on offer (or not known yet):
+    worth a push before the interval ends. With nothing on offer, results wait for the interval."""
+    return not (s.stopping or s.paused) and s.jobs < config.jobs and s.ready == 0 and s.remaining != 0
+
+
+def may_push(config: WorkerConfig, s: Snapshot, now: float) -> bool:
+    """May this worker push now? Once its share of the budget allows (`push_interval`, with this
+    interval's jitter), at once when it is `starving` or stopping.
+
+    >>> c = WorkerConfig(jobs=1)
+    >>> s = Snapshot(budget=60, workers=24, last_push=100.0, jobs=1, ready=3)
+    >>> may_push(c, s, 131.0), may_push(c, s, 133.0), may_push(c, Snapshot(jobs=0, last_push=100.0), 100.5)
+    (False, True, True)
+    """
+    if s.stopping or starving(config, s):
+        return True
+    return now - s.last_push >= push_interval(s) * s.push_jitter
+
+
+def lease_seconds(config: WorkerConfig, s: Snapshot, held: int | None = None) -> float:
+    """How long the lease of this worker's orders lasts: `LEASE_MARGIN` times the time until it
+    expects to have pushed again (its push interval, and the time its held orders take), never
+    less than `offline_after` nor more than `MAX_LEASE_SECONDS`. Observers judge it by their
+    own clocks from when they saw it change (`coordination.liveness`).
+
+    >>> c = WorkerConfig(jobs=1, offline_after=180.0)
+    >>> round(lease_seconds(c, Snapshot(budget=6, workers=24, order_seconds=60.0), held=5))
+    1240
+    >>> lease_seconds(c, Snapshot(budget=1200, workers=2, order_seconds=1.0), held=2)
+    180.0
+    """
+    held = s.held if held is None else held
+    busy = (s.order_seconds or 0.0) * held / max(1, config.jobs)
+    return min(MAX_LEASE_SECONDS, max(config.offline_after, LEASE_MARGIN * (push_interval(s) + busy)))
+
+
+def renewal_due(config: WorkerConfig, s: Snapshot, now: float) -> bool:
+    """Renew the lease with a heartbeat of its own? Only while holding orders, once half the
+    declared lease (at least `heartbeat_seconds`) has passed without a push carrying one."""
+    if not s.held:
+        return False
+    return now - s.last_heartbeat >= max(config.heartbeat_seconds, s.lease / 2)
+
+
+def idle_wait(config: WorkerConfig, s: Snapshot, backoff_wait: float) -> float:
+    """The wait after an empty poll: the idle backoff's, and long enough that the workers this one
+    sees, all idle, would read the board at most `IDLE_READS_PER_SECOND` times a second."""
+    return max(backoff_wait, max(1, s.workers) / IDLE_READS_PER_SECOND)
+
+
+def fleet_idle_reads(config: WorkerConfig, idle_workers: int, seen: int = 1, spread: float = 0.8) -> float:
+    """Reads a second of ``idle_workers`` polling an empty board at their shortest wait (the first,
+    at the low end of its jitter ``spread``), each seeing ``seen`` workers: the worst case.
+
+    >>> round(fleet_idle_reads(WorkerConfig(poll_seconds=30.0), 200), 2)
+    8.33
+    """
+    shortest = idle_wait(config, Snapshot(workers=seen), config.poll_seconds * spread)
+    return idle_workers / shortest
+
+
+def fold_due(config: WorkerConfig, s: Snapshot, now: float) -> bool:
+    """Has a change of ours waited unseen on main long enough that we fold it ourselves: `fold_delay`,
+    and at least a push interval (someone else's push, or our next one, folds it meanwhile)?"""
+    return any(now - t >= fold_wait(config, s) for t in s.unfolded_times)
+
+
+def fold_wait(config: WorkerConfig, s: Snapshot) -> float:
+    return max(config.fold_delay, push_interval(s))
+
+
+def heartbeat_due(config: WorkerConfig, s: Snapshot, now: float, part: float = 1.0) -> bool:
+    """Is a heartbeat due (``part``: after that share of its interval)?"""
+    return now - s.last_heartbeat >= config.heartbeat_seconds * part
+
+
+def confirm_wait(config: WorkerConfig, s: Snapshot, now: float) -> float:
+    """Seconds until the claims made ahead are confirmed: half the last order's time (a slot is
+    not expected to free before then), at most half of `fold_delay`. Infinite when there is
+    nothing to confirm, or something claimed ahead is confirmed already."""
+    if not s.unconfirmed or len(s.unconfirmed) < s.ready:
+        return float("inf")
+    delay = min(config.fold_delay, s.last_busy or 0.0) / 2
+    return min(s.unconfirmed) + delay - now
+
+
+def next_timeout(config: WorkerConfig, s: Snapshot, now: float) -> float:
+    """How long to wait before the next turn, unless something wakes the worker first."""
+    timeouts = [config.heartbeat_seconds - (now - s.last_heartbeat)]
+    if s.held:
+        timeouts.append(max(config.heartbeat_seconds, s.lease / 2) - (now - s.last_heartbeat))
+    push_at = s.last_push + push_interval(s) * s.push_jitter
+    if s.outbox_times:
+        timeouts.append(push_at - now)
+    if s.unfolded_times:
+        timeouts.append(fold_wait(config, s) - (now - min(s.unfolded_times)))
+    if claims_wanted(config, s) > 0:
+        timeouts.append(max(s.next_poll_at, now if starving(config, s) else push_at) - now)
+    if s.jobs:
+        timeouts.append(confirm_wait(config, s, now))
+    if s.paused or s.jobs:
+        timeouts.append(1.0)
+    if now < s.rest_until:
+        timeouts.append(s.rest_until - now)
+    return max(0.02, min(timeouts))

@@ -1,0 +1,47 @@
+"""The one place that starts git (coordination/git/run.py), with a real git: typed timeouts and
+redaction hold for every caller, the board-file reader of job threads included."""
+import subprocess
+
+import pytest
+
+from coordination.exceptions import GitTimeout, WorkdirError
+from coordination.git import TreeFileReader
+from coordination.git.run import GitRunner
+from coordination.secrets import register_secret
+
+
+@pytest.fixture
+def repo(tmp_path):
+    path = tmp_path / "r.git"
+    subprocess.run(["git", "init", "--bare", "-q", str(path)], check=True)
+    blob = subprocess.run(["git", "--git-dir", str(path), "hash-object", "-w", "--stdin"], input=b"page",
+                          capture_output=True, check=True).stdout.decode().strip()
+    tree = subprocess.run(["git", "--git-dir", str(path), "mktree"], input=f"100644 blob {blob}\tp.txt\n".encode(),
+                          capture_output=True, check=True).stdout.decode().strip()
+    commit = subprocess.run(["git", "--git-dir", str(path), "commit-tree", tree, "-m", "x"], capture_output=True,
+                            check=True, env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+                                             "GIT_COMMITTER_EMAIL": "t@t", "PATH": "/usr/bin:/bin"}
+                            ).stdout.decode().strip()
+    return path, commit
+
+
+def test_output_leaves_the_runner_redacted(repo):
+    path, _ = repo
+    register_secret("hunter2-token")
+    code, out, err = GitRunner(path, "the board").run(["rev-parse", "hunter2-token"], network=False)
+    assert code != 0 and "***" in err and "hunter2-token" not in err + out
+
+
+def test_a_git_command_out_of_time_is_a_typed_timeout(repo):
+    path, commit = repo
+    with pytest.raises(GitTimeout, match="did not finish within"):
+        GitRunner(path, "the board", timeout=1e-6).run(["cat-file", "-t", commit], network=False)
+    # the job threads' reader goes through the same runner
+    assert TreeFileReader(path, commit).read_file("p.txt") == b"page"
+    with pytest.raises(GitTimeout):
+        TreeFileReader(path, commit, timeout=1e-6).read_file("p.txt")
+
+
+def test_git_that_cannot_run_in_its_folder_is_a_workdir_error(tmp_path):
+    with pytest.raises(WorkdirError, match="Cannot run git in"):
+        GitRunner(tmp_path / "gone", "the board").run(["status"], cwd=tmp_path / "gone", network=False)

@@ -1,0 +1,126 @@
+"""Pacing without git or threads: pure functions of a snapshot of the worker and `now`."""
+from dataclasses import replace
+
+import pytest
+
+from coordination.config import WorkerConfig
+from coordination.pacing import (WORKERS_SHARE, Snapshot, ahead, batch, claims_wanted, confirm_wait, flush_due, fold_due,
+                                 heartbeat_due, next_timeout, result_batch)
+
+AUTO = WorkerConfig(jobs=1, prefetch=1, claim_batch=0, fold_delay=2.0, heartbeat_seconds=60.0, max_work=50)
+
+
+def test_short_orders_are_batched_two_at_a_time_unless_the_queue_is_ending():
+    short = Snapshot(last_busy=5.0, remaining=40, holders=4)
+    assert batch(AUTO, short) == 2 and ahead(AUTO, short) == 3
+    assert batch(AUTO, replace(short, last_busy=45.0)) == 1  # long orders: one at a time
+    assert batch(AUTO, replace(short, last_busy=None)) == 1  # nothing measured yet
+    ending = replace(short, remaining=5)  # fewer than two orders per holding worker
+    assert batch(AUTO, ending) == 1 and result_batch(AUTO, ending) == 2  # results still go in pairs
+    assert ahead(AUTO, replace(short, remaining=3)) == 0  # fewer orders than holders: hold none ahead
+    assert batch(replace(AUTO, claim_batch=3), short) == 3 == result_batch(replace(AUTO, claim_batch=3), short)
+
+
+def test_claims_wanted_fills_the_threads_and_the_queue_ahead_within_max_work():
+    s = Snapshot(jobs=1, ready=1, last_busy=60.0)
+    config = replace(AUTO, jobs=2, prefetch=1)
+    assert claims_wanted(config, s) == 1  # 2 threads + 1 ahead - 2 held
+    assert claims_wanted(replace(config, max_work=5), replace(s, work_done=3)) == 0  # 3 done + 2 held
+    assert claims_wanted(config, replace(s, paused=True)) == 0
+    assert claims_wanted(config, replace(s, stopping=True)) == 0
+
+
+def test_results_wait_for_a_batch_or_fold_delay_but_never_when_nothing_runs():
+    s = Snapshot(jobs=1, last_busy=5.0, remaining=40, holders=1, outbox_times=(100.0,))
+    assert not flush_due(AUTO, s, 101.9)
+    assert flush_due(AUTO, s, 102.0)
+    assert flush_due(AUTO, replace(s, outbox_times=(100.0, 101.0)), 100.5)  # a batch
+    assert flush_due(AUTO, replace(s, jobs=0), 100.0)
+    assert flush_due(AUTO, replace(s, stopping=True), 100.0)
+    assert flush_due(AUTO, replace(s, last_busy=45.0), 100.0)  # no batching: at once
+    assert not flush_due(AUTO, replace(s, outbox_times=()), 500.0)
+
+
+def test_folds_and_heartbeats_go_alone_only_when_due():
+    s = Snapshot(unfolded_times=(10.0, 50.0), last_heartbeat=0.0, budget=6000)
+    assert not fold_due(AUTO, s, 11.0) and fold_due(AUTO, s, 12.0)
+    assert not heartbeat_due(AUTO, s, 59.0) and heartbeat_due(AUTO, s, 60.0)
+    assert heartbeat_due(AUTO, s, 30.0, part=0.5)
+
+
+def test_claims_made_ahead_are_confirmed_half_an_order_later():
+    s = Snapshot(jobs=1, ready=2, unconfirmed=(100.0, 101.0), last_busy=1.0)
+    assert confirm_wait(AUTO, s, 100.0) == pytest.approx(0.5)
+    assert confirm_wait(AUTO, replace(s, last_busy=30.0), 100.0) == pytest.approx(1.0)  # at most fold_delay / 2
+    assert confirm_wait(AUTO, replace(s, unconfirmed=(100.0,)), 100.0) == float("inf")  # one confirmed already
+    assert confirm_wait(AUTO, replace(s, ready=0, unconfirmed=()), 100.0) == float("inf")
+
+
+def test_the_wait_until_the_next_turn_is_the_nearest_thing_due():
+    s = Snapshot(last_heartbeat=100.0, work_done=50, budget=6, last_push=110.0)  # nothing more to claim
+    interval = 60 / (6 * WORKERS_SHARE)
+    assert next_timeout(AUTO, replace(s, unfolded_times=(109.0,)), 110.0) == pytest.approx(interval - 1)
+    s = replace(s, budget=600)
+    assert next_timeout(AUTO, s, 110.0) == pytest.approx(50.0)  # the heartbeat
+    assert next_timeout(AUTO, replace(s, unfolded_times=(109.0,)), 110.0) == pytest.approx(1.0)  # fold_delay
+    assert next_timeout(AUTO, replace(s, work_done=0, next_poll_at=113.0), 110.0) == pytest.approx(3.0)
+    assert next_timeout(AUTO, replace(s, jobs=1), 110.0) == pytest.approx(1.0)
+    assert next_timeout(AUTO, replace(s, rest_until=110.5), 110.0) == pytest.approx(0.5)
+    assert next_timeout(AUTO, replace(s, work_done=0, next_poll_at=0.0), 110.0) == 0.02  # at least 20 ms
+
+
+# ---------------------------------------------------------------- the push budget
+from coordination.pacing import (budget_ahead, fleet_idle_reads, idle_wait, lease_seconds, may_push,  # noqa: E402
+                                 push_interval, renewal_due, starving)
+
+
+def test_each_worker_pushes_its_share_of_the_budget():
+    s = Snapshot(budget=6, workers=24)
+    fleet = s.workers * 60 / push_interval(s)  # pushes a minute of the whole fleet, at its regular pace
+    assert fleet == pytest.approx(6 * WORKERS_SHARE) and fleet < 6
+    assert push_interval(replace(s, workers=48)) == 2 * push_interval(s)  # twice the workers, half as often each
+    busy = replace(s, jobs=1, ready=3, last_push=1000.0)
+    assert not may_push(AUTO, busy, 1000.0 + push_interval(s) * 0.99)
+    assert may_push(AUTO, busy, 1000.0 + push_interval(s))
+    assert not may_push(AUTO, replace(busy, push_jitter=1.2), 1000.0 + push_interval(s) * 1.1)
+
+
+def test_a_worker_with_nothing_to_start_may_push_at_once_unless_nothing_is_offered():
+    idle = Snapshot(budget=6, workers=24, jobs=0, ready=0, last_push=1000.0, remaining=50)
+    assert starving(AUTO, idle) and may_push(AUTO, idle, 1000.1)
+    assert not may_push(AUTO, replace(idle, remaining=0), 1000.1)  # its results wait for its turn
+    assert not starving(AUTO, replace(idle, paused=True))
+    assert may_push(AUTO, replace(idle, remaining=0, stopping=True), 1000.1)  # the goodbye carries the spool
+
+
+def test_claims_cover_the_time_until_the_next_push_and_shrink_at_the_end_of_the_queue():
+    config = replace(AUTO, max_work=10_000)
+    s = Snapshot(budget=60, workers=24, order_seconds=6.0, remaining=400, holders=24, jobs=1, last_push=0.0)
+    held_after = config.jobs + ahead(config, s)
+    assert held_after * 6.0 >= push_interval(s) * 1.2  # busy until the next push, jitter included
+    assert claims_wanted(config, s) == held_after - 1
+    assert budget_ahead(config, replace(s, remaining=48)) == 2  # 48 left for 24 workers: two each
+    assert ahead(config, replace(s, remaining=10)) == 0  # fewer orders than holders: none ahead
+    long = replace(s, order_seconds=600.0)
+    assert ahead(config, long) == 1  # a long order outlasts the interval: just the next one
+    assert budget_ahead(config, replace(s, order_seconds=None)) == 0  # not known yet: no batch
+
+
+def test_the_lease_covers_the_orders_held_and_is_renewed_only_when_they_outlive_it():
+    config = replace(AUTO, offline_after=180.0, heartbeat_seconds=60.0)
+    s = Snapshot(budget=6, workers=24, order_seconds=60.0, jobs=1, ready=4)
+    lease = lease_seconds(config, s)
+    assert lease >= 2 * (push_interval(s) + 5 * 60.0)
+    assert lease_seconds(config, Snapshot(budget=6000, workers=1, order_seconds=1.0)) == 180.0  # never under
+    held = replace(s, last_heartbeat=0.0, lease=lease)
+    assert not renewal_due(config, held, lease / 2 - 1) and renewal_due(config, held, lease / 2)
+    assert not renewal_due(config, replace(held, jobs=0, ready=0), 10 * lease)  # holding nothing: no heartbeat
+
+
+def test_two_hundred_idle_workers_read_under_fifteen_times_a_second():
+    production = WorkerConfig()  # poll_seconds 20 s
+    assert fleet_idle_reads(production, 200) < 15
+    # even when the waits of the other presets are short, the workers each one sees space its polls
+    quick = replace(production, poll_seconds=1.0)
+    assert fleet_idle_reads(quick, 200, seen=200) < 15
+    assert idle_wait(quick, Snapshot(workers=200), 0.5) == pytest.approx(40.0)
