@@ -19,7 +19,6 @@ order when the claim was made.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import random
@@ -27,11 +26,10 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from coordination import pacing, testhooks
-from coordination.backoff import Backoff, capped
+from coordination.backoff import Backoff
 from coordination.board import Board
 from coordination.claims import Candidate
 from coordination.config import WorkerConfig
@@ -45,33 +43,17 @@ from coordination.liveness import LivenessTracker
 from coordination.politeness import BatteryWatch, rest_after
 from coordination.processors import ProcessorRegistry
 from coordination.records import order_of
-from coordination.remote import Remote, parse_repo_url, related_remote
+from coordination.remote import Remote, parse_repo_url
 from coordination.sleep_prevention import SleepPreventer
 from coordination.spool import Spool, SpoolEntry
+from coordination.stats import WorkerStats, process_cpu
 from coordination.stopping import Stopping, limit_reached
+from coordination.successors import Successors
 from coordination.view import BoardView
 
 log = logging.getLogger("wms.worker")
 
-__all__ = ["Job", "Worker", "WorkerStats", "make_worker_id", "poll_wait"]
-
-
-def process_cpu() -> float:
-    """CPU seconds this process has used (its own threads, not its children)."""
-    times = os.times()
-    return times.user + times.system
-
-
-def poll_wait(empty_polls: int, poll_seconds: float, cap_seconds: float, draw: float) -> float:
-    """Seconds to wait after the ``empty_polls``-th empty poll in a row: ``poll_seconds``, growing by half
-    each time up to ``cap_seconds``, with ±20 % jitter (``draw`` in [0, 1)). With the defaults (20 s,
-    60 s) twenty empty polls, `--max-failures 20`, take about 18 minutes. The worker's `idle_backoff`
-    draws the same waits.
-
-    >>> [round(poll_wait(n, 20, 60, 0.5)) for n in range(1, 6)]
-    [20, 30, 45, 60, 60]
-    """
-    return capped(poll_seconds, cap_seconds, empty_polls, factor=1.5) * (0.8 + 0.4 * draw)
+__all__ = ["Job", "Worker", "WorkerStats", "make_worker_id"]
 
 
 def absolute_workdir(workdir) -> Path:
@@ -85,39 +67,7 @@ def make_worker_id() -> str:
     return f"{host}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
 
 
-@dataclass
-class WorkerStats:
-    started_at: float
-    completed: int = 0
-    failed: int = 0
-    released: int = 0
-    claims: int = 0
-    lost_races: int = 0
-    empty_polls: int = 0
-    throttled: int = 0  # requests the server refused for its rate limits
-    busy_seconds: float = 0.0
-    stop_reason: str = ""
-    ended_at: float | None = None
-    git: dict = field(default_factory=dict)
-    exit_code: int = 0
-
-    @property
-    def work_done(self) -> int:
-        return self.completed + self.failed
-
-    def runtime(self, now: float | None = None) -> float:
-        end = self.ended_at if self.ended_at is not None else (now if now is not None else time.time())
-        return max(end - self.started_at, 1e-9)
-
-    def jobs_per_hour(self, now: float | None = None) -> float:
-        return self.work_done / self.runtime(now) * 3600
-
-    def efficiency(self, jobs: int = 1, now: float | None = None) -> float:
-        """Share of the run's slot-time spent processing orders."""
-        return min(1.0, self.busy_seconds / (self.runtime(now) * max(jobs, 1)))
-
-
-class Worker(Exchanges):
+class Worker(Exchanges, Successors):
     """``now``: the wall clock (written into records); ``monotonic``: this process's own clock (how
     long it has watched something); ``rng`` and ``sleep``: every random choice and wait."""
 
@@ -457,45 +407,6 @@ class Worker(Exchanges):
         empty polls count toward --max-failures instead."""
         return self.remaining == 0 and self.in_play == 0 and not self.jobs and not self.ready \
             and not self._learning
-
-    def successor_step(self) -> bool:
-        """A retired board that offers nothing more: carry on at its successor. True when moved.
-
-        Only once this worker holds nothing there (its results pushed and shown on main) and no
-        other worker's order may come free; the successor's clone and spool are kept apart
-        (workdir/successors/...), so a restart, which begins at the first board again, never
-        pushes one board's results to another."""
-        if self.jobs or self.ready or self.outbox or self.unfolded or self._learning:
-            return False
-        try:
-            remote = related_remote(str(self.successor), self.remote)
-        except WmsError as exc:
-            remote = None
-            log.warning("⚠️ This board names a successor this worker cannot use (%s); staying", exc.message)
-        if remote is None or remote.url in self._boards_seen or len(self._boards_seen) > 20:
-            self.successor = None
-            return False
-        self.with_board_retries(lambda: self.exchange(0, heartbeat=True, state="stopped"))
-        old = self.remote.url
-        self.repo.close()
-        self.remote = remote
-        self._boards_seen.add(remote.url)
-        base = self.workdir / "successors" / hashlib.sha1(remote.url.encode()).hexdigest()[:12]
-        self.repo = LocalRepo.open(base / "board.git", remote, timeout=self.config.git_timeout,
-                                   lean=self.config.lean_clone)
-        self.board = Board(self.repo, self.settings, clock=self.now, rng=self.rng, sleep=self.sleep_for)
-        self.spool = Spool(base / "spool")
-        self.runner.spool, self.runner.remote = self.spool, remote
-        self.outbox = {entry.key: entry for entry in self.spool.entries()}
-        self.liveness = LivenessTracker(self.config.offline_after, clock=self.monotonic)
-        self._pending_since, self._last_heartbeat, self._next_poll_at = {}, 0.0, 0.0
-        self._heartbeat_seq, self._last_push, self._lease = 0, float("-inf"), 0.0
-        self.stats.empty_polls, self._scan_lapsed = 0, False
-        self.idle_backoff.reset()
-        self.remaining, self.in_play, self.holders, self.successor = None, 0, 0, None
-        self.budget, self.workers_seen = PUSH_BUDGET, 1
-        log.info("➡️ Board %s is retired and has no work left; carrying on at its successor %s", old, remote.url)
-        return True
 
     def wait(self, seconds: float) -> None:
         self._wake.wait(max(0.0, seconds))
