@@ -9,11 +9,10 @@
 """
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
-from typing import Callable
 
+from coordination import portable
 from coordination.config import WorkerConfig
 from coordination.git import TreeFileReader
 from coordination.github_bridge import GitHubWorkBridge
@@ -53,7 +52,7 @@ class DistributedWorker:
                                 max_failures=max_consecutive_failures, max_idle_hours=max_idle_hours,
                                 **self.overrides)
         worker = Worker(config, registry)
-        log_file = Path(os.path.abspath(config.log_file or worker.workdir / "worker.log"))
+        log_file = portable.absolute(config.log_file or worker.workdir / "worker.log")
         with attached_logging(log_file):
             return worker.run(restore_signals=True)
 

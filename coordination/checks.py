@@ -8,9 +8,8 @@ from pathlib import Path
 from rich.console import Console
 
 from coordination.board import Board
-from coordination.exceptions import BoardNotInitialized, BoardPermissionError, BoardUnreachable, WmsError
 from coordination import portable
-from coordination.exceptions import GitTooOld
+from coordination.exceptions import BoardNotInitialized, BoardPermissionError, BoardUnreachable, GitTooOld, WmsError
 from coordination.git import LocalRepo, RefUpdate
 from coordination.git.run import (MIN_GIT_VERSION, REFTABLE_GIT_VERSION, git_available, git_version, ref_format,
                                   require_git_version)

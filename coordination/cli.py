@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -11,6 +10,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from coordination import portable
 from coordination.config import WorkerConfig
 from coordination.exceptions import WmsError, WorkdirError
 from coordination.live import LiveView
@@ -91,8 +91,8 @@ def build_worker_cli(registry_factory: Callable[[], ProcessorRegistry], configur
         logging_ready = False
         try:
             config = configure(
-                environment, dotenv_folders=(dotenv_folder,) if dotenv_folder else (), repo_url=repo_url, max_work=max_work, max_failures=max_failures,
-                max_idle_hours=max_idle_hours, poll_seconds=poll_seconds, workdir=workdir, worker_id=worker_id,
+                environment, dotenv_folders=(dotenv_folder,) if dotenv_folder else (), repo_url=repo_url,
+                max_work=max_work, max_failures=max_failures, max_idle_hours=max_idle_hours, poll_seconds=poll_seconds, workdir=workdir, worker_id=worker_id,
                 jobs=jobs, heartbeat_seconds=heartbeat_seconds, nice=nice, pause_on_battery=pause_on_battery,
                 max_cpu_percent=max_cpu_percent,
             )
@@ -101,7 +101,7 @@ def build_worker_cli(registry_factory: Callable[[], ProcessorRegistry], configur
 
                 ok = run_checks(config, registry_factory(), console)
                 sys.exit(0 if ok else 1)
-            log_file = Path(os.path.abspath(config.log_file or Path(config.workdir) / "worker.log"))
+            log_file = portable.absolute(config.log_file or Path(config.workdir) / "worker.log")
             try:
                 setup_logging(log_file, console, verbose)
             except OSError as exc:

@@ -12,7 +12,6 @@ or garbage-collected, so one-liners leave nothing behind.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
@@ -20,7 +19,7 @@ import weakref
 from pathlib import Path
 from typing import Callable
 
-from coordination import archive
+from coordination import archive, portable
 from coordination.board import Board
 from coordination.claims import claim_updates
 from coordination.fold import BoardSettings
@@ -44,7 +43,7 @@ class GitHubWorkBridge:
         self.remote = parse_repo_url(repo_url)
         self.clock = clock
         temporary = None if workdir else tempfile.mkdtemp(prefix="wms-bridge-")
-        self.workdir = Path(os.path.abspath(workdir or temporary))
+        self.workdir = portable.absolute(workdir or temporary)
         try:
             repo = LocalRepo.open(self.workdir / "board.git", self.remote)
         except BaseException:

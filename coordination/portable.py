@@ -30,6 +30,16 @@ TRANSIENT_WINERRORS = (5, 32)
 REPLACE_PATIENCE_SECONDS = 2.0
 
 
+def absolute(path) -> Path:
+    """``path`` as an absolute path (``~`` expanded, a relative path taken from the current folder
+    now), so nothing later depends on the folder a git process runs in.
+
+    >>> absolute("/srv/w/../board.git").as_posix() if os.name != "nt" else "/srv/board.git"
+    '/srv/board.git'
+    """
+    return Path(os.path.abspath(os.path.expanduser(str(path))))
+
+
 def is_transient_replace_error(exc: OSError, platform: str | None = None) -> bool:
     """Does this failed rename deserve another try? Only Windows' passing locks do."""
     if (platform or PLATFORM) != "win32" or not isinstance(exc, PermissionError):

@@ -26,9 +26,8 @@ import socket
 import threading
 import time
 import uuid
-from pathlib import Path
 
-from coordination import pacing, testhooks
+from coordination import pacing, portable, testhooks
 from coordination.backoff import Backoff
 from coordination.board import Board
 from coordination.claims import Candidate
@@ -56,12 +55,6 @@ log = logging.getLogger("wms.worker")
 __all__ = ["Job", "Worker", "WorkerStats", "make_worker_id"]
 
 
-def absolute_workdir(workdir) -> Path:
-    """The workdir as an absolute path, relative ones (the default `wms_workdir`) taken from the
-    current folder at start, so nothing later depends on the folder a git process runs in."""
-    return Path(os.path.abspath(os.path.expanduser(str(workdir))))
-
-
 def make_worker_id() -> str:
     host = "".join(c if c.isalnum() or c in "-_" else "-" for c in socket.gethostname())[:40] or "host"
     return f"{host}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
@@ -81,7 +74,7 @@ class Worker(Exchanges, Successors):
         self.rng = rng or random.Random()
         self.monotonic = monotonic
         self.sleep_for = sleep
-        self.workdir = absolute_workdir(config.workdir)
+        self.workdir = portable.absolute(config.workdir)  # relative ones (the default) from the current folder
         self.settings = BoardSettings(max_attempts=config.max_attempts, retry_backoff=config.retry_backoff,
                                       offline_after=config.offline_after)
         self.stats = WorkerStats(started_at=now())

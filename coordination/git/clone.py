@@ -4,14 +4,13 @@ one write, kept tidy. It never has a working tree: objects are read and written 
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from pathlib import Path
 from typing import Callable
 
-from coordination.defaults import GIT_TIMEOUT_SECONDS, MAX_LOOSE_OBJECTS, MAX_PACKS, TIDY_PAUSE_SECONDS
 from coordination import portable
+from coordination.defaults import GIT_TIMEOUT_SECONDS, MAX_LOOSE_OBJECTS, MAX_PACKS, TIDY_PAUSE_SECONDS
 from coordination.exceptions import GitNotFound, WmsError, WorkdirError
 from coordination.git.objects import ObjectStore
 from coordination.git.run import GitRunner, git_available, git_version, last_lines, ref_format, require_git_version
@@ -57,7 +56,7 @@ class LocalRepo(ObjectStore, Transport):
     def __init__(self, path: Path, remote: Remote, timeout: float = GIT_TIMEOUT_SECONDS, lean: bool = False,
                  clock: Callable[[], float] = time.monotonic):
         # absolute from the start: git runs with other working folders (`git init` in the parent)
-        ObjectStore.__init__(self, Path(os.path.abspath(os.path.expanduser(path))))
+        ObjectStore.__init__(self, portable.absolute(path))
         Transport.__init__(self, GitRunner(self.path, remote.url, remote.env, timeout))
         self.remote = remote
         self.timeout = timeout

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
-
-import logging
+from typing import Callable, Iterable, TypeVar
 
 import git
 
@@ -20,6 +19,7 @@ from coordination.exceptions import WorkdirError
 from coordination.signals import child_process_options
 
 log = logging.getLogger("wms.git")
+_T = TypeVar("_T")
 
 
 class _Git(git.Git):
@@ -131,24 +131,24 @@ class ObjectStore:
 
     # -- reading ---------------------------------------------------------------------------
     def read_raw(self, sha: str) -> tuple[str, bytes]:
-        assert self._repo is not None
-        try:
+        def read():
             info = self._repo.odb.stream(bytes.fromhex(sha))
             return info.type.decode(), info.read()
-        except (OSError, ValueError):
-            if not self._restart_dead_readers():
-                raise
-        info = self._repo.odb.stream(bytes.fromhex(sha))
-        return info.type.decode(), info.read()
+
+        return self._with_reader(read)
 
     def _object_info(self, sha: str):
+        return self._with_reader(lambda: self._repo.odb.info(bytes.fromhex(sha)))
+
+    def _with_reader(self, read: Callable[[], _T]) -> _T:
+        """``read()`` through the persistent reader, once more after restarting it if it had died."""
         assert self._repo is not None
         try:
-            return self._repo.odb.info(bytes.fromhex(sha))
+            return read()
         except (OSError, ValueError):
             if not self._restart_dead_readers():
                 raise
-        return self._repo.odb.info(bytes.fromhex(sha))
+        return read()
 
     def _restart_dead_readers(self) -> bool:
         """If a persistent `git cat-file` reader died (a signal, the OOM killer), forget it so the next
