@@ -44,8 +44,16 @@ class Backoff:
     def next(self) -> float:
         """The next wait in seconds (counts one more failure)."""
         self.failures += 1
+        return self.delay(self.failures, self.rng.random())
+
+    def delay(self, n: int, draw: float) -> float:
+        """The ``n``-th wait in a row for a random ``draw`` in [0, 1), without counting it.
+
+        >>> Backoff(first=10.0, cap=60.0, spread=(0.8, 1.2)).delay(2, 0.5)
+        20.0
+        """
         low, high = self.spread
-        return capped(self.first, self.cap, self.failures, self.factor) * (low + (high - low) * self.rng.random())
+        return capped(self.first, self.cap, n, self.factor) * (low + (high - low) * draw)
 
     def wait(self) -> float:
         """Sleep the next wait; returns it."""

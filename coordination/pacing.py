@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from coordination.backoff import capped
+from coordination.backoff import Backoff
 from coordination.config import WorkerConfig
 from coordination.defaults import BATCH_BELOW_SECONDS, PUSH_BUDGET
 
@@ -50,8 +50,8 @@ WORKERS_SHARE = 0.75  # of the budget, the workers' regular pushes spend this sh
 IDLE_READS_PER_SECOND = 5.0  # what the idle workers one worker sees may read together (GitHub: 15 a second)
 
 __all__ = ["Snapshot", "ahead", "batch", "claims_wanted", "confirm_wait", "fleet_idle_reads", "flush_due", "fold_due",
-           "heartbeat_due", "idle_wait", "lease_seconds", "may_push", "next_timeout", "poll_wait", "push_interval",
-           "renewal_due", "result_batch", "starving"]
+           "heartbeat_due", "idle_backoff", "idle_wait", "lease_seconds", "may_push", "next_timeout", "poll_wait",
+           "push_interval", "renewal_due", "result_batch", "starving"]
 
 
 @dataclass(frozen=True)
@@ -231,16 +231,22 @@ def renewal_due(config: WorkerConfig, s: Snapshot, now: float) -> bool:
     return now - s.last_heartbeat >= max(config.heartbeat_seconds, s.lease / 2)
 
 
+def idle_backoff(poll_seconds: float, cap_seconds: float, rng=None) -> Backoff:
+    """The waits after empty polls in a row: ``poll_seconds``, growing by half each time up to
+    ``cap_seconds``, with ±20 % jitter."""
+    return Backoff(poll_seconds, cap_seconds, factor=1.5, spread=(0.8, 1.2), rng=rng)
+
+
 def poll_wait(empty_polls: int, poll_seconds: float, cap_seconds: float, draw: float) -> float:
     """Seconds to wait after the ``empty_polls``-th empty poll in a row: ``poll_seconds``, growing by half
     each time up to ``cap_seconds``, with ±20 % jitter (``draw`` in [0, 1)). With the defaults (20 s,
     60 s) twenty empty polls, `--max-failures 20`, take about 18 minutes. The worker's `idle_backoff`
-    draws the same waits.
+    draws these waits.
 
     >>> [round(poll_wait(n, 20, 60, 0.5)) for n in range(1, 6)]
     [20, 30, 45, 60, 60]
     """
-    return capped(poll_seconds, cap_seconds, empty_polls, factor=1.5) * (0.8 + 0.4 * draw)
+    return idle_backoff(poll_seconds, cap_seconds).delay(empty_polls, draw)
 
 
 def idle_wait(config: WorkerConfig, s: Snapshot, backoff_wait: float) -> float:

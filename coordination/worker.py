@@ -95,8 +95,7 @@ class Worker(Exchanges, Successors):
         # an unreachable board: waits from poll_seconds doubling to poll_cap_seconds, +-25 %
         self.board_backoff = Backoff(config.poll_seconds, config.poll_cap_seconds, spread=(0.75, 1.25), rng=self.rng)
         # empty polls in a row, counted toward --max-failures or not: waits growing 1.5 times, +-20 %
-        self.idle_backoff = Backoff(config.poll_seconds, config.poll_cap_seconds, factor=1.5, spread=(0.8, 1.2),
-                                    rng=self.rng)
+        self.idle_backoff = pacing.idle_backoff(config.poll_seconds, config.poll_cap_seconds, rng=self.rng)
         self._next_poll_at = 0.0
         self._claimed_last = 0
         self._last_busy: float | None = None  # how long the last order took
