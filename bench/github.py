@@ -66,6 +66,13 @@ def run_once(kind: str, workers: int, orders: int, tmp: Path, delay: float) -> d
     with GitHubLikeServer(root, delay=delay) as server:
         url = server.url("board.git")
         host("init", "--repo-url", url, "--push-budget", str(setting["budget"]), env=env)
+        if os.environ.get("WMS_BENCH_KEEP"):  # every push's refs (taken or not), for a look afterwards
+            hook = bare / "hooks" / "pre-receive"
+            hook.rename(hook.with_name("pre-receive.ruleset"))
+            hook.write_text('#!/bin/sh\nt=$(date +%s.%N)\ntee "$GIT_DIR/push.tmp.$$" | "$GIT_DIR/hooks/pre-receive.ruleset"\n'
+                            's=$?\nwhile read old new ref; do echo "$t $ref $s $old $new"; done < "$GIT_DIR/push.tmp.$$" '
+                            '>> "$GIT_DIR/pushed-refs.log"\nrm -f "$GIT_DIR/push.tmp.$$"\nexit $s\n')
+            hook.chmod(0o755)
         host("publish", "--repo-url", url, "--simulate", str(orders), "--seconds", str(setting["seconds"]),
              "--prefix", "gh", env=env)
         started = time.monotonic()
@@ -76,7 +83,9 @@ def run_once(kind: str, workers: int, orders: int, tmp: Path, delay: float) -> d
         # at the end a worker stops once the board is finished, or after a few empty polls while others
         # still hold orders (one in production, whose polls are 20 s apart)
         failures = "1" if kind == "prod" else "3"
+        verbose = ["--verbose"] if os.environ.get("WMS_BENCH_VERBOSE") else []
         procs = [start_worker(url, root / f"w{i}", "--max-failures", failures, "--max-work", "100000", "--jobs", "1",
+                              *verbose,
                               env=env, log=root / f"w{i}.log") for i in range(workers)]
         codes = [p.wait() for p in procs]
         ended = time.monotonic()

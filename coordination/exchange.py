@@ -119,10 +119,14 @@ class Exchanges:
             push = False  # the fresh view shows more workers pushing: this one's turn has not come yet
         results = self.results_to_push(view)
         updates = [RefUpdate(ref, sha, "") for _, ref, sha, on_server in results if not on_server] if push else []
-        if push and want > 0:  # the fresh view tells what orders take and how many workers push
-            want = max(want, pacing.claims_wanted(self.config, self.snapshot()))
+        asked = want > 0 and push
+        if asked and view is not None:  # decided on the fresh view: what orders take, who holds what, what is left
+            want = pacing.claims_wanted(self.config, self.snapshot())
         want = want if push else 0
         candidates, claim_refs = self.claims_to_push(view, want, now) if view is not None else ([], [])
+        if asked:
+            log.debug("Claiming %d of %d wanted (%d on offer; %d threads seen, the others' backlog %.0f s)",
+                      len(candidates), want, self.remaining or 0, self.fleet_slots, self.others_backlog)
         updates += claim_refs
         # the heartbeat (this worker's lease) rides on every push; alone only to renew a lease
         beat = heartbeat or bool(updates)
@@ -131,6 +135,8 @@ class Exchanges:
             updates.append(self.heartbeat_update(state, claiming=candidates))
         if want > 0 and not candidates:
             self._scan_lapsed = True  # nothing on offer: next time look for leases that lapsed
+        # an empty poll: asked for work and found none (not: holds its part of the end of the queue already)
+        self._found_nothing = asked and not candidates and (want > 0 or not self.remaining)
         if not updates:
             for entry, _, _, on_server in results:
                 if on_server:  # the server held it already: nothing to push
@@ -169,7 +175,8 @@ class Exchanges:
         # the workers pushing to the board: heartbeats still alive, holders on main, claims pending
         seen = {w for w in view.heartbeats if self.liveness.online(w)} | view.holders()
         seen |= {note.info.get("worker_id") for notes in view.claims.values() for note in notes.values()}
-        self.workers_seen = len({w for w in seen if isinstance(w, str)} | {self.worker_id})
+        seen = {w for w in seen if isinstance(w, str)} - {self.worker_id}
+        self.workers_seen = len(seen) + 1
         offered = [view.locate(i) for i in view.list_ids(OrderState.AVAILABLE)[:3]]
         guesses = [g for g in (order_seconds(order_of(loc.record), self._page_seconds) for loc in offered
                                if loc.record is not None) if g is not None]
@@ -184,7 +191,36 @@ class Exchanges:
         self.successor = view.policy().get("successor") or None  # a retired board names the next one
         self.in_play = view.count(OrderState.ACTIVE)
         self.holders = len(view.holders())
+        self.fleet_slots, self.others_backlog = self.fleet_backlog(view, seen)
         return started
+
+    def fleet_backlog(self, view: BoardView, seen: set[str]) -> tuple[int, float]:
+        """The threads of the workers seen, this one's included, and the thread-seconds of orders the
+        others hold and have not finished: what each one's last heartbeat said it held (and the
+        board agrees it won), less what its threads have done since (its age: by the observer's clock, or the sender's when that is
+        plausibly later). Used to plan the end of the queue (`pacing.end_share`)."""
+        seconds = self._order_seconds or 0.0
+        slots, backlog, now = self.config.jobs, 0.0, self.now()
+        interval = pacing.push_interval(self.snapshot())
+        for worker in seen:
+            note = view.heartbeats.get(worker)
+            info = note.info if note is not None and isinstance(note.info, dict) else {}
+            jobs = info.get("jobs")
+            jobs = jobs if isinstance(jobs, int) and not isinstance(jobs, bool) and 0 < jobs <= 256 else 1
+            slots += jobs
+            holding = info.get("holding")
+            if not isinstance(holding, list) or not holding:
+                continue
+            # a heartbeat lists the orders its push claimed, before the server decided: count those won
+            held = sum(1 for h in holding if isinstance(h, list) and len(h) == 2 and isinstance(h[0], str)
+                       and isinstance(h[1], int) and view.claim_holds(h[0], h[1], worker))
+            silent = self.liveness.silent_for(worker) or 0.0
+            sent_at = info.get("sent_at")
+            age = silent
+            if isinstance(sent_at, (int, float)) and not isinstance(sent_at, bool):
+                age = min(max(silent, now - sent_at), silent + interval)  # its clock may be off: within an interval
+            backlog += max(0.0, held * seconds - age * jobs)
+        return slots, backlog
 
     def results_to_push(self, view: BoardView | None) -> list[tuple[SpoolEntry, str, str, bool]]:
         """(entry, ref, commit, already on the server) for every finished attempt in the outbox."""
@@ -312,9 +348,10 @@ class Exchanges:
         self._last_heartbeat = now
         held = [[j.work_id, j.seq] for j in (*self.jobs.values(), *self.ready.values())]
         held += [[c.work_id, c.seq] for c in claiming]
+        self._declared_held = len(held)
         self._lease = round(pacing.lease_seconds(self.config, self.snapshot(), held=len(held)), 1)
         info = {"kind": "heartbeat", "worker_id": self.worker_id, "seq": self._heartbeat_seq, "sent_at": now,
-                "lease_seconds": self._lease,
+                "lease_seconds": self._lease, "jobs": self.config.jobs,
                 "state": "paused" if state == "running" and self.paused() else state,
                 "holding": sorted(held),
                 "completed": self.stats.completed, "failed": self.stats.failed, "host": socket.gethostname(),

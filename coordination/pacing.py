@@ -18,7 +18,6 @@ goes alone only to renew the lease of an order that outlives it (`lease_seconds`
 `next_timeout`. Idle workers poll no more often than `idle_wait` allows, so a fleet of idle
 machines stays within the server's reads (`fleet_idle_reads`).
 
->>> from dataclasses import replace
 >>> from coordination.config import WorkerConfig
 >>> config = WorkerConfig(jobs=2, prefetch=1, claim_batch=0, fold_delay=2.0, heartbeat_seconds=60.0)
 >>> s = Snapshot(jobs=1, ready=0, work_done=3, remaining=40, holders=4, last_busy=5.0)
@@ -32,7 +31,7 @@ True
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from coordination.backoff import Backoff
 from coordination.config import WorkerConfig
@@ -49,8 +48,8 @@ FIRST_JITTER = (1.0, 2.0)  # ... and the one after its first push by one in this
 WORKERS_SHARE = 0.75  # of the budget, the workers' regular pushes spend this share
 IDLE_READS_PER_SECOND = 5.0  # what the idle workers one worker sees may read together (GitHub: 15 a second)
 
-__all__ = ["Snapshot", "ahead", "batch", "claims_wanted", "confirm_wait", "fleet_idle_reads", "flush_due", "fold_due",
-           "heartbeat_due", "idle_backoff", "idle_wait", "lease_seconds", "may_push", "next_timeout", "poll_wait",
+__all__ = ["Snapshot", "ahead", "batch", "claims_wanted", "confirm_wait", "end_share", "fleet_idle_reads", "flush_due", "fold_due",
+           "heartbeat_due", "idle_backoff", "idle_wait", "lease_seconds", "may_push", "next_timeout", "planned", "poll_wait",
            "push_interval", "renewal_due", "result_batch", "starving"]
 
 
@@ -78,6 +77,8 @@ class Snapshot:
     last_push: float = float("-inf")  # when this worker last pushed
     push_jitter: float = 1.0  # this interval's random stretch (within PUSH_JITTER)
     lease: float = 0.0  # the lease the last heartbeat declared
+    slots: int = 0  # threads of the workers seen, this one's included (0: not counted yet)
+    others_backlog: float = 0.0  # thread-seconds of orders the other workers hold and have not finished, as estimated
 
     @property
     def held(self) -> int:
@@ -121,7 +122,7 @@ def ahead(config: WorkerConfig, s: Snapshot) -> int:
     None at the end of the queue (the board offers fewer orders than workers hold some): an
     order held ahead then would wait while another worker has nothing to do, so the last
     orders go to whoever frees a slot first."""
-    if s.remaining is not None and s.remaining < s.holders:
+    if s.remaining is not None and s.remaining < s.holders and not planned(s):
         return 0
     n = batch(config, s)
     return max(config.prefetch, 2 * n - 1 if n > 1 else n, budget_ahead(config, s))
@@ -141,12 +142,13 @@ def push_interval(s: Snapshot) -> float:
 
 def budget_ahead(config: WorkerConfig, s: Snapshot) -> int:
     """Orders to hold ahead so every thread stays busy until this worker's next push
-    (`HOLD_MARGIN` intervals' worth), at most this worker's share of the orders on offer.
+    (`HOLD_MARGIN` intervals' worth). At the end of the queue `claims_wanted` takes less
+    (`end_share`), or, where the budget does not bind, this worker's share of the orders on offer.
 
     >>> s = Snapshot(budget=60, workers=24, order_seconds=6.0, remaining=400, last_push=0.0)
     >>> budget_ahead(WorkerConfig(jobs=1), s), budget_ahead(WorkerConfig(jobs=2), s)
-    (9, 17)
-    >>> budget_ahead(WorkerConfig(jobs=1), Snapshot(budget=60, workers=24, order_seconds=6.0, remaining=30))
+    (9, 18)
+    >>> budget_ahead(WorkerConfig(jobs=4), Snapshot(budget=60, workers=24, order_seconds=40.0, remaining=30, last_push=0.0))
     2
     >>> budget_ahead(WorkerConfig(jobs=1), Snapshot(budget=60, workers=1, order_seconds=6.0, remaining=400))  # a first claim
     16
@@ -162,17 +164,53 @@ def budget_ahead(config: WorkerConfig, s: Snapshot) -> int:
     n = min(config.jobs * per_slot, MAX_AHEAD)
     if s.last_push == float("-inf") and s.remaining is not None:  # ... but not a pile of a small board
         n = min(n, max(1, math.ceil(s.remaining * FIRST_CLAIM_SHARE)))
-    if s.remaining is not None:  # the end of the queue: small batches, so nobody idles while another holds a pile
+    if s.remaining is not None and not planned(s):  # the end of the queue: small batches
         n = min(n, math.ceil(s.remaining / max(1, s.workers, s.holders)))
     return n
 
 
+def planned(s: Snapshot) -> bool:
+    """Does this worker plan the end of the queue (`end_share`)? When the budget keeps it from
+    coming back for each order (its push interval outlasts an order), and it has seen the board
+    and what orders take. Otherwise the last orders go to whoever frees a slot first."""
+    return s.remaining is not None and bool(s.order_seconds) and push_interval(s) > s.order_seconds
+
+
+def end_share(config: WorkerConfig, s: Snapshot) -> int:
+    """Orders to add so that this worker runs out of work when the fleet is expected to: the work
+    left (the orders on offer, what the others hold and have not finished, what this worker holds)
+    spread over the threads of the fleet. Under the push budget nobody can come back for the last
+    orders one at a time, so each worker takes its part of them at its next push; a worker that
+    lost claim races takes more, one that holds a pile none.
+
+    >>> c = WorkerConfig(jobs=1)
+    >>> s = Snapshot(order_seconds=6.0, remaining=100, slots=48, others_backlog=47 * 60.0, jobs=1, ready=4)
+    >>> end_share(c, s)  # (600 + 2820 + 30) / 48 = 71.9 s each: this one holds 30 s, so 7 more
+    7
+    >>> end_share(c, replace(s, ready=15)), end_share(c, replace(s, remaining=0, jobs=0, ready=0))
+    (0, 10)
+    """
+    o = s.order_seconds or 0.0
+    if s.remaining is None or o <= 0:
+        return config.jobs
+    mine = s.held * o
+    fleet = s.remaining * o + s.others_backlog + mine
+    each = fleet / max(config.jobs, s.slots) * config.jobs
+    return max(0, math.ceil((each - mine) / o - 1e-9))
+
+
 def claims_wanted(config: WorkerConfig, s: Snapshot) -> int:
-    """How many more orders to claim: enough to fill the threads plus a small claim-ahead queue."""
+    """How many more orders to claim: enough to fill the threads plus a small claim-ahead queue
+    (`ahead`); under the push budget, beyond its free threads, no more than this worker's part of
+    the end of the queue (`end_share`)."""
     if s.stopping or s.paused:
         return 0
     left = config.max_work - s.work_done - s.held
-    return max(0, min(config.jobs + ahead(config, s) - s.held, left))
+    free = config.jobs - s.held  # a free thread always asks for an order (and polls, at the end)
+    wanted = config.jobs + ahead(config, s) - s.held
+    if planned(s):
+        wanted = min(wanted, max(free, end_share(config, s)))
+    return max(0, min(wanted, left))
 
 
 def flush_due(config: WorkerConfig, s: Snapshot, now: float) -> bool:

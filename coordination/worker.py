@@ -119,6 +119,9 @@ class Worker(Exchanges, Successors):
         self._last_push = float("-inf")
         self._push_jitter = 1.0
         self._lease = 0.0
+        self._declared_held = 0  # orders the last heartbeat pushed listed
+        self.fleet_slots, self.others_backlog = 0, 0.0  # threads seen and what the others hold (`fleet_backlog`)
+        self._found_nothing = False  # the last claim found nothing on offer
 
     def snapshot(self) -> pacing.Snapshot:
         """What the pacing decisions read of this worker now."""
@@ -132,7 +135,7 @@ class Worker(Exchanges, Successors):
             last_busy=self._last_busy, last_heartbeat=self._last_heartbeat, next_poll_at=self._next_poll_at,
             rest_until=self._rest_until, budget=self.budget, workers=self.workers_seen,
             order_seconds=self._order_seconds, last_push=self._last_push, push_jitter=self._push_jitter,
-            lease=self._lease)
+            lease=self._lease, slots=self.fleet_slots, others_backlog=self.others_backlog)
 
     # ---------------------------------------------------------------- life cycle
     def run(self, *, restore_signals: bool = False) -> WorkerStats:
@@ -200,7 +203,7 @@ class Worker(Exchanges, Successors):
                     self.stats.empty_polls = 0
                     self.idle_backoff.reset()
                     continue  # there may be more slots to fill, or claims to confirm
-                if claim and not self.ready:
+                if claim and not self.ready and self._found_nothing:
                     self.handle_empty_poll()
             elif pacing.renewal_due(self.config, pace, self.now()):  # an order outlives the lease
                 self.with_board_retries(lambda: self.exchange(0, heartbeat=True, sync=False))
@@ -238,8 +241,12 @@ class Worker(Exchanges, Successors):
         try:
             for _ in range(5):
                 self.collect_finished_jobs()
-                if not self._heartbeat_seq and not self.outbox and not self.unfolded:
-                    break  # never seen on the board and nothing to send: no push to say goodbye
+                if not self.outbox and not self.unfolded and not self.jobs and not self.ready \
+                        and (not self._heartbeat_seq or self._declared_held == 0):
+                    # nothing to send, and the board knows this worker holds nothing (its last heartbeat said
+                    # so, or it never pushed one): no goodbye push. A fleet that runs out of work together
+                    # would otherwise spend a push each at once; observers see it leave when its lease ends.
+                    break
                 self.exchange(0, heartbeat=True, state="stopped")
                 if not self.outbox and not self.unfolded:
                     break

@@ -160,6 +160,8 @@ class Monitor:
             claimed = loc.record.get("claimed_at")
             if note is None or not isinstance(claimed, (int, float)) or view.pending_claim(work_id, loc.seq):
                 continue
+            if loc.seq in view.results.get(work_id, {}):
+                continue  # finished: its result waits to be folded (the heartbeat of that push no longer lists it)
             sent = note.info.get("sent_at")
             holding = {tuple(h) for h in note.info.get("holding", []) if isinstance(h, list) and len(h) == 2}
             if isinstance(sent, (int, float)) and sent - claimed >= self.offline_after \
@@ -256,6 +258,7 @@ class Monitor:
         taken_by_holder: dict[str, list[str]] = {}
         for t in report.taken_back:
             taken_by_holder.setdefault(t.holder, []).append(t.work_id)
+        holders = view.holders()
         for worker, note in sorted(view.heartbeats.items()):
             self.tracker.observe(worker, note.sha, note.info)
             if self.tracker.online(worker) or note.info.get("state") == "stopped":
@@ -263,9 +266,11 @@ class Monitor:
             silent = self.tracker.silent_for(worker) or 0.0
             if silent > OFFLINE_ALERT_WINDOW:
                 continue
-            report.offline.append(worker)
             holding = [h[0] for h in note.info.get("holding", []) if isinstance(h, list) and h]
             taken = taken_by_holder.get(worker, [])
+            if not holding and not taken and worker not in holders:
+                continue  # it held nothing and said so: it left (a worker holding nothing stops without a goodbye push)
+            report.offline.append(worker)
             body = (f"Worker {worker} (host {note.info.get('host', '?')}) has sent no heartbeat since "
                     f"{fmt_time(note.info.get('sent_at'))} and did not say it was stopping.\n"
                     f"It completed {note.info.get('completed', '?')} order(s) in its last run.\n"

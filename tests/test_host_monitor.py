@@ -9,8 +9,8 @@ import time
 import pytest
 
 from coordination.api import GitHubWorkBridge
-from coordination.records import dumps
-from coordination.refs import CLAIMS_PREFIX, HEARTBEATS_PREFIX
+from coordination.records import RESULT_FILE, dumps
+from coordination.refs import CLAIMS_PREFIX, HEARTBEATS_PREFIX, result_ref
 from coordination.git import RefUpdate
 from coordination.states import OrderState, state_path
 from host_tools import admin
@@ -210,6 +210,23 @@ def test_a_claim_a_live_worker_forgot_is_taken_back(board, tmp_path):
     report = mon.poll(claimed_at + 62)
     assert [x.work_id for x in report.taken_back] == ["f-00001"] and report.offline == []
     assert ids_by_state(board)["retry"] == ["f-00001"]
+
+
+def test_an_order_whose_result_waits_to_be_folded_is_not_forgotten(board, tmp_path):
+    b = admin.open_board(str(board), tmp_path / "mon")
+    admin.publish(b, admin.simulate_orders(1, 0, prefix="d"))
+    GitHubWorkBridge(repo_url=str(board), workdir=tmp_path / "bridge").claim_available_work("quick")
+    claimed_at = read_board_json(board, "active_work/d-00001.json")["claimed_at"]
+    mon = Monitor(b, offline_after=60, ledger=AlertLedger(tmp_path / "ledger.json"))
+    _heartbeat(b, "quick", claimed_at + 1, holding=[("d-00001", 1)])
+    assert mon.poll(claimed_at + 2).taken_back == []
+    # one push of the worker: its result (left for the next push to fold) and a heartbeat no longer listing it
+    info = {"kind": "result", "worker_id": "quick", "work_id": "d-00001", "seq": 1, "status": "completed",
+            "at": claimed_at + 61}
+    b.repo.push([RefUpdate(result_ref("d-00001", 1), b.ref_commit(info, {RESULT_FILE: dumps({"text": "x"})}), "")])
+    _heartbeat(b, "quick", claimed_at + 61)
+    assert mon.poll(claimed_at + 62).taken_back == []
+    assert ids_by_state(board)["active"] == ["d-00001"]  # the result's own fold decides it
 
 
 def test_repairs_an_id_in_two_folders_a_spent_retry_item_and_stale_refs(board, tmp_path):

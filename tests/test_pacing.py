@@ -70,8 +70,8 @@ def test_the_wait_until_the_next_turn_is_the_nearest_thing_due():
 
 
 # ---------------------------------------------------------------- the push budget
-from coordination.pacing import (budget_ahead, fleet_idle_reads, idle_wait, lease_seconds, may_push,  # noqa: E402
-                                 push_interval, renewal_due, starving)
+from coordination.pacing import (budget_ahead, end_share, fleet_idle_reads, idle_wait, lease_seconds, may_push,  # noqa: E402
+                                 planned, push_interval, renewal_due, starving)
 
 
 def test_each_worker_pushes_its_share_of_the_budget():
@@ -93,14 +93,24 @@ def test_a_worker_with_nothing_to_start_may_push_at_once_unless_nothing_is_offer
     assert may_push(AUTO, replace(idle, remaining=0, stopping=True), 1000.1)  # the goodbye carries the spool
 
 
-def test_claims_cover_the_time_until_the_next_push_and_shrink_at_the_end_of_the_queue():
+def test_claims_cover_the_time_until_the_next_push_and_share_the_end_of_the_queue():
     config = replace(AUTO, max_work=10_000)
     s = Snapshot(budget=60, workers=24, order_seconds=6.0, remaining=400, holders=24, jobs=1, last_push=0.0)
     held_after = config.jobs + ahead(config, s)
     assert held_after * 6.0 >= push_interval(s) * 1.2  # busy until the next push, jitter included
     assert claims_wanted(config, s) == held_after - 1
-    assert budget_ahead(config, replace(s, remaining=48)) == 2  # 48 left for 24 workers: two each
-    assert ahead(config, replace(s, remaining=10)) == 0  # fewer orders than holders: none ahead
+    # the end of the queue under the budget: each takes its part of the work left, so all end together
+    end = replace(s, remaining=48, slots=24, others_backlog=0.0)
+    assert claims_wanted(config, end) == 2  # 48 left for 24 idle workers: two each
+    assert claims_wanted(config, replace(end, ready=10)) == 0  # holds a pile already: none
+    idle_end = replace(end, jobs=0, remaining=0, others_backlog=0.0)
+    assert end_share(config, idle_end) == 0 and claims_wanted(config, idle_end) == 1  # a free thread still asks
+    lost = replace(end, others_backlog=23 * 60.0)  # the others hold 10 orders each, this one lost its races
+    # (48 x 6 + 1380 + 6) / 24 = 69.75 s each, it holds 6 s: 11 more, but 9 cover its next interval already
+    assert end_share(config, lost) == 11 and claims_wanted(config, lost) == 9 == ahead(config, lost)
+    assert ahead(config, replace(s, remaining=10)) > 0  # fewer orders than holders: still planned ahead
+    free = replace(s, budget=6000, remaining=10)  # where the budget does not bind ...
+    assert not planned(free) and ahead(config, free) == 0  # ... the last orders go to whoever frees a slot first
     long = replace(s, order_seconds=600.0)
     assert ahead(config, long) == 1  # a long order outlasts the interval: just the next one
     assert budget_ahead(config, replace(s, order_seconds=None)) == 0  # not known yet: no batch
