@@ -88,6 +88,7 @@ class Monitor:
         self._valid_blobs: set[str] = set()  # completed records already found valid
         self._pending: set[str] = set()  # refs waiting to be folded at the last poll
         self._polled = False
+        self._prunable_since: dict[str, float] = {}  # refs shown on main already, since when (to be deleted)
 
     # ------------------------------------------------------------------ one poll
     def poll(self, now: float) -> PollReport:
@@ -139,13 +140,19 @@ class Monitor:
         """Fold pending refs into main, when nobody else did: on the first poll of this run (a
         monitor run from cron), and afterwards only refs already pending at the previous poll.
         Workers fold on every push of theirs; a fold of the monitor's own would spend the push
-        budget on what the next worker's push does anyway."""
+        budget on what the next worker's push does anyway. Refs that only wait to be deleted
+        (main shows them already) make it push once they are `stale_ref_after` old."""
         view = self.board.sync()
         fold = view.plan_fold(now, self.board.settings)
-        pending = set(fold.folded_refs) | {u.ref for u in fold.prune}
-        left = pending & self._pending if self._polled else pending
+        pending = set(fold.folded_refs)
+        left = pending & self._pending if self._polled else pending | {u.ref for u in fold.prune}
         self._pending, self._polled = pending, True
-        if left or (fold.changes and not fold.folded_refs):
+        # refs already shown on main are only deleted (pruned): their workers do it on their next push,
+        # the monitor once they have waited `stale_ref_after` (a fleet that has gone), never as a push of its own before
+        prunable = {u.ref for u in fold.prune}
+        self._prunable_since = {ref: self._prunable_since.get(ref, now) for ref in prunable}
+        stale = any(now - since >= self.stale_ref_after for since in self._prunable_since.values())
+        if left or stale or (fold.changes and not fold.folded_refs):
             self.board.fold_into_main(now)
 
     def forgotten_claims(self, view: BoardView, already: set[str]) -> list[Lapsed]:

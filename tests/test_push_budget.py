@@ -133,6 +133,22 @@ def test_a_running_monitor_folds_only_what_no_worker_folded_since_its_last_poll(
         mon.poll(time.time())  # still pending a poll later: nobody folded it, the monitor does
         assert pushes() == before + 1
         assert read_board_json(bare, "active_work/t-00001.json")["worker_id"] == "w"
+
+        # a worker's fold shows another's claim on main, leaving its ref to be deleted (pruned) later
+        ref = claim_ref("t-00002", 1)
+        now = time.time()
+        assert worker.repo.push([RefUpdate(ref, worker.ref_commit(
+            {"kind": "claim", "worker_id": "w2", "seq": 1, "claimed_at": now}), "")]).accepted(ref)
+        view = worker.sync()
+        worker.repo.push(worker.fold_update(view, now, worker_id="w")[1])
+        assert read_board_json(bare, "active_work/t-00002.json")["worker_id"] == "w2"
+        assert ref in git_out(bare, "for-each-ref", "--format=%(refname)")
+        refs = lambda: git_out(bare, "for-each-ref", "--format=%(refname)", "refs/wms/claims")  # noqa: E731
+        mon.poll(now + 1)
+        mon.poll(now + 2)  # only a deletion waits: no push of the monitor's own for it
+        assert ref in refs()
+        mon.poll(now + 2 + mon.stale_ref_after)  # ... until it is stale_ref_after old (the fleet has gone)
+        assert ref not in refs()
     finally:
         board.repo.close()
         worker.repo.close()
