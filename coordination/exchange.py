@@ -197,8 +197,9 @@ class Exchanges:
     def fleet_backlog(self, view: BoardView, seen: set[str]) -> tuple[int, float]:
         """The threads of the workers seen, this one's included, and the thread-seconds of orders the
         others hold and have not finished: what each one's last heartbeat said it held (and the
-        board agrees it won), less what its threads have done since (its age: by the observer's clock, or the sender's when that is
-        plausibly later). Used to plan the end of the queue (`pacing.end_share`)."""
+        board agrees it won), less what its threads have done since (the heartbeat's age by this
+        observer's clock, or by the sender's when that is plausibly later). Used to plan the end
+        of the queue (`pacing.end_share`)."""
         seconds = self._order_seconds or 0.0
         slots, backlog, now = self.config.jobs, 0.0, self.now()
         interval = pacing.push_interval(self.snapshot())

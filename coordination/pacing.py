@@ -6,9 +6,10 @@ and this worker sees W workers pushing, so it pushes about every 60 W / B second
 (`push_interval`, `may_push`), a little earlier or later at random so the fleet does not push in
 waves. Each push carries everything due: results, the next claims, the fold of main and the
 heartbeat. Between pushes the worker holds enough orders to stay busy (`ahead`: the orders it
-expects to finish in one interval), but never more than its share of what the board still
-offers, so the last orders spread over the fleet in small batches. A worker with a free slot and
-nothing to start may push at once (`starving`): an idle machine costs more than one push.
+expects to finish in 1.6 intervals). At the end of the queue it claims only its part of the work
+left, so that the fleet runs out of work together (`end_share`, where the budget binds:
+`planned`). A worker with a free slot and nothing to start may push at once (`starving`): an
+idle machine costs more than one push.
 
 Claims: enough to fill the threads plus a claim-ahead queue (`claims_wanted`, `ahead`), a batch
 per round trip while orders are short (`batch`). Results: pushed at once, or a batch at a time
@@ -48,9 +49,9 @@ FIRST_JITTER = (1.0, 2.0)  # ... and the one after its first push by one in this
 WORKERS_SHARE = 0.75  # of the budget, the workers' regular pushes spend this share
 IDLE_READS_PER_SECOND = 5.0  # what the idle workers one worker sees may read together (GitHub: 15 a second)
 
-__all__ = ["Snapshot", "ahead", "batch", "claims_wanted", "confirm_wait", "end_share", "fleet_idle_reads", "flush_due", "fold_due",
-           "heartbeat_due", "idle_backoff", "idle_wait", "lease_seconds", "may_push", "next_timeout", "planned", "poll_wait",
-           "push_interval", "renewal_due", "result_batch", "starving"]
+__all__ = ["Snapshot", "ahead", "batch", "claims_wanted", "confirm_wait", "end_share", "fleet_idle_reads", "flush_due",
+           "fold_due", "heartbeat_due", "idle_backoff", "idle_wait", "lease_seconds", "may_push", "next_timeout",
+           "planned", "poll_wait", "push_interval", "renewal_due", "result_batch", "starving"]
 
 
 @dataclass(frozen=True)
@@ -143,12 +144,14 @@ def push_interval(s: Snapshot) -> float:
 def budget_ahead(config: WorkerConfig, s: Snapshot) -> int:
     """Orders to hold ahead so every thread stays busy until this worker's next push
     (`HOLD_MARGIN` intervals' worth). At the end of the queue `claims_wanted` takes less
-    (`end_share`), or, where the budget does not bind, this worker's share of the orders on offer.
+    (`end_share`), or, where the budget does not bind, this worker's share of the orders on
+    offer.
 
     >>> s = Snapshot(budget=60, workers=24, order_seconds=6.0, remaining=400, last_push=0.0)
     >>> budget_ahead(WorkerConfig(jobs=1), s), budget_ahead(WorkerConfig(jobs=2), s)
     (9, 18)
-    >>> budget_ahead(WorkerConfig(jobs=4), Snapshot(budget=60, workers=24, order_seconds=40.0, remaining=30, last_push=0.0))
+    >>> where_it_does_not_bind = Snapshot(budget=60, workers=24, order_seconds=40.0, remaining=30, last_push=0.0)
+    >>> budget_ahead(WorkerConfig(jobs=4), where_it_does_not_bind)
     2
     >>> budget_ahead(WorkerConfig(jobs=1), Snapshot(budget=60, workers=1, order_seconds=6.0, remaining=400))  # a first claim
     16

@@ -152,3 +152,38 @@ def test_a_running_monitor_folds_only_what_no_worker_folded_since_its_last_poll(
     finally:
         board.repo.close()
         worker.repo.close()
+
+
+def test_a_worker_counts_the_orders_others_won_not_those_they_tried(tmp_path):
+    """The end of the queue is planned from what the other workers hold (`pacing.end_share`): a
+    heartbeat lists the orders its push tried to claim, and only those the board agrees they won count."""
+    import time
+    from coordination.api import GitHubWorkBridge
+    from coordination.config import WorkerConfig
+    from coordination.git import RefUpdate
+    from coordination.processors import ProcessorRegistry
+    from coordination.refs import HEARTBEATS_PREFIX
+    from coordination.worker import Worker
+    bare = make_bare(tmp_path / "b.git")
+    invoke("init", "--repo-url", str(bare), "--push-budget", "6")
+    invoke("publish", "--repo-url", str(bare), "--simulate", "5", "--seconds", "60", "--prefix", "e")
+    bridge = GitHubWorkBridge(repo_url=str(bare), workdir=tmp_path / "bridge")
+    won = [bridge.claim_available_work("other") for _ in range(2)]
+    offered = sorted(set(f"e-0000{i}" for i in range(1, 6)) - {o["work_id"] for o in won})
+    host = admin.open_board(str(bare), tmp_path / "host")
+    now = time.time()
+    holding = [[o["work_id"], o["seq"]] for o in won] + [[offered[0], 1]]  # the third claim lost its race
+    info = {"kind": "heartbeat", "worker_id": "other", "sent_at": now, "state": "running", "holding": holding,
+            "jobs": 2, "lease_seconds": 600}
+    host.repo.push([RefUpdate(f"{HEARTBEATS_PREFIX}other", host.ref_commit(info, when=now), None)])
+    host.repo.close()
+    worker = Worker(WorkerConfig(repo_url=str(bare), workdir=tmp_path / "w", jobs=1), ProcessorRegistry())
+    worker.start()
+    try:
+        worker.look(worker.board.sync(heartbeats=True))
+        assert worker.fleet_slots == 3  # its own thread and the other's two
+        assert worker.workers_seen == 2 and worker.remaining == 3
+        age = time.time() - now
+        assert 2 * 60.0 - 2 * age - 1 <= worker.others_backlog <= 2 * 60.0  # two orders won, not three
+    finally:
+        worker.repo.close()
