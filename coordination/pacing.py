@@ -8,8 +8,9 @@ waves. Each push carries everything due: results, the next claims, the fold of m
 heartbeat. Between pushes the worker holds enough orders to stay busy (`ahead`: the orders it
 expects to finish in 1.6 intervals). At the end of the queue it claims only its part of the work
 left, so that the fleet runs out of work together (`end_share`, where the budget binds:
-`planned`). A worker with a free slot and nothing to start may push at once (`starving`): an
-idle machine costs more than one push.
+`planned`). A worker with a free slot and nothing to start may push before its turn
+(`starving`: an idle machine costs more than a push), once its whole share of the budget allows
+(`share_seconds`).
 
 Claims: enough to fill the threads plus a claim-ahead queue (`claims_wanted`, `ahead`), a batch
 per round trip while orders are short (`batch`). Results: pushed at once, or a batch at a time
@@ -50,8 +51,9 @@ WORKERS_SHARE = 0.75  # of the budget, the workers' regular pushes spend this sh
 IDLE_READS_PER_SECOND = 5.0  # what the idle workers one worker sees may read together (GitHub: 15 a second)
 
 __all__ = ["Snapshot", "ahead", "batch", "claims_wanted", "confirm_wait", "end_share", "fleet_idle_reads", "flush_due",
-           "fold_due", "heartbeat_due", "idle_backoff", "idle_wait", "lease_seconds", "may_push", "next_timeout",
-           "planned", "poll_wait", "push_interval", "renewal_due", "result_batch", "starving"]
+           "fold_due", "heartbeat_due", "idle_backoff", "idle_wait", "lease_seconds", "may_push", "next_push_at",
+           "next_timeout", "planned", "poll_wait", "push_interval", "renewal_due", "result_batch", "share_seconds",
+           "starving"]
 
 
 @dataclass(frozen=True)
@@ -233,18 +235,41 @@ def starving(config: WorkerConfig, s: Snapshot) -> bool:
     return not (s.stopping or s.paused) and s.jobs < config.jobs and s.ready == 0 and s.remaining != 0
 
 
+def share_seconds(s: Snapshot) -> float:
+    """This worker's whole share of the budget, one push every 60 W / B seconds: the least time
+    between two of its pushes, even when it runs dry early. A fleet that starts together spends
+    its first pushes at once (W of them); a worker that lost its first claims' races waits this
+    long before it comes back, so that minute stays within the budget.
+
+    >>> share_seconds(Snapshot(budget=6, workers=6)), share_seconds(Snapshot(budget=60, workers=48))
+    (60.0, 48.0)
+    """
+    return 60.0 * max(1, s.workers) / max(s.budget, 1e-6)
+
+
+def next_push_at(config: WorkerConfig, s: Snapshot) -> float:
+    """When this worker may push next: once its share of the budget allows (`push_interval`, with
+    this interval's jitter); sooner when it is `starving`, but not before `share_seconds` since its
+    last push; at once when it is stopping."""
+    if s.stopping:
+        return float("-inf")
+    if starving(config, s):
+        return s.last_push + share_seconds(s)
+    return s.last_push + push_interval(s) * s.push_jitter
+
+
 def may_push(config: WorkerConfig, s: Snapshot, now: float) -> bool:
-    """May this worker push now? Once its share of the budget allows (`push_interval`, with this
-    interval's jitter), at once when it is `starving` or stopping.
+    """May this worker push now (`next_push_at`)?
 
     >>> c = WorkerConfig(jobs=1)
     >>> s = Snapshot(budget=60, workers=24, last_push=100.0, jobs=1, ready=3)
-    >>> may_push(c, s, 131.0), may_push(c, s, 133.0), may_push(c, Snapshot(jobs=0, last_push=100.0), 100.5)
-    (False, True, True)
+    >>> may_push(c, s, 131.0), may_push(c, s, 133.0)
+    (False, True)
+    >>> idle = Snapshot(budget=60, workers=24, last_push=100.0, jobs=0)  # ran dry: after 24 s, not 32
+    >>> may_push(c, idle, 123.0), may_push(c, idle, 124.0)
+    (False, True)
     """
-    if s.stopping or starving(config, s):
-        return True
-    return now - s.last_push >= push_interval(s) * s.push_jitter
+    return now >= next_push_at(config, s)
 
 
 def lease_seconds(config: WorkerConfig, s: Snapshot, held: int | None = None) -> float:
@@ -337,13 +362,13 @@ def next_timeout(config: WorkerConfig, s: Snapshot, now: float) -> float:
     timeouts = [config.heartbeat_seconds - (now - s.last_heartbeat)]
     if s.held:
         timeouts.append(max(config.heartbeat_seconds, s.lease / 2) - (now - s.last_heartbeat))
-    push_at = s.last_push + push_interval(s) * s.push_jitter
+    push_at = s.last_push + push_interval(s) * s.push_jitter  # the results' turn
     if s.outbox_times:
         timeouts.append(push_at - now)
     if s.unfolded_times:
         timeouts.append(fold_wait(config, s) - (now - min(s.unfolded_times)))
     if claims_wanted(config, s) > 0:
-        timeouts.append(max(s.next_poll_at, now if starving(config, s) else push_at) - now)
+        timeouts.append(max(s.next_poll_at, next_push_at(config, s)) - now)
     if s.jobs:
         timeouts.append(confirm_wait(config, s, now))
     if s.paused or s.jobs:

@@ -386,7 +386,10 @@ class Worker(Exchanges, Successors):
         if self.board_finished():
             self.request_stop("No work left on the board: every order is completed or failed")
             return
-        if not self._learning:  # while a holder's liveness is still being learned, work may yet come free
+        # counted toward --max-failures only while idle: a worker still running an order is not out of
+        # work (deciding to stop then would push its last result the moment it ends, outside its turn);
+        # nor while a holder's liveness is still being learned (work may yet come free)
+        if not self._learning and not self.jobs:
             self.stats.empty_polls += 1
         if self.stats.empty_polls >= self.config.max_failures:
             return
@@ -394,6 +397,8 @@ class Worker(Exchanges, Successors):
         # the queue should not take the CPU and the server from those finishing the last orders
         wait = pacing.idle_wait(self.config, self.snapshot(), self.idle_backoff.next())
         self._next_poll_at = self.now() + wait
+        if self.jobs:
+            return
         log.info("😴 No work available, waiting %s seconds", f"{wait:.0f}" if wait >= 10 else f"{wait:.1f}")
         idle = self.now() - self._last_activity
         log.info("   📊 Empty polls in a row: %d/%d; ⏳ idle %.2f h of %g h", self.stats.empty_polls,

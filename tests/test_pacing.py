@@ -66,12 +66,14 @@ def test_the_wait_until_the_next_turn_is_the_nearest_thing_due():
     assert next_timeout(AUTO, replace(s, work_done=0, next_poll_at=113.0), 110.0) == pytest.approx(3.0)
     assert next_timeout(AUTO, replace(s, jobs=1), 110.0) == pytest.approx(1.0)
     assert next_timeout(AUTO, replace(s, rest_until=110.5), 110.0) == pytest.approx(0.5)
-    assert next_timeout(AUTO, replace(s, work_done=0, next_poll_at=0.0), 110.0) == 0.02  # at least 20 ms
+    # nothing to start: a push as soon as the worker's whole share of the budget allows (0.1 s at 600 a minute)
+    assert next_timeout(AUTO, replace(s, work_done=0, next_poll_at=0.0), 110.0) == pytest.approx(0.1)
+    assert next_timeout(AUTO, replace(s, work_done=0, next_poll_at=0.0), 110.09) == 0.02  # at least 20 ms
 
 
 # ---------------------------------------------------------------- the push budget
 from coordination.pacing import (budget_ahead, end_share, fleet_idle_reads, idle_wait, lease_seconds, may_push,  # noqa: E402
-                                 planned, push_interval, renewal_due, starving)
+                                 planned, push_interval, renewal_due, share_seconds, starving)
 
 
 def test_each_worker_pushes_its_share_of_the_budget():
@@ -85,12 +87,18 @@ def test_each_worker_pushes_its_share_of_the_budget():
     assert not may_push(AUTO, replace(busy, push_jitter=1.2), 1000.0 + push_interval(s) * 1.1)
 
 
-def test_a_worker_with_nothing_to_start_may_push_at_once_unless_nothing_is_offered():
+def test_a_worker_with_nothing_to_start_pushes_early_within_its_share_unless_nothing_is_offered():
     idle = Snapshot(budget=6, workers=24, jobs=0, ready=0, last_push=1000.0, remaining=50)
-    assert starving(AUTO, idle) and may_push(AUTO, idle, 1000.1)
-    assert not may_push(AUTO, replace(idle, remaining=0), 1000.1)  # its results wait for its turn
+    share = 60 * 24 / 6  # its whole share of the budget: 240 s, where its regular interval is 320 s
+    assert starving(AUTO, idle) and share_seconds(idle) == share < push_interval(idle)
+    assert not may_push(AUTO, idle, 1000 + share - 1) and may_push(AUTO, idle, 1000 + share)
+    assert not may_push(AUTO, replace(idle, remaining=0), 1000 + share)  # its results wait for its turn
     assert not starving(AUTO, replace(idle, paused=True))
     assert may_push(AUTO, replace(idle, remaining=0, stopping=True), 1000.1)  # the goodbye carries the spool
+    # a fleet of six starting together on a budget of 6 spends the first minute at once: a worker whose
+    # first claims all lost their races comes back a minute later, not at once
+    start = Snapshot(budget=6, workers=6, jobs=0, ready=0, last_push=0.0, remaining=20)
+    assert not may_push(AUTO, start, 59.9) and may_push(AUTO, start, 60.0)
 
 
 def test_claims_cover_the_time_until_the_next_push_and_share_the_end_of_the_queue():
