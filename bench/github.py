@@ -19,6 +19,11 @@ mean pushes a minute over the run, the most reads in any second, parallel effici
 makespan orders x seconds / W over the measured one, first claim to last completion, from the
 board's records), orders lost (not completed at the end), orders processed twice (completed by
 more than one worker, from the workers' logs), and pushes the ruleset refused.
+
+WMS_BENCH_KEEP=DIR keeps each run's board, logs and clones in DIR, with every push's refs in
+board.git/pushed-refs.log (time, ref, the ruleset's verdict, old and new ids); WMS_BENCH_VERBOSE=1
+runs the workers with --verbose (each claim's decision: wanted, on offer, the fleet's threads and
+the others' backlog).
 """
 from __future__ import annotations
 

@@ -51,9 +51,9 @@ WORKERS_SHARE = 0.75  # of the budget, the workers' regular pushes spend this sh
 IDLE_READS_PER_SECOND = 5.0  # what the idle workers one worker sees may read together (GitHub: 15 a second)
 
 __all__ = ["Snapshot", "ahead", "batch", "claims_wanted", "confirm_wait", "end_share", "fleet_idle_reads", "flush_due",
-           "fold_due", "heartbeat_due", "idle_backoff", "idle_wait", "lease_seconds", "may_push", "next_push_at",
-           "next_timeout", "planned", "poll_wait", "push_interval", "renewal_due", "result_batch", "share_seconds",
-           "starving"]
+           "fold_due", "heartbeat_due", "idle_backoff", "idle_wait", "in_turn", "lease_seconds", "may_push",
+           "next_push_at", "next_timeout", "planned", "poll_wait", "push_interval", "renewal_due", "result_batch",
+           "share_seconds", "starving"]
 
 
 @dataclass(frozen=True)
@@ -256,6 +256,17 @@ def next_push_at(config: WorkerConfig, s: Snapshot) -> float:
     if starving(config, s):
         return s.last_push + share_seconds(s)
     return s.last_push + push_interval(s) * s.push_jitter
+
+
+def in_turn(s: Snapshot, now: float) -> bool:
+    """Has this worker's regular turn come (`push_interval`, with this interval's jitter)? A
+    worker stopping with nothing to send says goodbye only then (it deletes its refs that main
+    shows already; otherwise a later fold does).
+
+    >>> in_turn(Snapshot(budget=6, workers=6, last_push=0.0), 79.0), in_turn(Snapshot(budget=1200, workers=6), 0.0)
+    (False, True)
+    """
+    return now - s.last_push >= push_interval(s) * s.push_jitter
 
 
 def may_push(config: WorkerConfig, s: Snapshot, now: float) -> bool:

@@ -241,11 +241,13 @@ class Worker(Exchanges, Successors):
         try:
             for _ in range(5):
                 self.collect_finished_jobs()
-                if not self.outbox and not self.unfolded and not self.jobs and not self.ready \
-                        and (not self._heartbeat_seq or self._declared_held == 0):
+                if not self.outbox and not self.unfolded and not self.jobs and not self.ready and (
+                        not self._heartbeat_seq
+                        or (self._declared_held == 0 and not pacing.in_turn(self.snapshot(), self.now()))):
                     # nothing to send, and the board knows this worker holds nothing (its last heartbeat said
-                    # so, or it never pushed one): no goodbye push. A fleet that runs out of work together
-                    # would otherwise spend a push each at once; observers see it leave when its lease ends.
+                    # so, or it never pushed one): no goodbye push outside its turn. A fleet that runs out of
+                    # work together would otherwise spend a push each at once; observers see it leave when its
+                    # lease ends, and the refs main shows already go with a later fold.
                     break
                 self.exchange(0, heartbeat=True, state="stopped")
                 if not self.outbox and not self.unfolded:

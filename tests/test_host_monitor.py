@@ -198,6 +198,18 @@ def test_lease_lapses_by_the_monitors_now_not_by_the_wall_clock(board, tmp_path)
     assert ids_by_state(board)["retry"] == ["t-00001"]
 
 
+def test_a_silent_worker_that_held_nothing_is_no_incident(board, tmp_path):
+    """A worker with nothing to hand back or send stops without a goodbye push outside its turn."""
+    b = admin.open_board(str(board), tmp_path / "mon")
+    t0 = time.time()
+    _heartbeat(b, "idle", t0)  # its last push: results, and a heartbeat holding nothing
+    _heartbeat(b, "busy", t0, holding=[("x-00001", 1)])
+    mon = Monitor(b, offline_after=180, ledger=AlertLedger(tmp_path / "ledger.json"))
+    assert mon.poll(t0 + 10).offline == []
+    later = mon.poll(t0 + 200)
+    assert later.offline == ["busy"]  # silent while holding an order: an incident; "idle" only left
+
+
 def test_a_claim_a_live_worker_forgot_is_taken_back(board, tmp_path):
     b = admin.open_board(str(board), tmp_path / "mon")
     admin.publish(b, admin.simulate_orders(1, 0, prefix="f"))
