@@ -45,7 +45,10 @@ HOLD_MARGIN = 1.6  # orders held ahead cover this many push intervals (jitter, s
 FIRST_CLAIM_SECONDS = 60.0  # a worker's first claim covers at least this long ...
 FIRST_CLAIM_SHARE = 1 / 8  # ... and takes at most this share of the orders on offer
 MAX_AHEAD = 50  # orders claimed ahead at most, whatever the interval
-PUSH_JITTER = (0.5, 1.5)  # each interval between a worker's pushes is stretched by a factor in this range
+# each interval between a worker's pushes is stretched by a factor in this range: enough that a fleet does
+# not push in waves, little enough that a worker's pushes stay more than its share, 60 W / B s, apart
+# (0.8 x 60 W / (0.75 B)): a fleet of B workers then pushes at most B times in any minute
+PUSH_JITTER = (0.8, 1.2)
 FIRST_JITTER = (1.0, 2.0)  # ... and the one after its first push by one in this
 WORKERS_SHARE = 0.75  # of the budget, the workers' regular pushes spend this share
 IDLE_READS_PER_SECOND = 5.0  # what the idle workers one worker sees may read together (GitHub: 15 a second)

@@ -87,6 +87,15 @@ def test_each_worker_pushes_its_share_of_the_budget():
     assert not may_push(AUTO, replace(busy, push_jitter=1.2), 1000.0 + push_interval(s) * 1.1)
 
 
+def test_a_fleet_as_large_as_its_budget_pushes_each_at_most_once_a_minute():
+    from coordination.pacing import PUSH_JITTER, next_push_at
+    for budget in (6, 60):
+        s = Snapshot(budget=budget, workers=budget, jobs=1, ready=5, last_push=0.0)
+        earliest = min(next_push_at(AUTO, replace(s, push_jitter=PUSH_JITTER[0])),  # its turn, jittered early
+                       next_push_at(AUTO, replace(s, jobs=0, ready=0, remaining=10)))  # ran dry
+        assert earliest >= 60.0
+
+
 def test_a_worker_with_nothing_to_start_pushes_early_within_its_share_unless_nothing_is_offered():
     idle = Snapshot(budget=6, workers=24, jobs=0, ready=0, last_push=1000.0, remaining=50)
     share = 60 * 24 / 6  # its whole share of the budget: 240 s, where its regular interval is 320 s
