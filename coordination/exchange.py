@@ -153,6 +153,7 @@ class Exchanges:
         self._push_jitter = self.rng.uniform(*(pacing.FIRST_JITTER if first else pacing.PUSH_JITTER))
         self._last_push = now  # a refused or failed push counts too: the budget is spent either way
         pushed = self.repo.push(updates)
+        self._last_push = self.now()  # timed from its end, when the server counted it (the fetch took a while)
         main_ok = fold_main and pushed.accepted(MAIN_REF)
         if results:
             testhooks.crash_point("submit-after-push")

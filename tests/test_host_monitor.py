@@ -210,12 +210,17 @@ def test_a_silent_worker_that_held_nothing_is_no_incident(board, tmp_path):
     assert later.offline == ["busy"]  # silent while holding an order: an incident; "idle" only left
 
 
-def test_a_claim_a_live_worker_forgot_is_taken_back(board, tmp_path):
+def _one_order_claimed(board, tmp_path, prefix: str, worker: str):
+    """A board with one order, claimed by ``worker``; a monitor judging silence after 60 s."""
     b = admin.open_board(str(board), tmp_path / "mon")
-    admin.publish(b, admin.simulate_orders(1, 0, prefix="f"))
-    GitHubWorkBridge(repo_url=str(board), workdir=tmp_path / "bridge").claim_available_work("amnesiac")
-    claimed_at = read_board_json(board, "active_work/f-00001.json")["claimed_at"]
-    mon = Monitor(b, offline_after=60, ledger=AlertLedger(tmp_path / "ledger.json"))
+    admin.publish(b, admin.simulate_orders(1, 0, prefix=prefix))
+    GitHubWorkBridge(repo_url=str(board), workdir=tmp_path / "bridge").claim_available_work(worker)
+    claimed_at = read_board_json(board, f"active_work/{prefix}-00001.json")["claimed_at"]
+    return b, Monitor(b, offline_after=60, ledger=AlertLedger(tmp_path / "ledger.json")), claimed_at
+
+
+def test_a_claim_a_live_worker_forgot_is_taken_back(board, tmp_path):
+    b, mon, claimed_at = _one_order_claimed(board, tmp_path, "f", "amnesiac")
     _heartbeat(b, "amnesiac", claimed_at + 30)  # alive, holding nothing, but not for long enough yet
     assert mon.poll(claimed_at + 31).taken_back == []
     _heartbeat(b, "amnesiac", claimed_at + 61)
@@ -225,11 +230,7 @@ def test_a_claim_a_live_worker_forgot_is_taken_back(board, tmp_path):
 
 
 def test_an_order_whose_result_waits_to_be_folded_is_not_forgotten(board, tmp_path):
-    b = admin.open_board(str(board), tmp_path / "mon")
-    admin.publish(b, admin.simulate_orders(1, 0, prefix="d"))
-    GitHubWorkBridge(repo_url=str(board), workdir=tmp_path / "bridge").claim_available_work("quick")
-    claimed_at = read_board_json(board, "active_work/d-00001.json")["claimed_at"]
-    mon = Monitor(b, offline_after=60, ledger=AlertLedger(tmp_path / "ledger.json"))
+    b, mon, claimed_at = _one_order_claimed(board, tmp_path, "d", "quick")
     _heartbeat(b, "quick", claimed_at + 1, holding=[("d-00001", 1)])
     assert mon.poll(claimed_at + 2).taken_back == []
     # one push of the worker: its result (left for the next push to fold) and a heartbeat no longer listing it
