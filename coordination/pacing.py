@@ -56,7 +56,7 @@ IDLE_READS_PER_SECOND = 5.0  # what the idle workers one worker sees may read to
 __all__ = ["Snapshot", "ahead", "batch", "claims_wanted", "confirm_wait", "end_share", "fleet_idle_reads", "flush_due",
            "fold_due", "heartbeat_due", "idle_backoff", "idle_wait", "in_turn", "lease_seconds", "may_push",
            "next_push_at", "next_timeout", "planned", "poll_wait", "push_interval", "renewal_due", "result_batch",
-           "share_seconds", "starving"]
+           "share_seconds", "starving", "turn_at"]
 
 
 @dataclass(frozen=True)
@@ -258,6 +258,12 @@ def next_push_at(config: WorkerConfig, s: Snapshot) -> float:
         return float("-inf")
     if starving(config, s):
         return s.last_push + share_seconds(s)
+    return turn_at(s)
+
+
+def turn_at(s: Snapshot) -> float:
+    """When this worker's regular turn to push comes: its last push, plus its interval
+    (`push_interval`) stretched by this interval's jitter."""
     return s.last_push + push_interval(s) * s.push_jitter
 
 
@@ -269,7 +275,7 @@ def in_turn(s: Snapshot, now: float) -> bool:
     >>> in_turn(Snapshot(budget=6, workers=6, last_push=0.0), 79.0), in_turn(Snapshot(budget=1200, workers=6), 0.0)
     (False, True)
     """
-    return now - s.last_push >= push_interval(s) * s.push_jitter
+    return now >= turn_at(s)
 
 
 def may_push(config: WorkerConfig, s: Snapshot, now: float) -> bool:
@@ -376,7 +382,7 @@ def next_timeout(config: WorkerConfig, s: Snapshot, now: float) -> float:
     timeouts = [config.heartbeat_seconds - (now - s.last_heartbeat)]
     if s.held:
         timeouts.append(max(config.heartbeat_seconds, s.lease / 2) - (now - s.last_heartbeat))
-    push_at = s.last_push + push_interval(s) * s.push_jitter  # the results' turn
+    push_at = turn_at(s)  # the results' turn
     if s.outbox_times:
         timeouts.append(push_at - now)
     if s.unfolded_times:
