@@ -48,14 +48,20 @@ def test_invariant_1_one_state_per_order(daemon_board, tmp_path):
     procs = [start_worker(url, tmp_path / f"w{i}", "--max-failures", "8", log=tmp_path / f"w{i}.log") for i in range(3)]
     assert [p.wait(timeout=180) for p in procs] == [0, 0, 0]
     commits = git_out(bare, "rev-list", "main").split()
-    assert len(commits) > 10
+    midway = 0  # commits where some orders are finished and others not: the run's middle, not its ends
     for commit in commits:
         seen: dict[str, list[str]] = {}
-        for state, ids in ids_by_state(bare, commit).items():
+        by_state = ids_by_state(bare, commit)
+        for state, ids in by_state.items():
             for work_id in ids:
                 seen.setdefault(work_id, []).append(state)
         doubled = {k: v for k, v in seen.items() if len(v) != 1}
         assert doubled == {}, f"commit {commit[:10]} has orders in two states: {doubled}"
+        finished = by_state["completed"] + by_state["failed"]
+        midway += bool(finished) and len(finished) < len(seen)
+    # Workers fold in batches paced by the board's push budget, so the count of commits varies
+    # from run to run; what matters is that the walk went through the run's middle states.
+    assert midway >= 2, f"only {midway} of {len(commits)} commits show a run in progress"
     final = ids_by_state(bare)
     assert len(final["completed"]) == 16 and sorted(final["failed"]) == ["bad-0", "bad-1", "bad-2"]
 
