@@ -35,7 +35,6 @@ requirements.txt and a Japanese font)::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import tempfile
 from importlib.metadata import version
@@ -43,20 +42,11 @@ from pathlib import Path
 
 import numpy as np
 
-MODELS_DIR = Path(__file__).resolve().parent / "models"
-MANIFEST = "int8.json"
-INT8_NAME = "PP-OCRv6_det_small.int8.onnx"
+from pipelines.engines.int8_model import INT8_NAME, MANIFEST, MODELS_DIR, sha256_file
+
 CALIBRATION_SEEDS = range(500, 516)
 OPSET = 17
 NOTO_CJK = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def calibration_font() -> str:

@@ -29,7 +29,6 @@ Example::
 from __future__ import annotations
 
 import concurrent.futures as cf
-import json
 import logging
 import os
 from functools import lru_cache
@@ -38,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.engines.base import BlockRequest, Line
-from pipelines.engines.quantize import MANIFEST, sha256_file
+from pipelines.engines import int8_model
 from pipelines.exceptions import EngineError, EngineTimeout, EngineUnavailable
 
 DET_MODEL = "PP-OCRv6_det_small.onnx"
@@ -49,7 +48,7 @@ MAX_SIDE = 1600
 DET_SIDE = 1024
 DEFAULT_TIMEOUT = 120.0
 PRECISIONS = ("int8", "fp32")
-INT8_DIR = Path(__file__).resolve().parent / "models"
+INT8_DIR = int8_model.MODELS_DIR
 
 log = logging.getLogger(__name__)
 
@@ -72,20 +71,8 @@ def model_paths() -> dict[str, Path]:
 
 @lru_cache(maxsize=None)
 def _int8_detector(models_dir: Path, source: Path) -> tuple[Path | None, str]:
-    """The shipped int8 detector if it was built from ``source``, else (None, why not)."""
-    try:
-        manifest = json.loads((models_dir / MANIFEST).read_text(encoding="utf-8"))
-        path = models_dir / manifest["model"]
-        if not path.is_file():
-            return None, f"{path} is missing"
-        if sha256_file(path) != manifest["sha256"]:
-            return None, f"{path} is damaged (sha256 differs from {MANIFEST})"
-        if sha256_file(source) != manifest["source_sha256"]:
-            return None, (f"it was built from another {source.name} than the installed one "
-                          "(rebuild: python -m pipelines.engines.quantize)")
-        return path, ""
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return None, f"its manifest {models_dir / MANIFEST} is unreadable ({exc})"
+    """The shipped int8 detector if it was built from ``source``, else (None, why not); checked once."""
+    return int8_model.verify(models_dir, source)
 
 
 def detection_model(precision: str | None = None) -> tuple[Path, str]:
