@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.engines.base import BlockRequest, Line
 from pipelines.engines import int8_model
+from pipelines.engines.base import BlockRequest, Line
 from pipelines.exceptions import EngineError, EngineTimeout, EngineUnavailable
 
 DET_MODEL = "PP-OCRv6_det_small.onnx"
