@@ -6,7 +6,7 @@ operation of a worker runs here, on the worker's manager thread.
 - claims (`claims.py`): create-only refs; a lost race is only a lost race; a claim made while
   main moved is used only once a later view confirms it (`confirm_ready_jobs`);
 - the fold rides on every push, and goes alone when a change has waited `fold_delay` unseen;
-- a heartbeat rides on any push once half its interval has passed.
+- a heartbeat rides on every push; alone it only renews the lease of held orders (`pacing.renewal_due`).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 
-from coordination import claims, pacing, testhooks
+from coordination import campaign, claims, pacing, testhooks
 from coordination.backoff import Backoff
 from coordination.claims import Candidate
 from coordination.exceptions import BoardPermissionError, BoardThrottled, BoardUnreachable
@@ -82,9 +82,9 @@ class Exchanges:
                 self._unreachable_since = now
             down = now - self._unreachable_since
             if down >= self.config.max_idle_hours * 3600:
-                self.stats.exit_code = exc.exit_code
                 self.request_stop(f"Board unreachable for {down / 3600:.2f} hours (limit --max-idle-hours "
-                                  f"{self.config.max_idle_hours:g}); {len(self.outbox)} result(s) stay in the spool")
+                                  f"{self.config.max_idle_hours:g}); {len(self.outbox)} result(s) stay in the spool",
+                                  exc.exit_code)
                 return None
             log.warning("⚠️ %s (%s); results are kept in the spool. Retrying in %.1f s",
                         "Board throttling" if isinstance(exc, BoardThrottled) else "Board unreachable", exc.message, wait)
@@ -189,8 +189,17 @@ class Exchanges:
         self.confirm_ready_jobs(view)
         started = self.start_ready_jobs()
         self.remaining = view.count(OrderState.AVAILABLE) + view.count(OrderState.RETRY)
-        self.successor = view.policy().get("successor") or None  # a retired board names the next one
-        self.in_play = view.count(OrderState.ACTIVE)
+        policy = view.policy()
+        self.successor = policy.get("successor") or None  # a retired board names the next one
+        self.closed = campaign.is_closed(policy)  # the campaign is over: a board with nothing left stops workers
+        # orders that may still become work: on offer, waiting to be retried or claimed; one whose completion
+        # waits in a result ref (or in this worker's outbox, pushed in this exchange) is done already, even
+        # before a fold shows it on main
+        done = {e.work_id for e in self.outbox.values() if e.info.get("status") == "completed"}
+        done |= {i for i, notes in view.results.items() if any(n.info.get("status") == "completed"
+                                                                for n in notes.values())}
+        self.unfinished = sum(1 for state in (OrderState.AVAILABLE, OrderState.RETRY, OrderState.ACTIVE)
+                              for i in view.list_ids(state) if i not in done)
         self.holders = len(view.holders())
         self.fleet_slots, self.others_backlog = self.fleet_backlog(view, seen)
         return started
@@ -343,17 +352,20 @@ class Exchanges:
     # -- heartbeats and leases -------------------------------------------------------------
     def heartbeat_update(self, state: str = "running", claiming: list[Candidate] = ()) -> RefUpdate:
         """This worker's heartbeat: its state, what it holds (with the orders it is ``claiming`` in the
-        same push), and its lease (`pacing.lease_seconds`), which observers time by their own clocks
-        from when they see this ref change."""
+        same push), and its lease (`pacing.lease_seconds`) with what set it (`pacing.lease_basis`:
+        heartbeats, or the held work), which observers time by their own clocks from when they see
+        this ref change."""
         self._heartbeat_seq += 1
         now = self.now()
         self._last_heartbeat = now
         held = [[j.work_id, j.seq] for j in (*self.jobs.values(), *self.ready.values())]
         held += [[c.work_id, c.seq] for c in claiming]
         self._declared_held = len(held)
-        self._lease = round(pacing.lease_seconds(self.config, self.snapshot(), held=len(held)), 1)
+        pace = self.snapshot()
+        self._lease = round(pacing.lease_seconds(self.config, pace, held=len(held)), 1)
         info = {"kind": "heartbeat", "worker_id": self.worker_id, "seq": self._heartbeat_seq, "sent_at": now,
-                "lease_seconds": self._lease, "jobs": self.config.jobs,
+                "lease_seconds": self._lease, "lease_basis": pacing.lease_basis(self.config, pace),
+                "heartbeat_seconds": self.config.heartbeat_seconds, "jobs": self.config.jobs,
                 "state": "paused" if state == "running" and self.paused() else state,
                 "holding": sorted(held),
                 "completed": self.stats.completed, "failed": self.stats.failed, "host": socket.gethostname(),

@@ -69,10 +69,22 @@ class LivenessTracker:
         return None if seen is None else self.clock() - seen.changed_at
 
     def online(self, worker: str) -> bool:
+        lapses = self.lapses_at(worker)
+        return lapses is not None and self.clock() < lapses
+
+    def lapses_at(self, worker: str) -> float | None:
+        """When, by this observer's clock, ``worker`` counts as offline unless its heartbeat changes
+        first: its last change plus its lease, at least ``offline_after``. None if never seen or
+        stopped (a stopped worker holds nothing)."""
         seen = self._seen.get(worker)
         if seen is None or seen.stopped:
-            return False
-        return self.clock() - seen.changed_at < max(self.offline_after, seen.lease)
+            return None
+        return seen.changed_at + max(self.offline_after, seen.lease)
+
+    def lease(self, worker: str) -> float:
+        """The lease ``worker``'s last heartbeat declared (0 if none)."""
+        seen = self._seen.get(worker)
+        return seen.lease if seen is not None else 0.0
 
     def known(self, worker: str) -> bool:
         return worker in self._seen

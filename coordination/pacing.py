@@ -15,8 +15,11 @@ left, so that the fleet runs out of work together (`end_share`, where the budget
 Claims: enough to fill the threads plus a claim-ahead queue (`claims_wanted`, `ahead`), a batch
 per round trip while orders are short (`batch`). Results: pushed at once, or a batch at a time
 (`flush_due`), at the worker's next push. Folds and heartbeats ride on other pushes. A heartbeat
-goes alone only to renew the lease of an order that outlives it (`lease_seconds`,
-`renewal_due`): a worker holding nothing never pushes a heartbeat. Between turns the worker waits
+goes alone only to renew the lease of the orders a worker holds (`renewal_due`): every
+`heartbeat_seconds` where the budget has room for the whole fleet's heartbeats
+(`heartbeats_fit`: the lease is then three heartbeats), else only when an order outlives a lease
+stretched from the held work (`lease_seconds`). A worker holding nothing never pushes a
+heartbeat. Between turns the worker waits
 `next_timeout`. Idle workers poll no more often than `idle_wait` allows, so a fleet of idle
 machines stays within the server's reads (`fleet_idle_reads`).
 
@@ -39,7 +42,8 @@ from coordination.backoff import Backoff
 from coordination.config import WorkerConfig
 from coordination.defaults import BATCH_BELOW_SECONDS, PUSH_BUDGET
 
-LEASE_MARGIN = 2.0  # a lease lasts this many times the time until the worker expects to push again
+LEASE_MARGIN = 2.0  # a stretched lease lasts this many times the time until the worker expects to push again
+LEASE_HEARTBEATS = 3  # a lease renewed by heartbeats lasts this many of them
 MAX_LEASE_SECONDS = 6 * 3600.0
 HOLD_MARGIN = 1.6  # orders held ahead cover this many push intervals (jitter, slow round trips)
 FIRST_CLAIM_SECONDS = 60.0  # a worker's first claim covers at least this long ...
@@ -54,8 +58,8 @@ WORKERS_SHARE = 0.75  # of the budget, the workers' regular pushes spend this sh
 IDLE_READS_PER_SECOND = 5.0  # what the idle workers one worker sees may read together (GitHub: 15 a second)
 
 __all__ = ["Snapshot", "ahead", "batch", "claims_wanted", "confirm_wait", "end_share", "fleet_idle_reads", "flush_due",
-           "fold_due", "heartbeat_due", "idle_backoff", "idle_wait", "in_turn", "lease_seconds", "may_push",
-           "next_push_at", "next_timeout", "planned", "poll_wait", "push_interval", "renewal_due", "result_batch",
+           "fold_due", "heartbeats_fit", "idle_backoff", "idle_wait", "in_turn", "lease_basis", "lease_seconds", "may_push",
+           "next_push_at", "next_timeout", "planned", "poll_wait", "push_interval", "renewal_due", "renewal_interval", "result_batch",
            "share_seconds", "starving", "turn_at"]
 
 
@@ -292,29 +296,78 @@ def may_push(config: WorkerConfig, s: Snapshot, now: float) -> bool:
     return now >= next_push_at(config, s)
 
 
+def heartbeats_fit(config: WorkerConfig, s: Snapshot) -> bool:
+    """Does the board's budget have room for the fleet's heartbeats? W workers renewing their leases
+    every `heartbeat_seconds` push W x 60 / heartbeat_seconds times a minute; that fits within the
+    workers' share of the budget (`WORKERS_SHARE` x B) exactly when a worker's push interval is no
+    longer than its heartbeat interval, so a heartbeat never costs more than the worker's own turn.
+
+    >>> c = WorkerConfig(heartbeat_seconds=60.0)
+    >>> heartbeats_fit(c, Snapshot(budget=600, workers=48)), heartbeats_fit(c, Snapshot(budget=6, workers=24))
+    (True, False)
+    >>> heartbeats_fit(c, Snapshot(budget=6, workers=4)), heartbeats_fit(c, Snapshot(budget=6, workers=5))
+    (True, False)
+    """
+    return push_interval(s) <= config.heartbeat_seconds
+
+
+def lease_basis(config: WorkerConfig, s: Snapshot) -> str:
+    """What sets this worker's lease: ``"heartbeats"`` where the budget has room for them
+    (`heartbeats_fit`), else ``"held work"`` (the lease stretched from its push interval and the
+    orders it holds). Its heartbeat says which."""
+    return "heartbeats" if heartbeats_fit(config, s) else "held work"
+
+
 def lease_seconds(config: WorkerConfig, s: Snapshot, held: int | None = None) -> float:
-    """How long the lease of this worker's orders lasts: `LEASE_MARGIN` times the time until it
-    expects to have pushed again (its push interval, and the time its held orders take), never
-    less than `offline_after` nor more than `MAX_LEASE_SECONDS`. Observers judge it by their
-    own clocks from when they saw it change (`coordination.liveness`).
+    """How long this worker may stay silent before its orders are taken back. Observers judge it by
+    their own clocks from when they saw its heartbeat change (`coordination.liveness`), and never
+    sooner than their own `offline_after`.
+
+    - Where the budget has room for every worker's heartbeat (`heartbeats_fit`), the worker renews
+      its lease every `heartbeat_seconds`, and the lease is `LEASE_HEARTBEATS` of them: a worker
+      that dies is noticed after three missed heartbeats.
+    - Otherwise the lease is stretched from the held work: `LEASE_MARGIN` times the time until the
+      worker expects to have pushed again (its push interval, and the time its held orders take),
+      never less than `offline_after` nor more than `MAX_LEASE_SECONDS`.
 
     >>> c = WorkerConfig(jobs=1, offline_after=180.0)
-    >>> round(lease_seconds(c, Snapshot(budget=6, workers=24, order_seconds=60.0), held=5))
+    >>> round(lease_seconds(c, Snapshot(budget=6, workers=24, order_seconds=60.0), held=5))  # stretched
     1240
-    >>> lease_seconds(c, Snapshot(budget=1200, workers=2, order_seconds=1.0), held=2)
+    >>> lease_seconds(c, Snapshot(budget=1200, workers=2, order_seconds=1.0), held=2)  # 3 heartbeats
     180.0
+    >>> lease_seconds(WorkerConfig(heartbeat_seconds=1.0), Snapshot(budget=600, workers=1, order_seconds=120.0))
+    3.0
     """
+    if heartbeats_fit(config, s):
+        return LEASE_HEARTBEATS * config.heartbeat_seconds
     held = s.held if held is None else held
     busy = (s.order_seconds or 0.0) * held / max(1, config.jobs)
     return min(MAX_LEASE_SECONDS, max(config.offline_after, LEASE_MARGIN * (push_interval(s) + busy)))
 
 
+def renewal_interval(config: WorkerConfig, s: Snapshot) -> float:
+    """Seconds between this worker's lease renewals while it holds orders: every
+    `heartbeat_seconds` where the budget has room for heartbeats; else half the lease its last
+    heartbeat declared (at least `heartbeat_seconds`)."""
+    if heartbeats_fit(config, s):
+        return config.heartbeat_seconds
+    return max(config.heartbeat_seconds, s.lease / 2)
+
+
 def renewal_due(config: WorkerConfig, s: Snapshot, now: float) -> bool:
-    """Renew the lease with a heartbeat of its own? Only while holding orders, once half the
-    declared lease (at least `heartbeat_seconds`) has passed without a push carrying one."""
+    """Renew the lease with a heartbeat of its own? Only while holding orders, once
+    `renewal_interval` has passed without a push carrying one.
+
+    >>> c = WorkerConfig(heartbeat_seconds=60.0)
+    >>> held = Snapshot(jobs=1, budget=600, workers=10, last_heartbeat=0.0, lease=180.0)
+    >>> renewal_due(c, held, 59.0), renewal_due(c, held, 60.0), renewal_due(c, replace(held, jobs=0), 600.0)
+    (False, True, False)
+    >>> renewal_due(c, replace(held, budget=6, lease=1240.0), 600.0)  # stretched: half the lease
+    False
+    """
     if not s.held:
         return False
-    return now - s.last_heartbeat >= max(config.heartbeat_seconds, s.lease / 2)
+    return now - s.last_heartbeat >= renewal_interval(config, s)
 
 
 def idle_backoff(poll_seconds: float, cap_seconds: float, rng=None) -> Backoff:
@@ -362,11 +415,6 @@ def fold_wait(config: WorkerConfig, s: Snapshot) -> float:
     return max(config.fold_delay, push_interval(s))
 
 
-def heartbeat_due(config: WorkerConfig, s: Snapshot, now: float, part: float = 1.0) -> bool:
-    """Is a heartbeat due (``part``: after that share of its interval)?"""
-    return now - s.last_heartbeat >= config.heartbeat_seconds * part
-
-
 def confirm_wait(config: WorkerConfig, s: Snapshot, now: float) -> float:
     """Seconds until the claims made ahead are confirmed: half the last order's time (a slot is
     not expected to free before then), at most half of `fold_delay`. Infinite when there is
@@ -381,7 +429,7 @@ def next_timeout(config: WorkerConfig, s: Snapshot, now: float) -> float:
     """How long to wait before the next turn, unless something wakes the worker first."""
     timeouts = [config.heartbeat_seconds - (now - s.last_heartbeat)]
     if s.held:
-        timeouts.append(max(config.heartbeat_seconds, s.lease / 2) - (now - s.last_heartbeat))
+        timeouts.append(renewal_interval(config, s) - (now - s.last_heartbeat))
     push_at = turn_at(s)  # the results' turn
     if s.outbox_times:
         timeouts.append(push_at - now)

@@ -24,6 +24,7 @@ class WorkerStats:
     throttled: int = 0  # requests the server refused for its rate limits
     busy_seconds: float = 0.0
     stop_reason: str = ""
+    stop_why: str = ""  # the seed's "💡 Reason:" for a limit of the run
     ended_at: float | None = None
     git: dict = field(default_factory=dict)
     exit_code: int = 0

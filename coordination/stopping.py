@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -77,23 +78,43 @@ class Stopping:
                    "before the next start)"
 
 
+@dataclass(frozen=True)
+class Stop:
+    """Why a run ends: ``reason`` follows `🛑 STOPPING:`; ``why`` is the seed's `💡 Reason:` line
+    (empty when the reason says it all); ``exit_code`` 0 for a normal auto-stop."""
+
+    reason: str
+    exit_code: int = 0
+    why: str = ""
+    limit: str = ""  # "work", "failures", "idle" or "unreachable": the limit of the run that ended it
+
+
 def limit_reached(config: WorkerConfig, *, work_done: int, empty_polls: int, holding: bool, idle: float,
-                  unreachable_for: float | None, unsent: int) -> tuple[str, int] | None:
-    """(why the run ends, its exit code) once a limit of the run is reached, else None.
+                  unreachable_for: float | None, unsent: int) -> Stop | None:
+    """Why the run ends once a limit of the run is reached, else None. The messages are the seed
+    manual's.
 
     >>> from coordination.config import WorkerConfig
     >>> limit_reached(WorkerConfig(max_work=3), work_done=3, empty_polls=0, holding=False, idle=0,
-    ...               unreachable_for=None, unsent=0)
-    ('Reached max work orders (3)', 0)
+    ...               unreachable_for=None, unsent=0).reason
+    'Reached max work orders (3)'
+    >>> stop = limit_reached(WorkerConfig(max_failures=20), work_done=0, empty_polls=20, holding=False, idle=60,
+    ...                      unreachable_for=None, unsent=0)
+    >>> stop.reason, stop.why, stop.exit_code
+    ('Reached 20 consecutive failures', 'Consecutive failure limit reached', 0)
+    >>> limit_reached(WorkerConfig(max_idle_hours=2.0), work_done=0, empty_polls=3, holding=False, idle=7300,
+    ...               unreachable_for=None, unsent=0).reason
+    '2.0 hours with no successful work'
     """
     if work_done >= config.max_work:
-        return f"Reached max work orders ({config.max_work})", 0
+        return Stop(f"Reached max work orders ({config.max_work})", 0, "Target of work orders reached", "work")
     if empty_polls >= config.max_failures:
-        return f"No work available after {empty_polls} consecutive attempts", 0
+        return Stop(f"Reached {empty_polls} consecutive failures", 0, "Consecutive failure limit reached", "failures")
     if not holding and idle >= config.max_idle_hours * 3600:
         if unreachable_for is not None:
-            return (f"Board unreachable for {unreachable_for / 3600:.2f} hours, idle for "
-                    f"{idle / 3600:.2f} (limit --max-idle-hours {config.max_idle_hours:g}); "
-                    f"{unsent} result(s) stay in the spool"), BoardUnreachable.exit_code
-        return f"Idle for {idle / 3600:.2f} hours (limit {config.max_idle_hours:g})", 0
+            return Stop(f"Board unreachable for {unreachable_for / 3600:.2f} hours, idle for "
+                        f"{idle / 3600:.2f} (limit --max-idle-hours {config.max_idle_hours:g}); "
+                        f"{unsent} result(s) stay in the spool", BoardUnreachable.exit_code,
+                        "Idle time limit reached while the board was unreachable", "unreachable")
+        return Stop(f"{idle / 3600:.1f} hours with no successful work", 0, "Idle time limit reached", "idle")
     return None

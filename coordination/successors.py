@@ -56,7 +56,7 @@ class Successors:
         self._heartbeat_seq, self._last_push, self._lease = 0, float("-inf"), 0.0
         self.stats.empty_polls, self._scan_lapsed = 0, False
         self.idle_backoff.reset()
-        self.remaining, self.in_play, self.holders, self.successor = None, 0, 0, None
+        self.remaining, self.unfinished, self.holders, self.successor, self.closed = None, 0, 0, None, False
         self.budget, self.workers_seen, self.fleet_slots, self.others_backlog = PUSH_BUDGET, 1, 0, 0.0
         log.info("➡️ Board %s is retired and has no work left; carrying on at its successor %s", old, remote.url)
         return True

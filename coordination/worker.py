@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 
-from coordination import pacing, portable, testhooks
+from coordination import campaign, pacing, portable, testhooks
 from coordination.backoff import Backoff
 from coordination.board import Board
 from coordination.claims import Candidate
@@ -46,7 +46,7 @@ from coordination.remote import Remote, parse_repo_url
 from coordination.sleep_prevention import SleepPreventer
 from coordination.spool import Spool, SpoolEntry
 from coordination.stats import WorkerStats, process_cpu
-from coordination.stopping import Stopping, limit_reached
+from coordination.stopping import Stop, Stopping, limit_reached
 from coordination.successors import Successors
 from coordination.view import BoardView
 
@@ -107,9 +107,10 @@ class Worker(Exchanges, Successors):
         self.spool: Spool | None = None
         self.runner: JobRunner | None = None
         self.remaining: int | None = None  # orders the board still offers, as last seen
-        self.in_play = 0  # orders claimed on the board, as last seen
+        self.unfinished = 0  # orders on the board that may still become work (offered, retried, claimed), as last seen
         self.holders = 0  # workers holding those orders, as last seen
         self.successor: str | None = None  # the board this one hands its volunteers on to (board.json)
+        self.closed = False  # the host closed the board: the campaign is over (board.json)
         self._boards_seen = {self.remote.url}
         # the push budget (`pacing`): the board's, the workers seen pushing, what orders take
         self.budget = PUSH_BUDGET
@@ -214,14 +215,13 @@ class Worker(Exchanges, Successors):
         paused; False once the worker should leave the loop."""
         fatal = self.runner.fatal
         if fatal is not None:
-            self.stats.stop_reason = fatal.message
-            self.stats.exit_code = fatal.exit_code
-            log.error("🛑 STOPPING: %s", fatal.message)
+            self.stats.stop_reason = ""
+            self.announce_stop(Stop(fatal.message, fatal.exit_code), level=logging.ERROR)
             raise fatal
-        reason = self.stop_reason()
-        if reason and not self.stats.stop_reason:
-            self.stats.stop_reason = reason
-            log.info("🛑 STOPPING: %s", reason)
+        if not self.stats.stop_reason:
+            stop = self.limit_reached()
+            if stop is not None:
+                self.announce_stop(stop)
         if self.stopping.at_once:
             self.release_jobs(running=True)
             return False
@@ -267,19 +267,53 @@ class Worker(Exchanges, Successors):
         self.log_statistics()
 
     def log_statistics(self) -> None:
-        """The run's figures in the log (worker.log keeps them; the command also prints a table)."""
+        """The run's figures in the log, in the seed manual's words (worker.log keeps them; the command
+        also prints a table)."""
         st = self.stats
-        log.info("🏁 Worker %s finished: %s", self.worker_id, st.stop_reason or "stopped")
-        log.info("📊 Final statistics: work done %d (completed %d, failed %d, released %d), lost claim races %d, "
-                 "runtime %.1f s, %.1f jobs/hour, efficiency %.0f%%", st.work_done, st.completed, st.failed,
-                 st.released, st.lost_races, st.runtime(), st.jobs_per_hour(), st.efficiency(self.config.jobs) * 100)
+        if st.exit_code:
+            log.info("🛑 Worker cycle stopped early (exit %d)", st.exit_code)
+            log.info("   📉 Reason: %s", st.stop_reason or "stopped")
+        else:
+            log.info("🏁 Worker cycle completed successfully!")
+            if st.work_done >= self.config.max_work:
+                log.info("   🎯 Reached target: %d work orders", self.config.max_work)
+            else:
+                log.info("   💡 Stopped: %s", st.stop_reason or "stopped")
+        log.info("📊 Final Statistics:")
+        log.info("   • Work completed: %d (completed %d, failed %d, released %d)", st.work_done, st.completed,
+                 st.failed, st.released)
+        log.info("   • Total runtime: %.1f hours (%.1f s)", st.runtime() / 3600, st.runtime())
+        log.info("   • Time since last success: %.1f hours", (self.now() - self._last_activity) / 3600)
+        log.info("   • Average completion rate: %.1f jobs/hour", st.jobs_per_hour())
+        log.info("   • Final consecutive failures: %d", st.empty_polls)
+        if st.work_done:
+            log.info("   • Efficiency: %.1f%% of target completed", 100.0 * st.work_done / self.config.max_work)
+        log.info("   • Busy: %.0f%% of the time; lost claim races: %d", st.efficiency(self.config.jobs) * 100,
+                 st.lost_races)
 
     # ---------------------------------------------------------------- stopping and pausing
-    def request_stop(self, reason: str) -> None:
-        if not self.stats.stop_reason:
-            self.stats.stop_reason = reason
-            log.info("🛑 STOPPING: %s", reason)
+    def request_stop(self, reason: str, exit_code: int = 0) -> None:
+        self.announce_stop(Stop(reason, exit_code))
         self._wake.set()
+
+    def announce_stop(self, stop: Stop, level: int = logging.INFO) -> None:
+        """Record why the run ends (the first reason wins) and say so with the seed manual's lines."""
+        if self.stats.stop_reason:
+            return
+        st = self.stats
+        st.stop_reason, st.stop_why = stop.reason, stop.why
+        if stop.exit_code:
+            st.exit_code = stop.exit_code
+        now = self.now()
+        log.log(level, "🛑 STOPPING: %s", stop.reason)
+        log.info("   ⏱️ Total runtime: %.1f hours", st.runtime(now) / 3600)
+        if stop.limit == "failures":
+            log.info("   ⏳ Time since last success: %.1f hours", (now - self._last_activity) / 3600)
+        log.info("   📊 Work completed: %d", st.work_done)
+        if stop.limit == "idle":
+            log.info("   🔄 Consecutive failures: %d", st.empty_polls)
+        if stop.why:
+            log.info("   💡 Reason: %s", stop.why)
 
     def paused(self) -> bool:
         return bool(self.stopping.pause_reason())
@@ -287,23 +321,16 @@ class Worker(Exchanges, Successors):
     def resting(self) -> bool:
         return self.now() < self._rest_until
 
-    def stop_reason(self) -> str | None:
-        if self.stats.stop_reason:
-            return self.stats.stop_reason
+    def limit_reached(self) -> Stop | None:
+        """A STOP file in the workdir, or a limit of the run (`stopping.limit_reached`)."""
         found = self.stopping.stop_file()
         if found:
-            return found
+            return Stop(found)
         now = self.now()
-        limit = limit_reached(self.config, work_done=self.stats.work_done, empty_polls=self.stats.empty_polls,
-                              holding=bool(self.jobs or self.ready), idle=now - self._last_activity,
-                              unreachable_for=None if self._unreachable_since is None else now - self._unreachable_since,
-                              unsent=len(self.outbox))
-        if limit is None:
-            return None
-        reason, exit_code = limit
-        if exit_code:
-            self.stats.exit_code = exit_code
-        return reason
+        return limit_reached(self.config, work_done=self.stats.work_done, empty_polls=self.stats.empty_polls,
+                             holding=bool(self.jobs or self.ready), idle=now - self._last_activity,
+                             unreachable_for=None if self._unreachable_since is None else now - self._unreachable_since,
+                             unsent=len(self.outbox))
 
     # ---------------------------------------------------------------- jobs
     def board_files(self, job: Job) -> TreeFileReader:
@@ -386,7 +413,8 @@ class Worker(Exchanges, Successors):
                 self._next_poll_at = self.now() + self.config.fold_delay  # not counted: ours still to show
                 return
         if self.board_finished():
-            self.request_stop("No work left on the board: every order is completed or failed")
+            self.request_stop("No work left on the board: every order is completed or failed, and the host "
+                              "closed the board")
             return
         # counted toward --max-failures only while idle: a worker still running an order is not out of
         # work (deciding to stop then would push its last result the moment it ends, outside its turn);
@@ -401,17 +429,28 @@ class Worker(Exchanges, Successors):
         self._next_poll_at = self.now() + wait
         if self.jobs:
             return
-        log.info("😴 No work available, waiting %s seconds", f"{wait:.0f}" if wait >= 10 else f"{wait:.1f}")
-        idle = self.now() - self._last_activity
-        log.info("   📊 Empty polls in a row: %d/%d; ⏳ idle %.2f h of %g h", self.stats.empty_polls,
-                 self.config.max_failures, idle / 3600, self.config.max_idle_hours)
+        self.log_waiting(wait)
+
+    def log_waiting(self, wait: float) -> None:
+        """The seed manual's lines for an empty poll: the wait, and how far both limits of the run are."""
+        cfg, polls = self.config, self.stats.empty_polls
+        idle_hours = (self.now() - self._last_activity) / 3600
+        failures_left, idle_left = cfg.max_failures - polls, cfg.max_idle_hours - idle_hours
+        log.info("😴 No work available, waiting %.1f seconds...", wait)
+        log.info("   📊 Consecutive failures: %d/%d (%d left)", polls, cfg.max_failures, failures_left)
+        log.info("   ⏳ Idle time: %.1fh/%sh (%.1fh left)", idle_hours, float(cfg.max_idle_hours), idle_left)
+        if failures_left <= 3:
+            log.info("   ⚠️ Approaching failure limit!")
+        elif idle_left <= 0.5:
+            log.info("   ⚠️ Approaching idle time limit!")
 
     def board_finished(self) -> bool:
-        """Nothing on the board can still become work: no order available, waiting to be retried or
-        claimed (by anyone, this worker included). Waiting would only wait for the host to publish
-        more, so the worker stops at once; while orders are in play (they may come back) the
-        empty polls count toward --max-failures instead."""
-        return self.remaining == 0 and self.in_play == 0 and not self.jobs and not self.ready \
+        """The host closed the board (the campaign is over, `campaign.py`) and nothing on it can still
+        become work: no order available, waiting to be retried or claimed (by anyone, this worker
+        included). The worker stops at once. On an open board it waits for the next wave instead, and
+        while orders are in play (they may come back) too: its empty polls count toward
+        --max-failures, its idle time toward --max-idle-hours."""
+        return self.closed and self.unfinished == 0 and not self.jobs and not self.ready \
             and not self._learning
 
     def wait(self, seconds: float) -> None:

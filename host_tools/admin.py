@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from coordination import campaign
 from coordination.archive import ArchiveIndex
 from coordination.board import Board
 from coordination.fold import BoardSettings
@@ -107,6 +108,29 @@ def set_push_budget(board: Board, push_budget: float, now: float | None = None) 
     return before["value"], push_budget
 
 
+def set_open(board: Board, open_: bool, now: float | None = None) -> bool:
+    """Open the board for more work, or close it (the campaign is over; `coordination.campaign`).
+    Returns False when it already was so (nothing is pushed then)."""
+    now = now or time.time()
+    changed = {"value": False}
+
+    def mutate(view: BoardView):
+        board.require_main(view)
+        policy = view.policy()
+        found = view.read_path("board.json", limit=64 * 1024)
+        if found and not policy:
+            raise ValueError("board.json on main is not valid JSON; fix it by hand before closing or reopening")
+        if campaign.is_closed(policy) != open_:
+            return None
+        changed["value"] = True
+        policy = campaign.reopened(policy, now) if open_ else campaign.closed(policy or {"wms_board": 1}, now)
+        return {"board.json": board.repo.write_blob(dumps(policy))}, \
+            "wms: reopen the board for more work" if open_ else "wms: close the board (the campaign is over)"
+
+    board.update_main(mutate, now=lambda: now)
+    return changed["value"]
+
+
 # ------------------------------------------------------------------ publish
 @dataclass
 class PageFile:
@@ -133,6 +157,7 @@ class PublishReport:
     largest_file: tuple[str, int] | None = None  # (path, bytes) of the largest file this publish adds
     repo_bytes: int = 0  # the board's size (packed objects of the host's clone) before this publish
     commit: str | None = None
+    reopens: bool = False  # the board was closed: this publish opens it for more work again
 
     @property
     def projected_bytes(self) -> int:
@@ -208,6 +233,8 @@ def publish(board: Board, orders: list[dict], files: dict[str, bytes] | None = N
     def mutate(view: BoardView):
         board.require_main(view)
         report.published, report.skipped, report.bytes_added, report.largest_file = [], [], 0, None
+        policy = view.policy()
+        report.reopens = campaign.is_closed(policy)
         archived = ArchiveIndex(view)
         report.repo_bytes = repo_size(board)
         changes, seen = {}, set()
@@ -235,9 +262,13 @@ def publish(board: Board, orders: list[dict], files: dict[str, bytes] | None = N
                 if report.largest_file is None or len(blob) > report.largest_file[1]:
                     report.largest_file = (path, len(blob))
             report.published.append(work_id)
+        if not report.published:
+            report.reopens = False  # nothing new: the board stays as the host left it
         if dry_run or not changes:
             return None
-        return changes, f"wms: publish {len(report.published)} order(s)"
+        if report.reopens:
+            changes["board.json"] = board.repo.write_blob(dumps(campaign.reopened(policy, now)))
+        return changes, f"wms: publish {len(report.published)} order(s)" + ("; reopen the board" if report.reopens else "")
 
     _, commit = board.update_main(mutate)
     report.commit = commit
@@ -268,13 +299,19 @@ def board_status(board: Board, now: float | None = None, offline_after: float | 
             online = tracker.online(worker_id)
         else:
             online = sent is not None and info.get("state") != "stopped" and now - sent < offline_after
+        holding = [h[0] for h in info.get("holding", []) if isinstance(h, list) and h]
+        basis = info.get("lease_basis") if info.get("lease_basis") in ("heartbeats", "held work") else None
+        # when this host's monitor would take its orders back: silent for its lease, at least offline_after
+        takes_back_at = tracker.lapses_at(worker_id) if holding else None
         workers.append({"id": worker_id, "last_heartbeat": sent, "online": online,
-                        "state": info.get("state"), "completed": info.get("completed"),
-                        "holding": [h[0] for h in info.get("holding", []) if isinstance(h, list) and h]})
+                        "state": info.get("state"), "completed": info.get("completed"), "holding": holding,
+                        "lease_seconds": tracker.lease(worker_id) or None, "lease_basis": basis,
+                        "takes_back_at": takes_back_at})
     write_snapshot(seen_file, tracker.snapshot())
     total = sum(counts.values())
     return {"available": counts["available"], "active": counts["active"], "completed": counts["completed"],
             "retry": counts["retry"], "failed": counts["failed"], "total": total,
             "pending_refs": sum(len(v) for v in raw.claims.values()) + sum(len(v) for v in raw.results.values()),
-            "workers": workers, "main": raw.main, "checked_at": now, "push_budget": raw.push_budget()}
+            "workers": workers, "main": raw.main, "checked_at": now, "push_budget": raw.push_budget(),
+            "open": not campaign.is_closed(raw.policy())}
 

@@ -145,6 +145,41 @@ def set_budget(obj: HostContext, repo_url, push_budget):
 
 @cli.command()
 @repo_option
+@click.pass_obj
+def close(obj: HostContext, repo_url):
+    """Say the campaign is over: workers that find nothing to do stop at once instead of waiting.
+
+    An open board (the default) keeps volunteers' workers waiting for the next wave you publish, up
+    to their --max-failures empty polls or --max-idle-hours. Publishing again reopens the board.
+
+    Example: python -m host_tools close --repo-url /tmp/board.git
+    """
+    try:
+        changed = admin.set_open(obj.board(repo_url), False)
+    except LIBRARY_ERRORS as exc:
+        fail(exc)
+    click.echo("Board closed: workers that find nothing to do stop at once. `publish` or `reopen` opens it again."
+               if changed else "Board already closed; nothing to do.")
+
+
+@cli.command()
+@repo_option
+@click.pass_obj
+def reopen(obj: HostContext, repo_url):
+    """Open a closed board for more work: workers with nothing to do wait for the next wave again.
+
+    Example: python -m host_tools reopen --repo-url /tmp/board.git
+    """
+    try:
+        changed = admin.set_open(obj.board(repo_url), True)
+    except LIBRARY_ERRORS as exc:
+        fail(exc)
+    click.echo("Board reopened: workers with nothing to do wait for more work (up to their --max-failures "
+               "empty polls or --max-idle-hours)." if changed else "Board already open; nothing to do.")
+
+
+@cli.command()
+@repo_option
 @click.argument("sources", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--simulate", type=int, default=None, metavar="COUNT", help="Publish COUNT load-test orders.")
 @click.option("--seconds", type=float, default=1.0, show_default=True, help="Seconds each simulate order takes.")
@@ -206,6 +241,9 @@ def publish(obj: HostContext, repo_url, sources, simulate, seconds, prefix, engi
         click.echo(f"Skipped {work_id}: already on the board ({state})")
     click.echo(f"{verb} {len(report.published)} order(s), {report.bytes_added / 1e6:.1f} MB"
                + (f"; skipped {len(report.skipped)}" if report.skipped else ""))
+    if report.reopens:
+        click.echo(f"The board was closed; publishing {'would reopen' if dry_run else 'reopened'} it: workers with "
+                   "nothing to do wait for more work again (`close` when the campaign is over).")
 
 
 @cli.command()

@@ -136,12 +136,17 @@ def render(report: dict, console: Console) -> None:
         table.add_column(col, justify="right")
     table.add_row(*(str(report[c]) for c in cols))
     console.print(table)
+    if "open" in report:
+        console.print("Campaign: open (workers with nothing to do wait for the next wave)" if report["open"] else
+                      "Campaign: closed (workers with nothing to do stop; `publish` or `reopen` opens it again)",
+                      soft_wrap=True)
     workers = Table(title="Workers")
-    for col in ("worker", "state", "last heartbeat", "online", "completed"):
+    for col in ("worker", "state", "last heartbeat", "online", "completed", "lease", "orders taken back"):
         workers.add_column(col)
     for w in report["workers"]:
         workers.add_row(w["id"], str(w["state"]), fmt_time(w["last_heartbeat"]), "yes" if w["online"] else "no",
-                        str(w["completed"]))
+                        str(w["completed"]), fmt_lease(w.get("lease_seconds"), w.get("lease_basis")),
+                        takeback_text(w, report["checked_at"]))
     if report["workers"]:
         console.print(workers)
     else:
@@ -150,6 +155,28 @@ def render(report: dict, console: Console) -> None:
     if tp:
         console.print(f"Throughput: {tp['chapters_per_hour']:g} chapters/hour over the last hour; "
                       f"{tp['remaining']} to go; ETA: {fmt_duration(tp['eta_seconds'])}")
+
+
+def fmt_lease(seconds: float | None, basis: str | None) -> str:
+    """A worker's lease as `status` shows it.
+
+    >>> fmt_lease(180.0, "heartbeats"), fmt_lease(1240.0, "held work"), fmt_lease(None, None)
+    ('180 s (heartbeats)', '1240 s (held work)', '-')
+    """
+    if not seconds:
+        return "-"
+    return f"{seconds:.0f} s" + (f" ({basis})" if basis else "")
+
+
+def takeback_text(worker: dict, now: float) -> str:
+    """When the orders a worker holds are taken back unless it is heard from ('-' if it holds none)."""
+    at = worker.get("takes_back_at")
+    if not worker.get("holding") or at is None:
+        return "-"
+    if at <= now:
+        return "now (silent past its lease)"
+    left = at - now
+    return f"{fmt_time(at)} (in {left:.0f} s)" if left < 120 else f"{fmt_time(at)} (in {fmt_duration(left)})"
 
 
 def progress_bar(done: int, total: int, width: int = 30) -> str:

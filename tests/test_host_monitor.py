@@ -63,6 +63,64 @@ def test_worker_killed_holding_a_claim_is_taken_back_and_the_supervisor_emailed(
         assert len(smtp.messages) == 1  # the sink records a message before it answers: nothing more came
 
 
+def _heartbeat_info(bare, worker_id):
+    ref = f"{HEARTBEATS_PREFIX}{worker_id}"
+    sha = git_out(bare, "rev-parse", "--verify", "-q", ref).strip()
+    return sha, json.loads(git_out(bare, "log", "-1", "--format=%B", sha))
+
+
+def test_where_pushes_are_cheap_a_killed_worker_is_taken_back_and_emailed_within_three_heartbeats(tmp_path):
+    """A self-hosted board (a budget of 600 pushes a minute): a worker with --heartbeat-seconds 1 renews
+    its lease every second and declares three heartbeats (3 s), though its order takes 120 s. Killed,
+    its order is back on offer, and the supervisor emailed, at the first monitor pass that has seen it
+    silent for 3 s (`--offline-after 3`): the issue's passes 5 s and 9 s after the kill."""
+    from tests.helpers import make_bare
+    bare = make_bare(tmp_path / "board.git")
+    url = str(bare)
+    host("init", "--repo-url", url, "--push-budget", "600")
+    host("publish", "--repo-url", url, "--simulate", "1", "--seconds", "120", "--prefix", "long")
+    env = {k: v for k, v in os.environ.items() if k != "ENVIRONMENT" and not k.startswith("WMS_")}  # the defaults
+    log = tmp_path / "w.log"
+    worker = subprocess.Popen([PY, str(ROOT / "wms_worker_processor.py"), "--repo-url", url, "--heartbeat-seconds",
+                               "1", "--workdir", str(tmp_path / "w"), "--worker-id", "volunteer-1"], cwd=tmp_path,
+                              stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_for(lambda: "✅ Claimed work: long-00001" in log.read_text(encoding="utf-8"), timeout=60,
+                 what="the claim")
+        first, info = wait_for(lambda: _heartbeat_info(bare, "volunteer-1"), timeout=30, what="a heartbeat")
+        assert info["holding"] == [["long-00001", 1]]
+        assert (info["lease_seconds"], info["lease_basis"]) == (3.0, "heartbeats")  # not stretched by the 120 s
+        # the lease is renewed every heartbeat while the order runs: two more renewals, about a second apart
+        seen = {first}
+        wait_for(lambda: seen.add(_heartbeat_info(bare, "volunteer-1")[0]) or len(seen) >= 3, timeout=15,
+                 interval=0.1, what="two renewals")
+        # status shows the lease and when the orders would be taken back (from a host folder of its own: the
+        # monitor below starts watching fresh, as in the scenario)
+        status = json.loads(invoke("--workdir", str(tmp_path / "status-host"), "status", "--repo-url", url, "--json",
+                                   "--offline-after", "3").stdout)
+        live = status["workers"][0]
+        assert (live["lease_seconds"], live["lease_basis"], live["holding"]) == (3.0, "heartbeats", ["long-00001"])
+        assert 0 < live["takes_back_at"] - time.time() <= 3.5
+    finally:
+        worker.kill()  # kill -9: no goodbye, no release
+        worker.wait(timeout=10)
+    killed = time.monotonic()
+    with SmtpSink() as smtp:
+        args = ["monitor", "--repo-url", url, "--once", "--offline-after", "3", *smtp_args(smtp.port)]
+        time.sleep(max(0.0, killed + 5 - time.monotonic()))  # the scenario's timing: passes 5 s and 9 s after
+        one = invoke(*args)
+        assert one.stdout.startswith("Watching 1 worker(s); silent ones are judged from the next pass")
+        assert ids_by_state(bare)["active"] == ["long-00001"] and not smtp.messages
+        time.sleep(max(0.0, killed + 9 - time.monotonic()))
+        two = invoke(*args)
+        lines = two.stdout.splitlines()
+        assert re.fullmatch(r"Took back long-00001 from volunteer-1 \(silent \d+ s\)", lines[0]), two.stdout
+        assert lines[1] == "Emailed: [wms] worker volunteer-1 went offline"
+        assert smtp.wait(1)[0]["Subject"] == "[wms] worker volunteer-1 went offline"
+    assert ids_by_state(bare)["retry"] == ["long-00001"]  # back on offer (after the retry back-off)
+    assert "lease lapsed" in read_board_json(bare, "retry_queue/long-00001.json")["errors"][0]["error"]
+
+
 def _fail_for_good(board_path, tmp_path, n=1):
     admin_board = admin.open_board(str(board_path), tmp_path / "pub")
     admin.publish(admin_board, admin.simulate_orders(n, 0, prefix="bad"))

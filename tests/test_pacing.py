@@ -5,7 +5,7 @@ import pytest
 
 from coordination.config import WorkerConfig
 from coordination.pacing import (WORKERS_SHARE, Snapshot, ahead, batch, claims_wanted, confirm_wait, flush_due, fold_due,
-                                 heartbeat_due, next_timeout, result_batch)
+                                 next_timeout, result_batch)
 
 AUTO = WorkerConfig(jobs=1, prefetch=1, claim_batch=0, fold_delay=2.0, heartbeat_seconds=60.0, max_work=50)
 
@@ -41,11 +41,9 @@ def test_results_wait_for_a_batch_or_fold_delay_but_never_when_nothing_runs():
     assert not flush_due(AUTO, replace(s, outbox_times=()), 500.0)
 
 
-def test_folds_and_heartbeats_go_alone_only_when_due():
+def test_folds_go_alone_only_when_due():
     s = Snapshot(unfolded_times=(10.0, 50.0), last_heartbeat=0.0, budget=6000)
     assert not fold_due(AUTO, s, 11.0) and fold_due(AUTO, s, 12.0)
-    assert not heartbeat_due(AUTO, s, 59.0) and heartbeat_due(AUTO, s, 60.0)
-    assert heartbeat_due(AUTO, s, 30.0, part=0.5)
 
 
 def test_claims_made_ahead_are_confirmed_half_an_order_later():
@@ -72,8 +70,9 @@ def test_the_wait_until_the_next_turn_is_the_nearest_thing_due():
 
 
 # ---------------------------------------------------------------- the push budget
-from coordination.pacing import (budget_ahead, end_share, fleet_idle_reads, idle_wait, lease_seconds, may_push,  # noqa: E402
-                                 planned, push_interval, renewal_due, share_seconds, starving)
+from coordination.pacing import (budget_ahead, end_share, fleet_idle_reads, heartbeats_fit, idle_wait,  # noqa: E402
+                                 lease_basis, lease_seconds, may_push, planned, push_interval, renewal_due,
+                                 renewal_interval, share_seconds, starving)
 
 
 def test_each_worker_pushes_its_share_of_the_budget():
@@ -133,15 +132,41 @@ def test_claims_cover_the_time_until_the_next_push_and_share_the_end_of_the_queu
     assert budget_ahead(config, replace(s, order_seconds=None)) == 0  # not known yet: no batch
 
 
-def test_the_lease_covers_the_orders_held_and_is_renewed_only_when_they_outlive_it():
+def test_where_heartbeats_do_not_fit_the_lease_covers_the_orders_held_and_is_renewed_only_when_they_outlive_it():
     config = replace(AUTO, offline_after=180.0, heartbeat_seconds=60.0)
     s = Snapshot(budget=6, workers=24, order_seconds=60.0, jobs=1, ready=4)
+    assert not heartbeats_fit(config, s) and lease_basis(config, s) == "held work"
     lease = lease_seconds(config, s)
     assert lease >= 2 * (push_interval(s) + 5 * 60.0)
-    assert lease_seconds(config, Snapshot(budget=6000, workers=1, order_seconds=1.0)) == 180.0  # never under
+    few = Snapshot(budget=6, workers=5, order_seconds=1.0)  # 5 heartbeats a minute: over the workers' 4.5
+    assert lease_seconds(replace(config, offline_after=400.0), few) == 400.0  # never under offline_after
     held = replace(s, last_heartbeat=0.0, lease=lease)
+    assert renewal_interval(config, held) == lease / 2
     assert not renewal_due(config, held, lease / 2 - 1) and renewal_due(config, held, lease / 2)
     assert not renewal_due(config, replace(held, jobs=0, ready=0), 10 * lease)  # holding nothing: no heartbeat
+
+
+@pytest.mark.parametrize("budget, workers, heartbeat, fits", [
+    (600, 1, 1.0, True),  # the self-hosted board of the killed-worker scenario
+    (600, 8, 1.0, False),  # 8 heartbeats a second: 480 a minute, more than the workers' 450
+    (60, 45, 60.0, True), (60, 46, 60.0, False),  # 0.75 x 60 = 45 heartbeats a minute
+    (6, 4, 60.0, True), (6, 24, 60.0, False),  # GitHub: a handful of workers only
+])
+def test_heartbeats_go_every_interval_while_the_budget_has_room_for_the_fleets(budget, workers, heartbeat, fits):
+    config = replace(AUTO, heartbeat_seconds=heartbeat, offline_after=max(180.0, heartbeat))
+    s = Snapshot(budget=budget, workers=workers, order_seconds=120.0, jobs=1, last_heartbeat=0.0)
+    # W workers heartbeating every H seconds push W x 60 / H times a minute: within the workers' share?
+    assert (workers * 60 / heartbeat <= WORKERS_SHARE * budget) == fits
+    assert heartbeats_fit(config, s) == fits
+    assert lease_basis(config, s) == ("heartbeats" if fits else "held work")
+    if fits:
+        lease = lease_seconds(config, s)
+        assert lease == 3 * heartbeat  # three missed heartbeats, whatever the order's length
+        held = replace(s, lease=lease)
+        assert not renewal_due(config, held, heartbeat * 0.99) and renewal_due(config, held, heartbeat)
+        assert next_timeout(config, held, 0.0) <= heartbeat
+    else:
+        assert lease_seconds(config, s) >= 2 * (push_interval(s) + 120.0)
 
 
 def test_two_hundred_idle_workers_read_under_fifteen_times_a_second():

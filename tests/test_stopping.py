@@ -4,7 +4,7 @@ import threading
 
 from coordination.config import WorkerConfig
 from coordination.politeness import BatteryWatch
-from coordination.stopping import Stopping, limit_reached
+from coordination.stopping import Stop, Stopping, limit_reached
 
 CONFIG = WorkerConfig(max_work=5, max_failures=3, max_idle_hours=0.5)
 
@@ -17,12 +17,15 @@ def limit(**kw):
 
 def test_the_runs_limits_end_it_with_a_reason_and_an_exit_code():
     assert limit() is None
-    assert limit(work_done=5) == ("Reached max work orders (5)", 0)
-    assert limit(empty_polls=3) == ("No work available after 3 consecutive attempts", 0)
-    assert limit(idle=1800.0) == ("Idle for 0.50 hours (limit 0.5)", 0)
+    assert limit(work_done=5) == Stop("Reached max work orders (5)", 0, "Target of work orders reached", "work")
+    # the seed manual's stop lines
+    assert limit(empty_polls=3) == Stop("Reached 3 consecutive failures", 0, "Consecutive failure limit reached",
+                                        "failures")
+    assert limit(idle=1800.0) == Stop("0.5 hours with no successful work", 0, "Idle time limit reached", "idle")
     assert limit(idle=1800.0, holding=True) is None  # an order held is not idleness
-    reason, code = limit(idle=1800.0, unreachable_for=3600.0, unsent=2)
-    assert code == 4 and reason.startswith("Board unreachable for 1.00 hours") and "2 result(s) stay" in reason
+    stop = limit(idle=1800.0, unreachable_for=3600.0, unsent=2)
+    assert stop.exit_code == 4 and stop.reason.startswith("Board unreachable for 1.00 hours")
+    assert "2 result(s) stay" in stop.reason
 
 
 def test_pause_and_stop_files_in_the_workdir(tmp_path, caplog):
