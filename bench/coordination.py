@@ -51,6 +51,7 @@ def run_once(workers: int, orders: int, seconds: float, server_kind: str, tmp: P
         url = server.url("board.git")
         host("init", "--repo-url", url)
         host("publish", "--repo-url", url, "--simulate", str(orders), "--seconds", str(seconds), "--prefix", "b")
+        host("close", "--repo-url", url)  # one wave: workers stop once it is done
         cpu0, server0 = _cpu(), server_cpu()  # after the host's init and publish
         started = time.time()
         extra, env = [], None

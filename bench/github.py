@@ -80,6 +80,7 @@ def run_once(kind: str, workers: int, orders: int, tmp: Path, delay: float) -> d
             hook.chmod(0o755)
         host("publish", "--repo-url", url, "--simulate", str(orders), "--seconds", str(setting["seconds"]),
              "--prefix", "gh", env=env)
+        host("close", "--repo-url", url, env=env)  # one wave: workers stop once it is done
         started = time.monotonic()
         monitor = subprocess.Popen([PY, "-m", "host_tools", "monitor", "--repo-url", url, "--poll-seconds",
                                     str(setting["monitor_poll"]), "--offline-after", str(setting["offline_after"])],

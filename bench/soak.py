@@ -63,6 +63,7 @@ def run(workers: int, orders: int, seconds: float, faults: bool, tmp: Path, rng:
     env = dict(os.environ, ENVIRONMENT="testing", WMS_MAX_ATTEMPTS="10")
     host("init", "--repo-url", url, env=env)
     host("publish", "--repo-url", url, "--simulate", str(orders), "--seconds", str(seconds), "--prefix", "s", env=env)
+    host("close", "--repo-url", url, env=env)  # one wave: workers stop once it is done
     workdirs = [tmp / f"{tag}-w{i}" for i in range(workers)]
     procs = [start_worker(url, wd, *WORKER_ARGS) for wd in workdirs]
     kills = outages = restarts = 0

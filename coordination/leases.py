@@ -1,8 +1,8 @@
 """Taking back orders whose lease lapsed (Invariant 4).
 
 A claim's lease lives while its holder's heartbeat keeps changing (see
-`coordination.liveness`). Once the holder is silent for `offline_after`
-seconds, anyone may take the order back: the monitor with a `takeback` claim
+`coordination.liveness`). Once the holder is silent for longer than its lease
+(and at least `offline_after` seconds), anyone may take the order back: the monitor with a `takeback` claim
 (the order returns to `retry_queue/`, the lapse counted as a failed attempt),
 a worker with an ordinary claim at the next seq (it takes the order over, see
 `claims.lapsed_holder`). Both are create-only refs, so two clients taking back

@@ -1,8 +1,9 @@
 """Is a worker still there? Judged from its heartbeat ref, by the observer's own clock.
 
 A heartbeat ref changes on every push of its worker, and states the worker's lease:
-how long it may stay silent (`lease_seconds`, sized from its push interval and the
-orders it holds; see `coordination.pacing.lease_seconds`). An observer notes, on its
+how long it may stay silent (three heartbeats where the board's budget has room for the
+fleet's heartbeats, else sized from its push interval and the orders it holds; see
+`coordination.pacing.lease_seconds`). An observer notes, on its
 own clock, when it last saw each worker's ref change; a worker is offline once that
 is its lease (at least `offline_after`, at most `MAX_LEASE_SECONDS`) ago. Workers' clocks never enter
 that rule: a worker first seen is counted as heard from at that moment (the time
@@ -35,6 +36,17 @@ class _Seen:
 
 
 MAX_LEASE_SECONDS = 6 * 3600.0
+
+#: When work is taken back, in the words README.md, docs/HOST.md and `monitor --help` all use
+#: (tests/test_docs.py checks that they do).
+TAKEBACK_RULE = (
+    "A worker's orders are taken back once it has been silent (its heartbeat unchanged, by the "
+    "watcher's own clock) for longer than its lease, and never sooner than --offline-after seconds. "
+    "The lease is what its last heartbeat declared: three heartbeats (--heartbeat-seconds, default 60) "
+    "while the board's push budget has room for every worker's heartbeats, else stretched from its push "
+    "interval and the orders it holds. status shows each worker's lease and when its orders would be "
+    "taken back."
+)
 
 
 def declared_lease(info) -> float:

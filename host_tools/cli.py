@@ -23,6 +23,7 @@ from coordination.cli import WmsClickException
 from coordination.defaults import PUSH_BUDGET
 from coordination.exceptions import WmsError
 from coordination.git import LocalRepo
+from coordination.liveness import TAKEBACK_RULE
 from coordination.remote import parse_repo_url
 from coordination.secrets import redact
 from host_tools import admin
@@ -334,12 +335,20 @@ def _summary(report: PollReport, monitor: Monitor) -> str:
             f"{len(report.offline)} worker(s) offline.")
 
 
-@cli.command()
+MONITOR_HELP = f"""Take back work from silent workers, repair the board, email the supervisor.
+
+{TAKEBACK_RULE}
+
+Example: python -m host_tools monitor --repo-url /tmp/board.git --once --smtp-host smtp.example.org --alert-to boss@example.org
+"""
+
+
+@cli.command(help=MONITOR_HELP)
 @repo_option
 @click.option("--once", is_flag=True, help="One pass, then exit (for cron).")
 @click.option("--offline-after", type=float, default=None,
-              help="Seconds a worker may be silent before its work is taken back (default 180: three missed "
-                   "heartbeats; WMS_OFFLINE_AFTER).")
+              help="The least silence, in seconds, before a worker's work is taken back, whatever its lease "
+                   "(default 180: three missed heartbeats; WMS_OFFLINE_AFTER).")
 @click.option("--poll-seconds", type=float, default=60.0, show_default=True, help="Pause between passes.")
 @click.option("--smtp-host", default=None, help="Mail server for alerts (WMS_SMTP_HOST).")
 @click.option("--smtp-port", type=int, default=None, help="Its port (WMS_SMTP_PORT; 587 for STARTTLS, 465 for SSL).")
@@ -353,10 +362,6 @@ def _summary(report: PollReport, monitor: Monitor) -> str:
 @click.pass_obj
 def monitor(obj: HostContext, repo_url, once, offline_after, poll_seconds, smtp_host, smtp_port, smtp_user,
             smtp_security, smtp_ca_file, alert_to, alert_from):
-    """Take back work from silent workers, repair the board, email the supervisor.
-
-    Example: python -m host_tools monitor --repo-url /tmp/board.git --once --smtp-host smtp.example.org --alert-to boss@example.org
-    """
     offline_after = offline_after or obj.config.offline_after
     if offline_after <= 0 or poll_seconds <= 0:
         raise click.UsageError("--offline-after and --poll-seconds must be positive.")

@@ -3,7 +3,8 @@
 One poll (`Monitor.poll(now)`):
 
 1. folds pending claim and result refs into `main` (the board shows the truth);
-2. takes back active orders whose worker is silent longer than `offline_after`, and
+2. takes back active orders whose worker is silent longer than its lease (at least
+   `offline_after`; `coordination.liveness.TAKEBACK_RULE`), and
    orders a live worker claimed but no longer reports holding for a whole
    `offline_after` (it restarted and forgot them): they go to `retry_queue/`, the
    lapse counted as a failed attempt; out of attempts they go to `failed_work/`;

@@ -74,6 +74,8 @@ def main() -> int:
     chapter = base / "Sample Series" / "Chapter 1"
     if not args.no_ocr and make_sample_chapter(chapter):
         run([PY, "-m", "host_tools", "publish", "--repo-url", str(board), str(chapter)], env)
+    say("The host closes the board: this campaign has one wave, so workers stop once it is done")
+    run([PY, "-m", "host_tools", "close", "--repo-url", str(board)], env)
 
     say(f"{args.workers} volunteers run the worker; each stops by itself when the work runs out")
     procs = []

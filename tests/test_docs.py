@@ -137,6 +137,7 @@ def make_board(tmp_path: Path, block: Block) -> Path:
         make_bare(path)
         host("init", "--repo-url", str(path))
         host("publish", "--repo-url", str(path), "--simulate", "2", "--seconds", "0", "--prefix", "doc")
+        host("close", "--repo-url", str(path))  # the campaign's last wave: workers stop once it is done
     return path
 
 
@@ -276,3 +277,20 @@ def test_run_sh_commands(tmp_path):
     proc = subprocess.run([PY, "scripts/demo.py"], cwd=checkout, env=reader_env(home), capture_output=True,
                           timeout=600)
     assert proc.returncode == 0, _text(proc.stdout + proc.stderr)
+
+
+def test_when_work_is_taken_back_is_said_in_the_same_words_everywhere():
+    """README.md, docs/HOST.md and `monitor --help` state the take-back rule (the lease, what sets it,
+    the role of --offline-after) in the words of `coordination.liveness.TAKEBACK_RULE`."""
+    from click.testing import CliRunner
+
+    from coordination.liveness import TAKEBACK_RULE
+    from host_tools.cli import cli
+
+    def squeezed(text: str) -> str:  # line breaks (and click's wrapping at hyphens) aside
+        return re.sub(r"\s+", "", text)
+
+    for doc in (ROOT / "README.md", ROOT / "docs" / "HOST.md"):
+        assert squeezed(TAKEBACK_RULE) in squeezed(doc.read_text(encoding="utf-8")), doc.name
+    help_text = CliRunner().invoke(cli, ["monitor", "--help"]).output
+    assert squeezed(TAKEBACK_RULE) in squeezed(help_text)

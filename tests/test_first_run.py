@@ -1,6 +1,7 @@
 """The volunteer's first run as people do it: any current folder, the defaults, the seed manual's
 names, messages and log recipes, plain consoles, wrong hosts, a missing engine."""
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -38,6 +39,7 @@ def _text(data: bytes) -> str:
 
 def test_the_one_command_from_a_fresh_folder_finishes_the_board_and_exits_0(board, tmp_path):
     host("publish", "--repo-url", str(board), "--simulate", "3", "--seconds", "0", "--prefix", "one")
+    host("close", "--repo-url", str(board))  # the campaign's last wave
     fresh = _fresh(tmp_path)
     started = time.monotonic()
     proc = _worker(fresh, "--repo-url", str(board))
@@ -144,9 +146,9 @@ def test_the_seed_manuals_log_recipes_count_right(board, tmp_path):
             return subprocess.run(cmd, shell=True, cwd=workdir, capture_output=True, text=True).stdout
 
         log = (workdir / "worker.log").read_text(encoding="utf-8")
-        final = next(line for line in log.splitlines() if "📊 Final statistics" in line)
-        n_done = int(final.split("completed ")[1].split(",")[0])
-        n_lost = int(final.split("lost claim races ")[1].split(",")[0])
+        final = log[log.index("📊 Final Statistics:"):]  # the seed manual's final statistics, line by line
+        n_done = int(re.search(r"• Work completed: \d+ \(completed (\d+),", final).group(1))
+        n_lost = int(re.search(r"lost claim races: (\d+)", final).group(1))
         assert int(recipe('grep "🎉 Completed work" worker.log | wc -l')) == n_done
         assert int(recipe('grep "❌.*lost claim race" worker.log | wc -l')) == n_lost
         progress = recipe('grep "📈 Progress.*jobs/hour" worker.log | tail -10').splitlines()

@@ -50,7 +50,7 @@ def test_killpg_mid_order_finishes_once_and_releases_twice(board, tmp_path, sign
     log = _log(workdir)
     states = ids_by_state(board)
     assert states[outcome] == ["pg-00001"] and states["active"] == []
-    assert "🏁 Worker" in log and "📊 Final statistics" in log
+    assert "🏁 Worker cycle completed successfully!" in log and "📊 Final Statistics:" in log
     assert "A git reader process ended" not in log  # the readers were out of the group: never hit
     if outcome == "available":
         assert "Released work: pg-00001" in log
@@ -72,7 +72,7 @@ def test_killpg_sigterm_while_idle_stops_with_exit_0(tmp_path):
     os.killpg(proc.pid, signal.SIGTERM)  # `timeout`, `docker stop` and systemd signal the group too
     assert proc.wait(timeout=30) == 0
     log = _log(workdir)
-    assert "🛑 STOPPING: SIGTERM received" in log and "📊 Final statistics" in log
+    assert "🛑 STOPPING: SIGTERM received" in log and "📊 Final Statistics:" in log
 
 
 def test_ctrl_c_in_a_real_terminal_finishes_the_current_order(board, tmp_path):
