@@ -96,25 +96,28 @@ class Exchanges:
         return self.repo is not None and bool(self.repo.refs(TRACK))
 
     def exchange(self, want: int, *, heartbeat: bool = False, sync: bool = True, state: str = "running",
-                 push: bool = True) -> list[Job]:
+                 push: bool = True, renew: bool = False) -> list[Job]:
         """Fetch, then push results, claims, a fold of main and a heartbeat together; retry lost races.
-        ``push``: False when the push budget does not allow a push now (a fetch only)."""
+        ``push``: False when the push budget does not allow a push now (a fetch only); ``renew``: a lease
+        renewal, pushed only if the fresh view still says it is due (`pacing.renewal_due`)."""
         again = Backoff(0.05, 0.05, factor=1, spread=(0.0, 1.0), rng=self.rng, sleep=self.sleep_for)
         for _ in range(20):
-            jobs = self._exchange_once(want, heartbeat=heartbeat, sync=sync, state=state, push=push)
+            jobs = self._exchange_once(want, heartbeat=heartbeat, sync=sync, state=state, push=push, renew=renew)
             if jobs is not None:
                 return jobs
             again.wait()
         return []
 
-    def _exchange_once(self, want: int, *, heartbeat: bool, sync: bool, state: str, push: bool = True
-                       ) -> list[Job] | None:
+    def _exchange_once(self, want: int, *, heartbeat: bool, sync: bool, state: str, push: bool = True,
+                       renew: bool = False) -> list[Job] | None:
         """One round trip. None when every claim lost its race (the caller tries again)."""
         assert self.board is not None and self.repo is not None
         now = self.now()
         self._learning = False
         view = self.board.sync(heartbeats=True) if sync else None
         started = self.look(view) if view is not None else []
+        if renew and not pacing.renewal_due(self.config, self.snapshot(), now):
+            heartbeat = push = False  # the fleet seen now leaves no room for heartbeats: the lease declared holds
         if push and not heartbeat and view is not None and not pacing.may_push(self.config, self.snapshot(), now):
             push = False  # the fresh view shows more workers pushing: this one's turn has not come yet
         results = self.results_to_push(view)
@@ -171,6 +174,7 @@ class Exchanges:
         """Take in a fresh view: the board's push budget and the workers pushing to it, what orders
         take; drop what main now shows, confirm claims made ahead, start those."""
         self.board.require_main(view)
+        self._fleet_seen = self._fleet_seen or self._last_push != float("-inf")  # a look after its first push
         self.observe_heartbeats(view)
         self.budget = view.push_budget()
         # the workers pushing to the board: heartbeats still alive, holders on main, claims pending

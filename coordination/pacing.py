@@ -58,7 +58,7 @@ WORKERS_SHARE = 0.75  # of the budget, the workers' regular pushes spend this sh
 IDLE_READS_PER_SECOND = 5.0  # what the idle workers one worker sees may read together (GitHub: 15 a second)
 
 __all__ = ["Snapshot", "ahead", "batch", "claims_wanted", "confirm_wait", "end_share", "fleet_idle_reads", "flush_due",
-           "fold_due", "heartbeats_fit", "idle_backoff", "idle_wait", "in_turn", "lease_basis", "lease_seconds", "may_push",
+           "fold_due", "heartbeats_fit", "heartbeats_may_fit", "idle_backoff", "idle_wait", "in_turn", "lease_basis", "lease_seconds", "may_push",
            "next_push_at", "next_timeout", "planned", "poll_wait", "push_interval", "renewal_due", "renewal_interval", "result_batch",
            "share_seconds", "starving", "turn_at"]
 
@@ -89,6 +89,7 @@ class Snapshot:
     lease: float = 0.0  # the lease the last heartbeat declared
     slots: int = 0  # threads of the workers seen, this one's included (0: not counted yet)
     others_backlog: float = 0.0  # thread-seconds of orders the other workers hold and have not finished, as estimated
+    fleet_seen: bool = False  # this worker has looked at the board since its first push (it has seen the fleet)
 
     @property
     def held(self) -> int:
@@ -296,19 +297,33 @@ def may_push(config: WorkerConfig, s: Snapshot, now: float) -> bool:
     return now >= next_push_at(config, s)
 
 
-def heartbeats_fit(config: WorkerConfig, s: Snapshot) -> bool:
-    """Does the board's budget have room for the fleet's heartbeats? W workers renewing their leases
-    every `heartbeat_seconds` push W x 60 / heartbeat_seconds times a minute; that fits within the
-    workers' share of the budget (`WORKERS_SHARE` x B) exactly when a worker's push interval is no
-    longer than its heartbeat interval, so a heartbeat never costs more than the worker's own turn.
+def heartbeats_may_fit(config: WorkerConfig, s: Snapshot) -> bool:
+    """Would the board's budget have room for the fleet's heartbeats, with the workers this worker
+    saw last? W workers renewing their leases every `heartbeat_seconds` push W x 60 /
+    heartbeat_seconds times a minute; that fits within the workers' share of the budget
+    (`WORKERS_SHARE` x B) exactly when a worker's push interval is no longer than its heartbeat
+    interval, so a heartbeat never costs more than the worker's own turn.
 
     >>> c = WorkerConfig(heartbeat_seconds=60.0)
-    >>> heartbeats_fit(c, Snapshot(budget=600, workers=48)), heartbeats_fit(c, Snapshot(budget=6, workers=24))
+    >>> heartbeats_may_fit(c, Snapshot(budget=600, workers=48)), heartbeats_may_fit(c, Snapshot(budget=6, workers=24))
     (True, False)
-    >>> heartbeats_fit(c, Snapshot(budget=6, workers=4)), heartbeats_fit(c, Snapshot(budget=6, workers=5))
+    >>> heartbeats_may_fit(c, Snapshot(budget=6, workers=4)), heartbeats_may_fit(c, Snapshot(budget=6, workers=5))
     (True, False)
     """
     return push_interval(s) <= config.heartbeat_seconds
+
+
+def heartbeats_fit(config: WorkerConfig, s: Snapshot) -> bool:
+    """Does the budget have room for the fleet's heartbeats (`heartbeats_may_fit`), as far as this
+    worker knows the fleet: only once it has looked at the board since its first push. A fleet that
+    starts together sees nobody at its first look; declaring leases of three heartbeats then would
+    make every worker renew at its first heartbeat, a push each at once.
+
+    >>> c = WorkerConfig(heartbeat_seconds=60.0)
+    >>> heartbeats_fit(c, Snapshot(budget=600, workers=1)), heartbeats_fit(c, Snapshot(budget=600, fleet_seen=True))
+    (False, True)
+    """
+    return s.fleet_seen and heartbeats_may_fit(config, s)
 
 
 def lease_basis(config: WorkerConfig, s: Snapshot) -> str:
@@ -333,9 +348,10 @@ def lease_seconds(config: WorkerConfig, s: Snapshot, held: int | None = None) ->
     >>> c = WorkerConfig(jobs=1, offline_after=180.0)
     >>> round(lease_seconds(c, Snapshot(budget=6, workers=24, order_seconds=60.0), held=5))  # stretched
     1240
-    >>> lease_seconds(c, Snapshot(budget=1200, workers=2, order_seconds=1.0), held=2)  # 3 heartbeats
+    >>> lease_seconds(c, Snapshot(budget=1200, workers=2, order_seconds=1.0, fleet_seen=True), held=2)  # 3 heartbeats
     180.0
-    >>> lease_seconds(WorkerConfig(heartbeat_seconds=1.0), Snapshot(budget=600, workers=1, order_seconds=120.0))
+    >>> alone = Snapshot(budget=600, workers=1, order_seconds=120.0, fleet_seen=True)
+    >>> lease_seconds(WorkerConfig(heartbeat_seconds=1.0), alone)
     3.0
     """
     if heartbeats_fit(config, s):
@@ -347,9 +363,11 @@ def lease_seconds(config: WorkerConfig, s: Snapshot, held: int | None = None) ->
 
 def renewal_interval(config: WorkerConfig, s: Snapshot) -> float:
     """Seconds between this worker's lease renewals while it holds orders: every
-    `heartbeat_seconds` where the budget has room for heartbeats; else half the lease its last
-    heartbeat declared (at least `heartbeat_seconds`)."""
-    if heartbeats_fit(config, s):
+    `heartbeat_seconds` where the budget may have room for heartbeats (`heartbeats_may_fit`: the
+    renewal then looks at the board first and pushes only if the fleet it sees still leaves room, or
+    the lease needs it); else half the lease its last heartbeat declared (at least
+    `heartbeat_seconds`)."""
+    if heartbeats_may_fit(config, s):
         return config.heartbeat_seconds
     return max(config.heartbeat_seconds, s.lease / 2)
 

@@ -53,7 +53,7 @@ class Successors:
         self.outbox = {entry.key: entry for entry in self.spool.entries()}
         self.liveness = LivenessTracker(self.config.offline_after, clock=self.monotonic)
         self._pending_since, self._last_heartbeat, self._next_poll_at = {}, 0.0, 0.0
-        self._heartbeat_seq, self._last_push, self._lease = 0, float("-inf"), 0.0
+        self._heartbeat_seq, self._last_push, self._lease, self._fleet_seen = 0, float("-inf"), 0.0, False
         self.stats.empty_polls, self._scan_lapsed = 0, False
         self.idle_backoff.reset()
         self.remaining, self.unfinished, self.holders, self.successor, self.closed = None, 0, 0, None, False

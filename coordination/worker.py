@@ -123,6 +123,7 @@ class Worker(Exchanges, Successors):
         self._declared_held = 0  # orders the last heartbeat pushed listed
         self.fleet_slots, self.others_backlog = 0, 0.0  # threads seen and what the others hold (`fleet_backlog`)
         self._found_nothing = False  # the last claim found nothing on offer
+        self._fleet_seen = False  # looked at the board since this worker's first push
 
     def snapshot(self) -> pacing.Snapshot:
         """What the pacing decisions read of this worker now."""
@@ -136,7 +137,7 @@ class Worker(Exchanges, Successors):
             last_busy=self._last_busy, last_heartbeat=self._last_heartbeat, next_poll_at=self._next_poll_at,
             rest_until=self._rest_until, budget=self.budget, workers=self.workers_seen,
             order_seconds=self._order_seconds, last_push=self._last_push, push_jitter=self._push_jitter,
-            lease=self._lease, slots=self.fleet_slots, others_backlog=self.others_backlog)
+            lease=self._lease, slots=self.fleet_slots, others_backlog=self.others_backlog, fleet_seen=self._fleet_seen)
 
     # ---------------------------------------------------------------- life cycle
     def run(self, *, restore_signals: bool = False) -> WorkerStats:
@@ -206,8 +207,8 @@ class Worker(Exchanges, Successors):
                     continue  # there may be more slots to fill, or claims to confirm
                 if claim and not self.ready and self._found_nothing:
                     self.handle_empty_poll()
-            elif pacing.renewal_due(self.config, pace, self.now()):  # an order outlives the lease
-                self.with_board_retries(lambda: self.exchange(0, heartbeat=True, sync=False))
+            elif pacing.renewal_due(self.config, pace, self.now()):  # the lease of the orders held needs renewing
+                self.with_board_retries(lambda: self.exchange(0, heartbeat=True, renew=True))
             self.wait(pacing.next_timeout(self.config, self.snapshot(), self.now()))
 
     def check_stop(self) -> bool:

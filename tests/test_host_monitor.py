@@ -87,9 +87,11 @@ def test_where_pushes_are_cheap_a_killed_worker_is_taken_back_and_emailed_within
     try:
         wait_for(lambda: "✅ Claimed work: long-00001" in log.read_text(encoding="utf-8"), timeout=60,
                  what="the claim")
-        first, info = wait_for(lambda: _heartbeat_info(bare, "volunteer-1"), timeout=30, what="a heartbeat")
-        assert info["holding"] == [["long-00001", 1]]
-        assert (info["lease_seconds"], info["lease_basis"]) == (3.0, "heartbeats")  # not stretched by the 120 s
+        # its first heartbeat, with the claim, comes before it has seen the fleet: stretched over the 120 s;
+        # its first renewal, a second later, has looked at the board and declares three heartbeats
+        first, info = wait_for(lambda: (hb := _heartbeat_info(bare, "volunteer-1")) and
+                               hb[1]["lease_basis"] == "heartbeats" and hb, timeout=30, what="a 3-s lease")
+        assert info["holding"] == [["long-00001", 1]] and info["lease_seconds"] == 3.0
         # the lease is renewed every heartbeat while the order runs: two more renewals, about a second apart
         seen = {first}
         wait_for(lambda: seen.add(_heartbeat_info(bare, "volunteer-1")[0]) or len(seen) >= 3, timeout=15,

@@ -154,10 +154,13 @@ def test_where_heartbeats_do_not_fit_the_lease_covers_the_orders_held_and_is_ren
 ])
 def test_heartbeats_go_every_interval_while_the_budget_has_room_for_the_fleets(budget, workers, heartbeat, fits):
     config = replace(AUTO, heartbeat_seconds=heartbeat, offline_after=max(180.0, heartbeat))
-    s = Snapshot(budget=budget, workers=workers, order_seconds=120.0, jobs=1, last_heartbeat=0.0)
+    s = Snapshot(budget=budget, workers=workers, order_seconds=120.0, jobs=1, last_heartbeat=0.0, fleet_seen=True)
     # W workers heartbeating every H seconds push W x 60 / H times a minute: within the workers' share?
     assert (workers * 60 / heartbeat <= WORKERS_SHARE * budget) == fits
     assert heartbeats_fit(config, s) == fits
+    # before the worker has looked at the board since its first push it does not know the fleet: stretched
+    assert not heartbeats_fit(config, replace(s, fleet_seen=False))
+    assert renewal_interval(config, replace(s, fleet_seen=False, lease=1000.0)) == (heartbeat if fits else 500.0)
     assert lease_basis(config, s) == ("heartbeats" if fits else "held work")
     if fits:
         lease = lease_seconds(config, s)
