@@ -50,6 +50,10 @@ import numpy as np
 from pipelines.engines.base import Line
 
 MIN_SCORE = 0.5
+#: Neighbouring columns join when the space between them is under this many text sizes...
+COLUMN_GAP = 0.9
+#: ...and their tops (or centres) are within this many text sizes.
+COLUMN_ALIGN = 0.4
 PAGE_MARGIN = 0.07
 SFX_SIZE_RATIO = 2.5
 #: A strip is a panel gutter when at least this fraction of it is blank (text masked):
@@ -220,7 +224,7 @@ def _can_join(a: Line, oa: str, ba: int | None, b: Line, ob: str, bb: int | None
     if orient in ("v", "?"):
         gap = -_overlap(ax1, ax2, bx1, bx2)
         along = _overlap(ay1, ay2, by1, by2)
-        if gap < limit and along > 0:
+        if gap < COLUMN_GAP * size and along > 0 and columns_aligned((ay1, ay2), (by1, by2), size):
             return True
     if orient in ("h", "?"):
         gap = -_overlap(ay1, ay2, by1, by2)
@@ -228,6 +232,25 @@ def _can_join(a: Line, oa: str, ba: int | None, b: Line, ob: str, bb: int | None
         if gap < limit and along > 0:
             return True
     return False
+
+
+def columns_aligned(a: tuple[float, float], b: tuple[float, float], size: float) -> bool:
+    """Whether two neighbouring vertical columns (their top and bottom) can be one bubble's.
+
+    A bubble's columns start at the same height (top-aligned) or share a
+    centre; a column starting lower by more than COLUMN_ALIGN text sizes is
+    a neighbouring bubble's.
+
+    >>> columns_aligned((100, 300), (104, 200), 30)   # top-aligned, shorter
+    True
+    >>> columns_aligned((100, 300), (150, 250), 30)   # centred
+    True
+    >>> columns_aligned((100, 300), (160, 400), 30)   # starts two characters lower
+    False
+    """
+    top = abs(a[0] - b[0])
+    centre = abs((a[0] + a[1]) - (b[0] + b[1])) / 2
+    return top <= COLUMN_ALIGN * size or centre <= COLUMN_ALIGN * size
 
 
 def group_lines(lines: list[Line], bubbles: BubbleMap | None = None) -> list[list[Line]]:
