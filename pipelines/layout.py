@@ -10,12 +10,19 @@ Rules (all geometric; no per-page tuning):
    join even when far apart; lines in two different bubbles never join.
 3. **Grouping.** Otherwise lines join a block when they have the same
    orientation, a similar text size (ratio < 1.6), overlap along the reading
-   axis and the gap across it is under 0.9x the text size.
+   axis and the gap across it is under 0.9x the text size. Vertical columns
+   join only when their tops (or centres) are within 0.4 text sizes
+   (`columns_aligned`): a column starting lower belongs to the next bubble,
+   also when two bubbles touch and make one white region.
 4. **Orientation of a block**: the majority of its lines; an all-ambiguous
    block is vertical on Japanese pages and horizontal on English ones.
 5. **Order inside a block**: vertical columns right to left, horizontal lines
    top to bottom.
-6. **Order of blocks**: recursive XY-cut. At each step the region is cut
+6. **Order of blocks**: panels first (`find_panels`: the page cut along
+   rows, then columns, blank or dark across the whole region; tiers top to
+   bottom, panels right to left on Japanese pages), each block in the panel
+   holding most of it; inside a panel (or on a page without panels) a
+   recursive XY-cut. At each step the region is cut
    along a gap between blocks. Cuts that run along a panel separator win: a
    blank gutter (a strip blank apart from text) or a straight border line
    (dark along the whole strip, give or take 2 px); the cleanest separator
@@ -25,7 +32,7 @@ Rules (all geometric; no per-page tuning):
 7. **Dropped**: page numbers (a block of 1-4 digits, optionally dashed, inside
    the outer 7% margin of the page) and drawn sound effects (a block of at most
    4 kana whose text is 2.5x larger than the page's median text, or any line
-   read with confidence under 0.5).
+   read with confidence under 0.5) and furigana (`is_furigana`).
 8. **Normalisation**: NFKC on every line (full-width ASCII to half-width, "…"
    to "...", half-width kana to full-width); whitespace between Japanese
    characters removed.
@@ -376,7 +383,104 @@ class _Gutters:
         return float(blank.mean(axis=0).max()), float(thick.mean(axis=0).max())
 
 
+def _separator_runs(blank_frac: np.ndarray, dark_frac: np.ndarray, min_side: int) -> list[tuple[int, int]]:
+    """Spans between separators along one axis: [(start, end)] of the stretches at least ``min_side`` long.
+
+    A position is a separator when it is blank (GUTTER_BLANK) or dark (BORDER_LINE) across the region.
+
+    >>> blank = np.array([1, 1, .2, .3, .1, 1, 1, .5, .4, .2, .3, 1])
+    >>> _separator_runs(blank, np.zeros(12), 2)
+    [(2, 5), (7, 11)]
+    """
+    sep = (blank_frac >= GUTTER_BLANK) | (dark_frac >= BORDER_LINE)
+    runs, start = [], None
+    for i, is_sep in enumerate(list(sep) + [True]):
+        if not is_sep and start is None:
+            start = i
+        elif is_sep and start is not None:
+            if i - start >= min_side:
+                runs.append((start, i))
+            start = None
+    return runs
+
+
+def find_panels(blank: np.ndarray, dark: np.ndarray, rtl: bool = True,
+                min_side: int | None = None) -> list[tuple[int, int, int, int]]:
+    """Panels of a page, in reading order, from its gutters: [(x1, y1, x2, y2)].
+
+    ``blank``/``dark`` are the page's masks (text masked out). The page is cut
+    recursively along rows, then columns, that are blank (a gutter) or dark
+    (a border drawn between panels) across the whole region: tiers top to
+    bottom, panels in a tier right to left (``rtl``) or left to right.
+    Stretches under ``min_side`` (default 4% of the page's short side) are
+    gutters, not panels. A page without gutters is one panel.
+
+    >>> page = np.ones((100, 200), bool)              # a blank page...
+    >>> page[5:45, 110:195] = page[5:45, 5:100] = page[55:95, 5:195] = False   # ...with three panels
+    >>> find_panels(page, np.zeros_like(page))
+    [(110, 5, 195, 45), (5, 5, 100, 45), (5, 55, 195, 95)]
+    >>> find_panels(page, np.zeros_like(page), rtl=False)[0]
+    (5, 5, 100, 45)
+    """
+    h, w = blank.shape
+    min_side = min_side or max(8, int(0.04 * min(h, w)))
+    out: list[tuple[int, int, int, int]] = []
+
+    def rec(x1: int, y1: int, x2: int, y2: int, depth: int) -> None:
+        b, d = blank[y1:y2, x1:x2], dark[y1:y2, x1:x2]
+        rows = _separator_runs(b.mean(axis=1), d.mean(axis=1), min_side)
+        if len(rows) > 1 and depth < 12:
+            for a, e in rows:
+                rec(x1, y1 + a, x2, y1 + e, depth + 1)
+            return
+        cols = _separator_runs(b.mean(axis=0), d.mean(axis=0), min_side)
+        if len(cols) > 1 and depth < 12:
+            for a, e in (reversed(cols) if rtl else cols):
+                rec(x1 + a, y1, x1 + e, y2, depth + 1)
+            return
+        # trim the panel to its content
+        ys, xs = rows[0] if rows else (0, y2 - y1), cols[0] if cols else (0, x2 - x1)
+        out.append((x1 + xs[0], y1 + ys[0], x1 + xs[1], y1 + ys[1]))
+
+    rec(0, 0, w, h, 0)
+    return out
+
+
+def _panel_of(box: tuple[float, float, float, float], panels: list[tuple[int, int, int, int]]) -> int:
+    """The panel holding most of ``box`` (by area; the nearest centre when it overlaps none)."""
+    x1, y1, x2, y2 = box
+    best, best_area = 0, -1.0
+    for i, (px1, py1, px2, py2) in enumerate(panels):
+        area = max(0.0, min(x2, px2) - max(x1, px1)) * max(0.0, min(y2, py2) - max(y1, py1))
+        if area > best_area:
+            best, best_area = i, area
+    if best_area > 0:
+        return best
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    return min(range(len(panels)), key=lambda i: (cx - (panels[i][0] + panels[i][2]) / 2) ** 2
+               + (cy - (panels[i][1] + panels[i][3]) / 2) ** 2)
+
+
 def order_blocks(blocks: list[Block], width: int, height: int, lang: str, gray: np.ndarray | None = None) -> list[Block]:
+    """Blocks in reading order: panels (from the page's gutters) in order, and inside each panel
+    the blocks by `order_in_region`. A page without panels is one region."""
+    rtl = lang == "ja"
+    if gray is None or len(blocks) <= 1:
+        return order_in_region(blocks, width, height, lang, gray)
+    gutters = _Gutters(gray, blocks)
+    panels = find_panels(gutters.blank, gutters.dark, rtl)
+    if len(panels) <= 1:
+        return order_in_region(blocks, width, height, lang, gray)
+    groups: dict[int, list[Block]] = {}
+    for b in blocks:
+        groups.setdefault(_panel_of(b.box, panels), []).append(b)
+    out = []
+    for i in sorted(groups):
+        out += order_in_region(groups[i], width, height, lang, gray)
+    return out
+
+
+def order_in_region(blocks: list[Block], width: int, height: int, lang: str, gray: np.ndarray | None = None) -> list[Block]:
     rtl = lang == "ja"
     gutters = _Gutters(gray, blocks)
 

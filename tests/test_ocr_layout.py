@@ -134,3 +134,69 @@ def test_empty_page():
     page = layout_page([], 800, 1200)
     assert page.blocks == [] and page.text == ""
     assert page.to_mokuro() == {"img_width": 800, "img_height": 1200, "blocks": [], "text": ""}
+
+
+def _panel_page(panels, bubbles, size=(800, 1000)):
+    """A page: white gutters, panels with a 4 px border and screentone-grey art, white bubbles with an outline."""
+    import cv2
+
+    w, h = size
+    img = np.full((h, w, 3), 255, np.uint8)
+    for x1, y1, x2, y2 in panels:
+        img[y1:y2, x1:x2] = 140
+        cv2.rectangle(img, (x1, y1), (x2 - 1, y2 - 1), (0, 0, 0), 4)
+    for x1, y1, x2, y2 in bubbles:
+        centre, axes = ((x1 + x2) // 2, (y1 + y2) // 2), ((x2 - x1) // 2 + 14, (y2 - y1) // 2 + 14)
+        cv2.ellipse(img, centre, axes, 0, 0, 360, (255, 255, 255), -1)
+        cv2.ellipse(img, centre, axes, 0, 0, 360, (0, 0, 0), 3)
+    return img
+
+
+def test_two_panels_two_bubbles_each_read_in_manga_order():
+    """Panels right to left (found from the gutters), inside a panel its bubbles, inside a bubble its
+    columns right to left; without the panels the bubbles of the two panels would interleave by height."""
+    panels = [(420, 20, 780, 980), (20, 20, 380, 980)]  # right panel, left panel
+    # each bubble: two columns of one text size; the left panel's bubbles sit higher than the right's
+    bubbles = {"右上": (600, 120, 664, 300), "右下": (520, 640, 584, 820),
+               "左上": (200, 60, 264, 240), "左下": (80, 560, 144, 740)}
+    img = _panel_page(panels, bubbles.values())
+    lines = []
+    for name, (x1, y1, x2, y2) in bubbles.items():
+        lines += [vline(x1 + 34, y1 + 10, name + "いち"), vline(x1, y1 + 10, name + "に")]
+    page = layout_page(lines, 800, 1000, image=img)
+    assert len(page.blocks) == 4 and all(b.vertical for b in page.blocks)
+    assert page.text.split("\n") == ["右上いち右上に", "右下いち右下に", "左上いち左上に", "左下いち左下に"]
+    # the same lines without the page: no panels, the rows of bubbles interleave
+    assert layout_page(lines, 800, 1000).text.split("\n")[:2] == ["右上いち右上に", "左上いち左上に"]
+
+
+def test_panels_are_found_from_the_gutters_in_reading_order():
+    from pipelines.layout import _Gutters, find_panels
+
+    tiers = [(430, 20, 780, 480), (20, 20, 410, 480), (20, 500, 780, 980)]  # top right, top left, bottom
+    img = _panel_page(tiers, [])
+    g = _Gutters(img[:, :, 0], [])
+    found = find_panels(g.blank, g.dark, rtl=True)
+    assert len(found) == 3
+    for (fx1, fy1, fx2, fy2), (x1, y1, x2, y2) in zip(found, tiers):  # each panel found within its border
+        assert abs(fx1 - x1) <= 6 and abs(fy1 - y1) <= 6 and abs(fx2 - x2) <= 6 and abs(fy2 - y2) <= 6
+    assert [p[0] for p in find_panels(g.blank, g.dark, rtl=False)[:2]] == [found[1][0], found[0][0]]
+
+
+def test_english_page_keeps_panels_left_to_right():
+    panels = [(420, 20, 780, 980), (20, 20, 380, 980)]
+    img = _panel_page(panels, [])
+    lines = [hline(460, 300, "second panel"), hline(60, 60, "first panel"), hline(60, 700, "first again"),
+             hline(460, 40, "second top")]
+    page = layout_page(lines, 800, 1000, image=img)
+    assert page.lang == "en"
+    assert page.text.split("\n") == ["first panel", "first again", "second top", "second panel"]
+
+
+def test_touching_bubbles_stay_two_blocks():
+    """Two bubbles that touch (one white region): the left bubble's columns start lower, so they are not
+    joined to the right bubble's, and each bubble's columns stay together."""
+    lines = [vline(700, 100, "ところでさ"), vline(670, 100, "あのね"),        # right bubble, top-aligned
+             vline(620, 160, "自分の分は"), vline(590, 160, "何買った")]      # left bubble, starts 2 chars lower
+    page = layout_page(lines, 800, 1200)
+    assert [b.texts for b in page.blocks] == [["ところでさ", "あのね"], ["自分の分は", "何買った"]]
