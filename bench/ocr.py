@@ -26,6 +26,18 @@ Figures per engine and set:
   a perfect layout could do).
 * peak memory: max RSS of a separate worker process running one ocr_chapter
   order of 20 synthetic 2400x3400 pages.
+
+Page by page (``--pages``): the dev pages through ``python -m pipelines ocr
+--format json --jobs N`` end to end (process start included, one process per
+side), for this checkout and, side by side in the same run, for the checkouts
+named by ``--before REV`` (a ``git archive`` of REV, run from a temporary
+folder). One row a page: F1, CER, block recall and the reading-order error
+(discordant pairs of truth blocks, `pipelines.metrics.order_error`); then the
+figures of the tuning half, the held-out half and all pages, and each side's
+wall time, pages/s and CPU seconds a page. The split is fixed: per title,
+the 1st, 3rd and 5th page (sorted by name) tune, the others are held out::
+
+    python bench/ocr.py --pages --before ed8b2a8
 """
 from __future__ import annotations
 
@@ -47,7 +59,7 @@ from PIL import Image  # noqa: E402
 
 from pipelines.engines.base import BlockRequest  # noqa: E402
 from pipelines.layout import make_block, normalize_text  # noqa: E402
-from pipelines.metrics import block_recall, char_counts, edit_distance, norm  # noqa: E402
+from pipelines.metrics import block_recall, char_counts, edit_distance, norm, order_error  # noqa: E402
 from pipelines.ocr import OcrPipeline  # noqa: E402
 from pipelines.pages import PageImage, decode_image  # noqa: E402
 
@@ -234,6 +246,111 @@ def _render_board(board: str, work_id: str, pages: int, size: str, lang: str) ->
     print(json.dumps(order_pages))
 
 
+def split_of(names: list[str]) -> dict[str, str]:
+    """Per title (name up to the last '_'), pages 1, 3, 5, ... sorted by name tune, the others are held out."""
+    out, seen = {}, {}
+    for name in sorted(names):
+        title = name.rsplit("_", 1)[0]
+        k = seen.get(title, 0)
+        seen[title] = k + 1
+        out[name] = "tune" if k % 2 == 0 else "held"
+    return out
+
+
+def run_cli(tree: Path, images: list[Path], jobs: int, extra: list[str]) -> tuple[dict, float, float]:
+    """``python -m pipelines ocr`` in ``tree`` on ``images``: ({stem: page}, wall s, CPU s)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WMS_OCR_")}
+    cmd = [sys.executable, "-m", "pipelines", "ocr", *map(str, images), "--format", "json", "--jobs", str(jobs), *extra]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=3600)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit(f"{tree}: {' '.join(cmd[1:4])} failed: {proc.stderr.strip()[-2000:]}")
+    pages = {}
+    for line in proc.stdout.splitlines():
+        obj = json.loads(line)
+        pages[Path(obj["image"]).stem] = obj
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return pages, wall, cpu
+
+
+def page_scores(truth: list[str], text: str) -> dict:
+    pred = text.split("\n")
+    t, p = "".join(truth), "".join(pred)
+    tp, nt, np_ = char_counts(t, p)
+    m, tot = block_recall(truth, pred)
+    d, pairs = order_error(truth, pred)
+    return {"edits": edit_distance(norm(t), norm(p)), "tlen": len(norm(t)), "tp": tp, "nt": nt, "np": np_,
+            "bm": m, "bt": tot, "disc": d, "pairs": pairs}
+
+
+def summary(rows: list[dict]) -> dict:
+    s = {k: sum(r[k] for r in rows) for k in rows[0]} if rows else {}
+    if not s:
+        return {"f1": 0.0, "cer": 0.0, "block_recall": 0.0, "order_error": 0.0}
+    prec, rec = s["tp"] / max(1, s["np"]), s["tp"] / max(1, s["nt"])
+    return {"f1": 2 * prec * rec / (prec + rec) if prec + rec else 0.0, "cer": s["edits"] / max(1, s["tlen"]),
+            "block_recall": s["bm"] / max(1, s["bt"]), "order_error": s["disc"] / max(1, s["pairs"])}
+
+
+def pages_mode(args) -> None:
+    d = devset_dir()
+    if d is None:
+        raise SystemExit("dev set not found (set WMS_OCR_DEVSET)")
+    images = sorted(d.glob("*.jpg"))[:args.limit]
+    truth = {p.stem: [ln.strip() for ln in p.with_suffix(".txt").read_text(encoding="utf-8").splitlines() if ln.strip()]
+             for p in images}
+    split = split_of([p.stem for p in images])
+    sides = []  # (label, tree)
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        for rev in args.before or []:
+            tree = Path(tmp) / rev
+            tree.mkdir()
+            archive = subprocess.run(["git", "archive", rev], cwd=ROOT, capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+            sides.append((rev, tree))
+        sides.append(("this", ROOT))
+        results = []
+        for label, tree in sides:
+            extra = args.cli_args.split() if args.cli_args and label == "this" else []
+            pages, wall, cpu = run_cli(tree, images, args.jobs, extra)
+            scores = {n: page_scores(truth[n], pages[n]["text"]) if n in pages else None for n in truth}
+            results.append((label, scores, wall, cpu))
+    fs = os.statvfs(args.tmp or tempfile.gettempdir())
+    print(f"dev pages {len(images)} ({d}); split: per title pages 1,3,5 tune, 2,4,6 held out; "
+          f"--jobs {args.jobs}; cores {os.cpu_count()}; temporary trees in {args.tmp or tempfile.gettempdir()}")
+    head = "page                           split " + " ".join(f"| {lab[:12]:>12s}  F1    CER  blk  ord" for lab, *_ in results)
+    print(head)
+    for n in sorted(truth):
+        cells = []
+        for _, scores, _, _ in results:
+            r = scores[n]
+            if r is None:
+                cells.append(f"| {'ERROR':>31s}")
+                continue
+            sm = summary([r])
+            cells.append(f"| {'':12s} {sm['f1']:.3f} {sm['cer']:.3f} {sm['block_recall']:.2f} {sm['order_error']:.2f}")
+        print(f"{n:30s} {split[n]:5s} " + " ".join(cells))
+    report = {}
+    for part in ("tune", "held", "all"):
+        cells = []
+        for label, scores, _, _ in results:
+            rows = [r for n, r in scores.items() if r is not None and (part == "all" or split[n] == part)]
+            sm = summary(rows)
+            report.setdefault(label, {})[part] = sm
+            cells.append(f"| {'':12s} {sm['f1']:.3f} {sm['cer']:.3f} {sm['block_recall']:.2f} {sm['order_error']:.2f}")
+        print(f"{'== ' + part:30s} {'':5s} " + " ".join(cells))
+    for label, scores, wall, cpu in results:
+        ok = sum(1 for r in scores.values() if r is not None)
+        report[label]["speed"] = {"pages": ok, "wall_s": wall, "pages_per_s": ok / wall, "cpu_s_per_page": cpu / max(1, ok)}
+        print(f"{label:12s} {ok} pages in {wall:.1f} s end to end: {ok / wall:.2f} pages/s, "
+              f"CPU {cpu / max(1, ok):.2f} s a page")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+
+
 def fmt(row: dict) -> str:
     return f"CER {row['cer']:.3f}  F1 {row['f1']:.3f}  blocks {row['block_recall']:.2f}"
 
@@ -252,6 +369,12 @@ def main() -> None:
                     help="RapidOCR detector precisions, run side by side (the first is the one reported as rapidocr)")
     ap.add_argument("--no-floor", action="store_true", help="skip the ground-truth-crop pass")
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--pages", action="store_true",
+                    help="page by page: the dev pages end to end through python -m pipelines ocr, per-page table")
+    ap.add_argument("--before", action="append", metavar="REV",
+                    help="with --pages: also run the checkout of git revision REV, side by side (repeatable)")
+    ap.add_argument("--cli-args", default="", help="with --pages: extra options for this checkout's pipelines ocr")
+    ap.add_argument("--tmp", default=None, help="with --pages: folder for the temporary trees (default: $TMPDIR)")
     ap.add_argument("--_chapter-child", nargs=3, help=argparse.SUPPRESS)
     ap.add_argument("--_render-board", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -261,6 +384,9 @@ def main() -> None:
         return
     if args._chapter_child:
         _chapter_child(args._chapter_child[0], int(args._chapter_child[1]), args._chapter_child[2])
+        return
+    if args.pages:
+        pages_mode(args)
         return
     sets = []
     d = None if args.no_dev else devset_dir()

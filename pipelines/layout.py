@@ -50,6 +50,10 @@ import numpy as np
 from pipelines.engines.base import Line
 
 MIN_SCORE = 0.5
+#: Neighbouring columns join when the space between them is under this many text sizes...
+COLUMN_GAP = 0.9
+#: ...and their tops (or centres) are within this many text sizes.
+COLUMN_ALIGN = 0.4
 PAGE_MARGIN = 0.07
 SFX_SIZE_RATIO = 2.5
 #: A strip is a panel gutter when at least this fraction of it is blank (text masked):
@@ -62,6 +66,7 @@ _CJK_RE = re.compile(f"[{_CJK}]")
 _SPACE_BETWEEN_CJK = re.compile(f"(?<=[{_CJK}])\\s+(?=[{_CJK}])")
 _SPACE_NEXT_TO_CJK = re.compile(f"(?<=[{_CJK}])\\s+|\\s+(?=[{_CJK}])")
 _PAGE_NUMBER = re.compile(r"^[-‐–—―()\s]*\d{1,4}[-‐–—―()\s]*$")
+_KANA = re.compile(r"^[\u3040-\u30ffー]+$")
 _KANA_SFX = re.compile(r"^[\u3040-\u30ff!?！？・ー〜~.…]{1,4}$")
 
 
@@ -201,6 +206,40 @@ class BubbleMap:
         return lab
 
 
+def is_furigana(ruby: Line, base: Line) -> bool:
+    """Whether ``ruby`` is the reading printed beside ``base``'s kanji (furigana, not page text).
+
+    Furigana is kana (at most 3 per kanji) in a column under 0.72x as wide
+    as its base column, against its right side (above a horizontal line) and
+    within its length; the base is at least half kanji (a column of kana
+    beside a fat column of mixed text is text).
+
+    >>> col = lambda x, w, y1, y2, t: Line([[x, y1], [x + w, y1], [x + w, y2], [x, y2]], t)
+    >>> is_furigana(col(131, 14, 60, 150, "かきよう"), col(100, 32, 50, 200, "華鏡丸"))
+    True
+    >>> is_furigana(col(131, 30, 60, 150, "かきよう"), col(100, 32, 50, 200, "華鏡丸"))  # as wide: a column
+    False
+    >>> is_furigana(col(131, 14, 60, 150, "スピードの"), col(100, 32, 50, 200, "出し過ぎが"))  # base mostly kana
+    False
+    """
+    if not ruby.text or not _KANA.match(unicodedata.normalize("NFKC", ruby.text)):
+        return False
+    kanji = sum(1 for ch in base.text if "\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf")
+    if kanji < 0.5 * len(base.text) or len(ruby.text) > 3 * kanji:
+        return False
+    ob, orr = orientation(base), orientation(ruby)
+    if ob == "?" or orr not in (ob, "?"):
+        return False
+    tb, tr = _thickness(base), _thickness(ruby)
+    if tr > 0.72 * tb:
+        return False
+    bx1, by1, bx2, by2 = base.rect
+    rx1, ry1, rx2, ry2 = ruby.rect
+    if ob == "v":
+        return -0.3 * tb < rx1 - bx2 + 0.5 * tr < 0.3 * tb and ry1 >= by1 - 0.5 * tb and ry2 <= by2 + 0.5 * tb
+    return -0.3 * tb < by1 - ry2 + 0.5 * tr < 0.3 * tb and rx1 >= bx1 - 0.5 * tb and rx2 <= bx2 + 0.5 * tb
+
+
 # -- grouping --------------------------------------------------------------------
 
 def _can_join(a: Line, oa: str, ba: int | None, b: Line, ob: str, bb: int | None) -> bool:
@@ -220,7 +259,7 @@ def _can_join(a: Line, oa: str, ba: int | None, b: Line, ob: str, bb: int | None
     if orient in ("v", "?"):
         gap = -_overlap(ax1, ax2, bx1, bx2)
         along = _overlap(ay1, ay2, by1, by2)
-        if gap < limit and along > 0:
+        if gap < COLUMN_GAP * size and along > 0 and columns_aligned((ay1, ay2), (by1, by2), size):
             return True
     if orient in ("h", "?"):
         gap = -_overlap(ay1, ay2, by1, by2)
@@ -228,6 +267,25 @@ def _can_join(a: Line, oa: str, ba: int | None, b: Line, ob: str, bb: int | None
         if gap < limit and along > 0:
             return True
     return False
+
+
+def columns_aligned(a: tuple[float, float], b: tuple[float, float], size: float) -> bool:
+    """Whether two neighbouring vertical columns (their top and bottom) can be one bubble's.
+
+    A bubble's columns start at the same height (top-aligned) or share a
+    centre; a column starting lower by more than COLUMN_ALIGN text sizes is
+    a neighbouring bubble's.
+
+    >>> columns_aligned((100, 300), (104, 200), 30)   # top-aligned, shorter
+    True
+    >>> columns_aligned((100, 300), (150, 250), 30)   # centred
+    True
+    >>> columns_aligned((100, 300), (160, 400), 30)   # starts two characters lower
+    False
+    """
+    top = abs(a[0] - b[0])
+    centre = abs((a[0] + a[1]) - (b[0] + b[1])) / 2
+    return top <= COLUMN_ALIGN * size or centre <= COLUMN_ALIGN * size
 
 
 def group_lines(lines: list[Line], bubbles: BubbleMap | None = None) -> list[list[Line]]:
@@ -412,6 +470,10 @@ def layout_page(
         else:
             kept.append(ln)
     page_lang = detect_lang(kept) if lang == "auto" else ("ja" if lang in ("ja", "jpn") else "en")
+    if page_lang == "ja":
+        ruby = [ln for ln in kept if any(is_furigana(ln, base) for base in kept if base is not ln)]
+        dropped += [("furigana", ln.text) for ln in ruby]
+        kept = [ln for ln in kept if not any(ln is r for r in ruby)]
     bubbles = BubbleMap(gray) if gray is not None else None
     blocks = [make_block(g, page_lang) for g in group_lines(kept, bubbles)]
     if read_blocks is not None:

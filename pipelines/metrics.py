@@ -72,3 +72,48 @@ def block_recall(truth_blocks: list[str], pred_blocks: list[str], max_cer: float
         if any(abs(len(p) - len(t)) <= max_cer * len(t) and edit_distance(t, p) <= max_cer * len(t) for p in preds):
             matched += 1
     return matched, total
+
+
+def _best_block(truth: str, preds: list[str]) -> int | None:
+    """Index of the output block most like ``truth`` (character Dice), among those holding at least half of it."""
+    t = Counter(norm(truth))
+    need = max(1, (sum(t.values()) + 1) // 2)
+    best, best_dice = None, 0.0
+    for i, p in enumerate(preds):
+        pc = Counter(norm(p))
+        n = sum((t & pc).values())
+        dice = 2 * n / (sum(t.values()) + sum(pc.values()))
+        if n >= need and dice > best_dice:
+            best, best_dice = i, dice
+    return best
+
+
+def order_error(truth_blocks: list[str], pred_blocks: list[str]) -> tuple[int, int]:
+    """(discordant, pairs): reading-order error between truth blocks found in the output.
+
+    Each truth block is placed at the output block most like it (character
+    Dice) among those holding at least half of its characters; of the pairs of truth blocks placed
+    in two different output blocks, the discordant ones are read in the
+    opposite order. Missing text and text inside one block do not count.
+
+    >>> order_error(["AB", "CD", "EF"], ["AB", "CD", "EF"])
+    (0, 3)
+    >>> order_error(["AB", "CD", "EF"], ["CD", "AB", "EF"])
+    (1, 3)
+    >>> order_error(["AB", "CD", "EF"], ["EF", "CD", "AB"])
+    (3, 3)
+    >>> order_error(["AB", "CD"], ["ABCD"])  # both in one output block: no pair to judge
+    (0, 0)
+    >>> order_error(["XYZW", "AX"], ["XYZWA", "AX"])  # a short block goes to its like, not to a long one
+    (0, 1)
+    """
+    preds = [p for p in pred_blocks if norm(p)]
+    pos = [_best_block(t, preds) for t in truth_blocks if norm(t)]
+    placed = [p for p in pos if p is not None]
+    discordant = pairs = 0
+    for i in range(len(placed)):
+        for j in range(i + 1, len(placed)):
+            if placed[i] != placed[j]:
+                pairs += 1
+                discordant += placed[i] > placed[j]
+    return discordant, pairs

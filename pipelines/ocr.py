@@ -26,6 +26,7 @@ from pipelines.engines.base import BlockRequest, Engine
 from pipelines.exceptions import OcrError, OrderFormatError
 from pipelines.layout import layout_page
 from pipelines.pages import PageImage
+from pipelines.recall import extend_lines
 
 LANGS = ("auto", "jpn", "eng")
 #: Pages are read at most this many pixels on the long side.
@@ -42,6 +43,12 @@ def _rescale(page: dict, factor: float, width: int, height: int) -> dict:
         block["lines_coords"] = [[[round(x * factor, 1), round(y * factor, 1)] for x, y in quad]
                                  for quad in block["lines_coords"]]
     return page
+
+
+def _gray(arr: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.cvtColor(arr, cv2.COLOR_RGB2GRAY) if arr.ndim == 3 else arr
 
 
 def check_options(engine: str, lang: str) -> None:
@@ -102,9 +109,15 @@ class OcrPipeline:
         del img
         lines = engine.read_page(arr)
         t1 = time.perf_counter()
+        timing = {"engine": t1 - t0}
+        read_quads = getattr(engine, "read_quads", None)
+        if read_quads is not None and lines:
+            # trailing marks the detector cut off (ーー, …, ！？): read again over the ink past each line's end
+            lines, _ = extend_lines(lines, _gray(arr), lambda quads: read_quads(arr, quads))
+            timing["marks"] = time.perf_counter() - t1
+            t1 = time.perf_counter()
         lang = {"jpn": "ja", "eng": "en"}.get(self.lang, "auto")
         read_blocks = None
-        timing = {"engine": t1 - t0}
         if not engine.reads_lines:
             def read_blocks(blocks, page_lang):
                 t = time.perf_counter()

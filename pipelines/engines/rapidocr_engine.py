@@ -154,8 +154,8 @@ class RapidOcrEngine:
         self._pool = cf.ThreadPoolExecutor(1, thread_name_prefix="rapidocr")
 
     # -- the one place that calls into RapidOCR -------------------------------
-    def _call(self, bgr: np.ndarray, **kw):
-        fut = self._pool.submit(self._ocr, bgr, **kw)
+    def _call(self, bgr, fn=None, **kw):
+        fut = self._pool.submit(fn or self._ocr, bgr, **kw)
         try:
             return fut.result(timeout=self.timeout)
         except cf.TimeoutError:
@@ -189,6 +189,19 @@ class RapidOcrEngine:
         if boxes is None or len(boxes) == 0:
             return []
         return [Line([[float(x), float(y)] for x, y in np.asarray(b).tolist()]) for b in boxes]
+
+    def read_quads(self, image: np.ndarray, quads: list[list[list[float]]]) -> list[tuple[str, float]]:
+        """Read the text in each box (four [x, y] points) of an RGB page, in one batch: [(text, score)]."""
+        if not quads:
+            return []
+        from rapidocr.utils.process_img import get_rotate_crop_image
+
+        bgr = np.ascontiguousarray(image[:, :, ::-1])
+        crops = [get_rotate_crop_image(bgr, np.array(q, dtype=np.float32)) for q in quads]
+        res = self._call(crops, fn=self._ocr.recognize_txt)
+        txts = getattr(res, "txts", None) or ()
+        scores = getattr(res, "scores", None) or ()
+        return [(str(t), float(sc)) for t, sc in zip(txts, scores)] + [("", 0.0)] * (len(quads) - len(txts))
 
     def read_blocks(self, image: np.ndarray, blocks: list[BlockRequest], workdir: str | None = None) -> list[list[str]]:
         return [[line.text for line in block.lines] for block in blocks]
