@@ -11,7 +11,7 @@ from pathlib import Path
 
 from configurations import ConfigFactory, worker_config
 from coordination import api
-from coordination.cli import build_worker_cli
+from coordination.runtime.cli import build_worker_cli
 from pipelines import default_registry
 
 GitHubWorkBridge = api.GitHubWorkBridge

@@ -33,10 +33,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[0] = str(ROOT)  # not bench/: its coordination.py would hide the package
 
-from coordination.config import WorkerConfig  # noqa: E402
-from coordination.processors import ProcessorRegistry  # noqa: E402
-from coordination.states import claim_audit_path, state_path, OrderState  # noqa: E402
-from coordination.worker import Worker  # noqa: E402
+from coordination.runtime.config import WorkerConfig  # noqa: E402
+from coordination.runtime.processors import ProcessorRegistry  # noqa: E402
+from coordination.protocol.states import claim_audit_path, state_path, OrderState  # noqa: E402
+from coordination.runtime.worker import Worker  # noqa: E402
 from bench import workspace  # noqa: E402
 from tests.helpers import git_out, host, make_bare  # noqa: E402
 from tests.servers import GitDaemon  # noqa: E402

@@ -199,7 +199,7 @@ def _peak_rss_mb() -> float:
 def _chapter_child(engine_name: str, pages: int, size: str) -> None:
     import logging
 
-    from coordination.processors import WorkContext
+    from coordination.runtime.processors import WorkContext
     from pipelines.ocr_chapter import make_processor
     from pipelines.synthetic import cjk_font
 

@@ -41,14 +41,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[0] = str(ROOT)  # not bench/: its coordination.py would hide the package
 
 from configurations.config import ConfigFactory  # noqa: E402
-from coordination.board import Board  # noqa: E402
-from coordination.fold import BoardSettings  # noqa: E402
+from coordination.protocol.board import Board  # noqa: E402
+from coordination.protocol.fold import BoardSettings  # noqa: E402
 from coordination.defaults import ORDER_SCHEMA  # noqa: E402
-from coordination.git import LocalRepo  # noqa: E402
-from coordination.processors import ProcessorRegistry  # noqa: E402
-from coordination.remote import parse_repo_url  # noqa: E402
-from coordination.states import make_work_id  # noqa: E402
-from coordination.worker import Worker  # noqa: E402
+from coordination.protocol.git import LocalRepo  # noqa: E402
+from coordination.runtime.processors import ProcessorRegistry  # noqa: E402
+from coordination.protocol.remote import parse_repo_url  # noqa: E402
+from coordination.protocol.states import make_work_id  # noqa: E402
+from coordination.runtime.worker import Worker  # noqa: E402
 from bench import workspace  # noqa: E402
 from host_tools import admin  # noqa: E402
 from host_tools.page_store import store_path, store_url  # noqa: E402

@@ -14,9 +14,9 @@ from pathlib import Path
 from dotenv import load_dotenv
 
 from coordination import defaults
-from coordination.config import ENVIRONMENTS, WorkerConfig
+from coordination.runtime.config import ENVIRONMENTS, WorkerConfig
 from coordination.exceptions import ConfigurationError
-from coordination.politeness import default_jobs
+from coordination.runtime.politeness import default_jobs
 _loaded = False
 
 

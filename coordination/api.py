@@ -13,13 +13,13 @@ import tempfile
 from pathlib import Path
 
 from coordination import portable
-from coordination.config import WorkerConfig
-from coordination.git import TreeFileReader
+from coordination.runtime.config import WorkerConfig
+from coordination.protocol.git import TreeFileReader
 from coordination.github_bridge import GitHubWorkBridge
-from coordination.output import attached_logging
-from coordination.processors import ProcessorRegistry, WorkContext
-from coordination.sleep_prevention import SleepPreventer
-from coordination.worker import Worker, WorkerStats
+from coordination.runtime.output import attached_logging
+from coordination.runtime.processors import ProcessorRegistry, WorkContext
+from coordination.runtime.sleep_prevention import SleepPreventer
+from coordination.runtime.worker import Worker, WorkerStats
 
 __all__ = ["DistributedWorker", "GitHubWorkBridge", "SleepPreventer"]
 

@@ -19,14 +19,16 @@ import weakref
 from pathlib import Path
 from typing import Callable
 
-from coordination import archive, portable
-from coordination.board import Board
-from coordination.claims import claim_updates
-from coordination.fold import BoardSettings
-from coordination.git import LocalRepo, RefUpdate
-from coordination.records import RESULT_FILE, completion_record, dumps, order_of, result_info
-from coordination.refs import result_ref
-from coordination.remote import parse_repo_url
+from coordination.protocol import archive
+
+from coordination import portable
+from coordination.protocol.board import Board
+from coordination.protocol.claims import claim_updates
+from coordination.protocol.fold import BoardSettings
+from coordination.protocol.git import LocalRepo, RefUpdate
+from coordination.protocol.records import RESULT_FILE, completion_record, dumps, order_of, result_info
+from coordination.protocol.refs import result_ref
+from coordination.protocol.remote import parse_repo_url
 
 
 def _close(repo: LocalRepo, temporary: str | None) -> None:

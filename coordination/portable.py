@@ -5,6 +5,8 @@
 - Windows refuses to rename over a file that an antivirus scanner or the search indexer
   holds open for a moment (WinError 5 or 32): `replace` tries again for a short while.
 - POSIX makes a rename durable only once its folder is fsynced: `fsync_dir`.
+- A terminal's Ctrl+C reaches its whole process group: `child_process_options` starts a child
+  process outside it (git, tesseract), so only the worker decides what a signal means.
 - NTFS and APFS ignore case, so `Ab` and `ab` are one file: `case_safe` names differ
   whatever the file system (and `is_case_insensitive` probes a folder).
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import subprocess
 import shutil
 import stat
 import sys
@@ -120,3 +123,12 @@ def is_case_insensitive(folder) -> bool:
         return (folder / probe.name.lower()).exists()
     finally:
         probe.unlink()
+
+
+def child_process_options() -> dict:
+    """Keyword arguments for `subprocess.Popen`/`run` that keep a child out of the terminal's signals."""
+    if os.name == "nt":
+        flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200) | getattr(subprocess, "CREATE_NO_WINDOW",
+                                                                                  0x08000000)
+        return {"creationflags": flags}
+    return {"start_new_session": True}

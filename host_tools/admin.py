@@ -10,18 +10,18 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coordination import campaign
-from coordination.archive import ArchiveIndex
-from coordination.board import Board
-from coordination.fold import BoardSettings
-from coordination.records import dumps
-from coordination.view import BoardView
-from coordination.budget import KEY as BUDGET_KEY, check_budget, read_budget
+from coordination.protocol import campaign
+from coordination.protocol.archive import ArchiveIndex
+from coordination.protocol.board import Board
+from coordination.protocol.fold import BoardSettings
+from coordination.protocol.records import dumps
+from coordination.protocol.view import BoardView
+from coordination.protocol.budget import KEY as BUDGET_KEY, check_budget, read_budget
 from coordination.defaults import ORDER_SCHEMA, PUSH_BUDGET
-from coordination.liveness import LivenessTracker, read_snapshot, write_snapshot
-from coordination.git import LocalRepo
-from coordination.remote import Remote, parse_repo_url
-from coordination.states import BOARD_FOLDERS, OrderState, state_path, valid_work_id
+from coordination.protocol.liveness import LivenessTracker, read_snapshot, write_snapshot
+from coordination.protocol.git import LocalRepo
+from coordination.protocol.remote import Remote, parse_repo_url
+from coordination.protocol.states import BOARD_FOLDERS, OrderState, state_path, valid_work_id
 
 BOARD_README = """# wms coordination board
 
@@ -59,7 +59,7 @@ def open_board(repo_url: str, workdir: Path | None = None, settings: BoardSettin
 def init_board(board: Board, now: float | None = None, push_budget: float = PUSH_BUDGET) -> str:
     """Lay out the board on ``main``. Returns 'created', 'completed' (folders added) or 'exists'.
 
-    ``push_budget``: pushes a minute the whole fleet may make (board.json; see coordination.budget)."""
+    ``push_budget``: pushes a minute the whole fleet may make (board.json; see coordination.protocol.budget)."""
     now = now or time.time()
     push_budget = check_budget(push_budget)
     created = {"value": "exists"}
@@ -109,7 +109,7 @@ def set_push_budget(board: Board, push_budget: float, now: float | None = None) 
 
 
 def set_open(board: Board, open_: bool, now: float | None = None) -> bool:
-    """Open the board for more work, or close it (the campaign is over; `coordination.campaign`).
+    """Open the board for more work, or close it (the campaign is over; `coordination.protocol.campaign`).
     Returns False when it already was so (nothing is pushed then)."""
     now = now or time.time()
     changed = {"value": False}

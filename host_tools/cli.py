@@ -1,7 +1,7 @@
 """`python -m host_tools COMMAND`: the host admin's commands.
 
 A thin layer: each command parses its options, calls the library (`host_tools.admin`,
-`.status`, `.monitor`, `.collect`, `.datasets`, `coordination.archive`) and prints the outcome.
+`.status`, `.monitor`, `.collect`, `.datasets`, `coordination.protocol.archive`) and prints the outcome.
 Library errors become one plain `Error: ...` line and a non-zero exit status.
 """
 from __future__ import annotations
@@ -16,15 +16,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from configurations import ConfigFactory, load_dotenv_once
-from coordination import archive as archive_lib
-from coordination.board import Board
-from coordination.fold import BoardSettings
-from coordination.cli import WmsClickException
+from coordination.protocol import archive as archive_lib
+from coordination.protocol.board import Board
+from coordination.protocol.fold import BoardSettings
+from coordination.runtime.cli import WmsClickException
 from coordination.defaults import PUSH_BUDGET
 from coordination.exceptions import WmsError
-from coordination.git import LocalRepo
-from coordination.liveness import TAKEBACK_RULE
-from coordination.remote import parse_repo_url
+from coordination.protocol.git import LocalRepo
+from coordination.protocol.liveness import TAKEBACK_RULE
+from coordination.protocol.remote import parse_repo_url
 from coordination.secrets import redact
 from host_tools import admin
 from host_tools import collect as collect_lib
@@ -327,7 +327,7 @@ def _mailer(obj: HostContext, smtp_host, smtp_port, smtp_user, smtp_security, sm
 
 def _summary(report: PollReport, monitor: Monitor) -> str:
     view = monitor.board.view()
-    from coordination.states import OrderState
+    from coordination.protocol.states import OrderState
     counts = {s: view.count(s) for s in OrderState}
     return (f"Board: {counts[OrderState.AVAILABLE]} available, {counts[OrderState.ACTIVE]} active, "
             f"{counts[OrderState.RETRY]} retry ({report.retry_ready} claimable now), "

@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from coordination.archive import ArchiveIndex, archive_changes, archive_months, read_month
-from coordination.board import Board
-from coordination.records import dumps
-from coordination.view import BoardView
+from coordination.protocol.archive import ArchiveIndex, archive_changes, archive_months, read_month
+from coordination.protocol.board import Board
+from coordination.protocol.records import dumps
+from coordination.protocol.view import BoardView
 from coordination.defaults import MAX_RESULT_BYTES
-from coordination.states import OrderState, shard, state_path, valid_work_id
+from coordination.protocol.states import OrderState, shard, state_path, valid_work_id
 from host_tools.datasets.base import DatasetError, write_atomic
 from host_tools.datasets.images import PageImages
 from host_tools.datasets.jsonl import JsonlWriter

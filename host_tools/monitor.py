@@ -4,7 +4,7 @@ One poll (`Monitor.poll(now)`):
 
 1. folds pending claim and result refs into `main` (the board shows the truth);
 2. takes back active orders whose worker is silent longer than its lease (at least
-   `offline_after`; `coordination.liveness.TAKEBACK_RULE`), and
+   `offline_after`; `coordination.protocol.liveness.TAKEBACK_RULE`), and
    orders a live worker claimed but no longer reports holding for a whole
    `offline_after` (it restarted and forgot them): they go to `retry_queue/`, the
    lapse counted as a failed attempt; out of attempts they go to `failed_work/`;
@@ -28,15 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from coordination.board import Board
-from coordination.fold import max_attempts
-from coordination.records import dumps
-from coordination.view import BoardView
+from coordination.protocol.board import Board
+from coordination.protocol.fold import max_attempts
+from coordination.protocol.records import dumps
+from coordination.protocol.view import BoardView
 from coordination.exceptions import BoardUnreachable
-from coordination.git import RefUpdate
-from coordination.leases import Lapsed, lapsed_claims, take_back
-from coordination.liveness import LivenessTracker, read_snapshot, write_snapshot
-from coordination.states import STATE_FOLDERS, OrderState, state_path
+from coordination.protocol.git import RefUpdate
+from coordination.protocol.leases import Lapsed, lapsed_claims, take_back
+from coordination.protocol.liveness import LivenessTracker, read_snapshot, write_snapshot
+from coordination.protocol.states import STATE_FOLDERS, OrderState, state_path
 from host_tools.alerts import AlertError, AlertLedger, Incident, Mailer, deliver
 from host_tools.status import fmt_time
 

@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from coordination.exceptions import BoardUnreachable, WmsError
-from coordination.git import LocalRepo, RefUpdate
-from coordination.remote import Remote, parse_repo_url
+from coordination.protocol.git import LocalRepo, RefUpdate
+from coordination.protocol.remote import Remote, parse_repo_url
 from coordination.secrets import redact
-from coordination.states import shard
+from coordination.protocol.states import shard
 
 MANIFEST = "wms-page-store.json"
 DEFAULT_LIMIT = 2_000_000_000  # bytes of pages per store: far under GitHub's 10 GB

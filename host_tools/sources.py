@@ -185,7 +185,7 @@ def build_orders(sources, *, now: float, engine: str | None = None, lang: str | 
 
     ``on_source(path, chapters)`` is called after each source is read (for a progress bar).
     """
-    from coordination.states import make_work_id
+    from coordination.protocol.states import make_work_id
     from host_tools.admin import chapter_order
 
     orders: list[dict] = []

@@ -15,11 +15,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from coordination.archive import archive_months, month_of, read_month
-from coordination.board import Board
-from coordination.view import BoardView
+from coordination.protocol.archive import archive_months, month_of, read_month
+from coordination.protocol.board import Board
+from coordination.protocol.view import BoardView
 from coordination.defaults import MAX_RESULT_BYTES
-from coordination.states import OrderState, state_path
+from coordination.protocol.states import OrderState, state_path
 from host_tools.admin import board_status
 
 WINDOW = 3600.0

@@ -13,10 +13,10 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from coordination.board import Board
-from coordination.records import dumps
-from coordination.view import BoardView
-from coordination.remote import Remote, parse_repo_url, related_remote
+from coordination.protocol.board import Board
+from coordination.protocol.records import dumps
+from coordination.protocol.view import BoardView
+from coordination.protocol.remote import Remote, parse_repo_url, related_remote
 
 MAX_CHAIN = 20
 

@@ -6,7 +6,7 @@ worker that only runs `simulate` orders never loads an OCR engine.
 """
 from __future__ import annotations
 
-from coordination.processors import KindCheck, ProcessorRegistry
+from coordination.runtime.processors import KindCheck, ProcessorRegistry
 
 
 def _load_simulate():

@@ -8,7 +8,7 @@ Example::
 
     from pipelines.ocr_chapter import make_processor
     process = make_processor()          # engines load on first use, then stay
-    result = process(order, ctx)        # ctx: coordination.processors.WorkContext
+    result = process(order, ctx)        # ctx: coordination.runtime.processors.WorkContext
     print(result["pages"][0]["text"])
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from coordination.processors import OrderError, WorkContext
+from coordination.runtime.processors import OrderError, WorkContext
 from pipelines.exceptions import OcrError
 from pipelines.ocr import OcrPipeline, check_options
 from pipelines.pages import load_page

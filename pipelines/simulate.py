@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from coordination.processors import OrderError, WorkContext
+from coordination.runtime.processors import OrderError, WorkContext
 
 MAX_SECONDS = 3600.0
 

@@ -29,7 +29,7 @@ import threading
 from pathlib import Path
 
 from coordination.exceptions import InvalidRepoUrl
-from coordination.remote import Remote, related_remote
+from coordination.protocol.remote import Remote, related_remote
 from coordination.secrets import redact
 from pipelines.exceptions import PageError
 from pipelines.pages import verify_sha256

@@ -1,11 +1,11 @@
-"""The claim protocol without git (coordination/claims.py); the race itself is decided by a real
+"""The claim protocol without git (coordination/protocol/claims.py); the race itself is decided by a real
 server in tests/test_invariants.py."""
 import random
 
-from coordination.claims import Candidate, choose, claim_holds, claim_updates, lapsed_holder, share_of, takeback_updates
-from coordination.liveness import LivenessTracker
-from coordination.records import Located, RefNote
-from coordination.states import OrderState
+from coordination.protocol.claims import Candidate, choose, claim_holds, claim_updates, lapsed_holder, share_of, takeback_updates
+from coordination.protocol.liveness import LivenessTracker
+from coordination.protocol.records import Located, RefNote
+from coordination.protocol.states import OrderState
 
 AVAILABLE, RETRY, ACTIVE = OrderState.AVAILABLE, OrderState.RETRY, OrderState.ACTIVE
 

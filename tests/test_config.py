@@ -5,7 +5,7 @@ import pytest
 
 from configurations import ConfigFactory, load_dotenv_once
 from coordination.exceptions import ConfigurationError
-from coordination.remote import parse_repo_url
+from coordination.protocol.remote import parse_repo_url
 from coordination.secrets import redact
 
 

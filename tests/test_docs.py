@@ -281,10 +281,10 @@ def test_run_sh_commands(tmp_path):
 
 def test_when_work_is_taken_back_is_said_in_the_same_words_everywhere():
     """README.md, docs/HOST.md and `monitor --help` state the take-back rule (the lease, what sets it,
-    the role of --offline-after) in the words of `coordination.liveness.TAKEBACK_RULE`."""
+    the role of --offline-after) in the words of `coordination.protocol.liveness.TAKEBACK_RULE`."""
     from click.testing import CliRunner
 
-    from coordination.liveness import TAKEBACK_RULE
+    from coordination.protocol.liveness import TAKEBACK_RULE
     from host_tools.cli import cli
 
     def squeezed(text: str) -> str:  # line breaks (and click's wrapping at hyphens) aside

@@ -226,7 +226,7 @@ def test_github_bridge_one_liners_verbatim_leave_no_temporary_folder(board, tmp_
 def test_empty_poll_waits_with_the_defaults_are_what_the_readme_says():
     """README: 20 s, 30 s, 45 s, then every 60 s (±20 %); 20 empty polls take about 18 minutes."""
     from configurations import ConfigFactory
-    from coordination.pacing import poll_wait
+    from coordination.runtime.pacing import poll_wait
 
     cfg = ConfigFactory.worker("production", env={})
     assert (cfg.poll_seconds, cfg.poll_cap_seconds, cfg.max_failures) == (20.0, 60.0, 20)

@@ -1,9 +1,9 @@
 """The fold without git: transitions of one order under its claim and result refs."""
 import json
 
-from coordination.fold import BoardSettings, Event, Folding, apply, plan_order
-from coordination.records import Located, dumps
-from coordination.states import OrderState, claim_audit_path, duplicate_path, state_path
+from coordination.protocol.fold import BoardSettings, Event, Folding, apply, plan_order
+from coordination.protocol.records import Located, dumps
+from coordination.protocol.states import OrderState, claim_audit_path, duplicate_path, state_path
 
 S = BoardSettings(max_attempts=3, retry_backoff=60, retry_backoff_cap=3600, offline_after=180.0)
 

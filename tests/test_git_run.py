@@ -1,12 +1,12 @@
-"""The one place that starts git (coordination/git/run.py), with a real git: typed timeouts and
+"""The one place that starts git (coordination/protocol/git/run.py), with a real git: typed timeouts and
 redaction hold for every caller, the board-file reader of job threads included."""
 import subprocess
 
 import pytest
 
 from coordination.exceptions import GitTimeout, WorkdirError
-from coordination.git import TreeFileReader
-from coordination.git.run import GitRunner
+from coordination.protocol.git import TreeFileReader
+from coordination.protocol.git.run import GitRunner
 from coordination.secrets import register_secret
 
 

@@ -6,10 +6,10 @@ import subprocess
 
 import pytest
 
-from coordination.board import Board
-from coordination.git import LocalRepo
-from coordination.remote import parse_repo_url
-from coordination.states import OrderState
+from coordination.protocol.board import Board
+from coordination.protocol.git import LocalRepo
+from coordination.protocol.remote import parse_repo_url
+from coordination.protocol.states import OrderState
 
 from tests.helpers import git_out, host, ids_by_state, make_bare, start_worker
 from tests.servers import GitHubLikeServer
@@ -183,7 +183,7 @@ def test_throttled_pushes_are_answered_with_backoff_and_nothing_is_lost(tmp_path
                                  "remote: You have exceeded a secondary rate limit"])
 def test_throttling_answers_are_told_apart_from_an_unreachable_board(tmp_path, err):
     from coordination.exceptions import BoardThrottled, BoardUnreachable
-    from coordination.git.run import GitRunner
+    from coordination.protocol.git.run import GitRunner
     runner = GitRunner(tmp_path, "http://h/b.git")
     with pytest.raises(BoardThrottled, match="is throttling requests"):
         runner.classify_failure("push", err)

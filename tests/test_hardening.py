@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from coordination.git import RefUpdate
+from coordination.protocol.git import RefUpdate
 from coordination.testhooks import CRASH_POINTS
 from host_tools import admin
 from host_tools.alerts import AlertLedger

@@ -3,8 +3,8 @@ import json
 import time
 
 from coordination.api import GitHubWorkBridge
-from coordination.archive import archive_path, month_of
-from coordination.records import dumps
+from coordination.protocol.archive import archive_path, month_of
+from coordination.protocol.records import dumps
 from host_tools import admin
 from tests.helpers import git_out, host
 from tests.test_host_support import invoke, main_files

@@ -8,9 +8,9 @@ import time
 import pytest
 
 from coordination.api import GitHubWorkBridge
-from coordination.archive import month_of
-from coordination.records import dumps
-from coordination.states import OrderState, make_work_id, state_path
+from coordination.protocol.archive import month_of
+from coordination.protocol.records import dumps
+from coordination.protocol.states import OrderState, make_work_id, state_path
 from host_tools import admin
 from tests.helpers import host, ids_by_state
 from tests.test_host_support import chapter_tree, invoke, jsonl, main_files, run_ocr_worker

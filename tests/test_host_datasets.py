@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from coordination.api import GitHubWorkBridge
-from coordination.states import make_work_id
+from coordination.protocol.states import make_work_id
 from host_tools.datasets import sqlite as ds_sqlite
 from host_tools.datasets.images import find_page_image
 from host_tools.datasets.mokuro import image_names

@@ -9,10 +9,10 @@ import time
 import pytest
 
 from coordination.api import GitHubWorkBridge
-from coordination.records import RESULT_FILE, dumps
-from coordination.refs import CLAIMS_PREFIX, HEARTBEATS_PREFIX, result_ref
-from coordination.git import RefUpdate
-from coordination.states import OrderState, state_path
+from coordination.protocol.records import RESULT_FILE, dumps
+from coordination.protocol.refs import CLAIMS_PREFIX, HEARTBEATS_PREFIX, result_ref
+from coordination.protocol.git import RefUpdate
+from coordination.protocol.states import OrderState, state_path
 from host_tools import admin
 from host_tools.alerts import AlertLedger, Mailer, SmtpSettings
 from host_tools.monitor import Monitor

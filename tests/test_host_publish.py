@@ -7,8 +7,8 @@ import zipfile
 import pytest
 
 from coordination.api import GitHubWorkBridge
-from coordination.archive import cleanup_old_archives, month_of
-from coordination.states import make_work_id
+from coordination.protocol.archive import cleanup_old_archives, month_of
+from coordination.protocol.states import make_work_id
 from host_tools import admin
 from tests.helpers import git_out, ids_by_state, make_bare, read_board_json
 from tests.test_host_support import chapter_tree, invoke, main_files, png

@@ -3,10 +3,10 @@ import json
 import time
 
 from coordination.api import GitHubWorkBridge
-from coordination.records import dumps
-from coordination.refs import HEARTBEATS_PREFIX
-from coordination.git import RefUpdate
-from coordination.states import OrderState, state_path
+from coordination.protocol.records import dumps
+from coordination.protocol.refs import HEARTBEATS_PREFIX
+from coordination.protocol.git import RefUpdate
+from coordination.protocol.states import OrderState, state_path
 from host_tools import admin
 from tests.helpers import git_out, make_bare
 from tests.test_host_support import invoke

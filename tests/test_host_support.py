@@ -130,7 +130,7 @@ def fake_registry():
 WORKER_CODE = (
     "import sys; sys.path.insert(0, sys.argv.pop(1));"
     "from configurations import worker_config;"
-    "from coordination.cli import build_worker_cli;"
+    "from coordination.runtime.cli import build_worker_cli;"
     "from tests.test_host_support import fake_registry;"
     "build_worker_cli(fake_registry, worker_config)(prog_name='worker')"
 )

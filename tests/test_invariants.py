@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from coordination.board import Board
-from coordination.fold import BoardSettings
-from coordination.refs import CLAIMS_PREFIX
-from coordination.git import LocalRepo, RefUpdate
-from coordination.remote import parse_repo_url
-from coordination.states import OrderState
+from coordination.protocol.board import Board
+from coordination.protocol.fold import BoardSettings
+from coordination.protocol.refs import CLAIMS_PREFIX
+from coordination.protocol.git import LocalRepo, RefUpdate
+from coordination.protocol.remote import parse_repo_url
+from coordination.protocol.states import OrderState
 from tests.helpers import (
     PY,
     ROOT,

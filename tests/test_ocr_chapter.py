@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from coordination.processors import OrderError, WorkContext
+from coordination.runtime.processors import OrderError, WorkContext
 from pipelines import default_registry
 from pipelines.__main__ import cli
 from pipelines.metrics import cer, char_f1

@@ -3,8 +3,8 @@ from dataclasses import replace
 
 import pytest
 
-from coordination.config import WorkerConfig
-from coordination.pacing import (WORKERS_SHARE, Snapshot, ahead, batch, claims_wanted, confirm_wait, flush_due, fold_due,
+from coordination.runtime.config import WorkerConfig
+from coordination.runtime.pacing import (WORKERS_SHARE, Snapshot, ahead, batch, claims_wanted, confirm_wait, flush_due, fold_due,
                                  next_timeout, result_batch)
 
 AUTO = WorkerConfig(jobs=1, prefetch=1, claim_batch=0, fold_delay=2.0, heartbeat_seconds=60.0, max_work=50)
@@ -70,7 +70,7 @@ def test_the_wait_until_the_next_turn_is_the_nearest_thing_due():
 
 
 # ---------------------------------------------------------------- the push budget
-from coordination.pacing import (budget_ahead, end_share, fleet_idle_reads, heartbeats_fit, idle_wait,  # noqa: E402
+from coordination.runtime.pacing import (budget_ahead, end_share, fleet_idle_reads, heartbeats_fit, idle_wait,  # noqa: E402
                                  lease_basis, lease_seconds, may_push, planned, push_interval, renewal_due,
                                  renewal_interval, share_seconds, starving)
 
@@ -87,7 +87,7 @@ def test_each_worker_pushes_its_share_of_the_budget():
 
 
 def test_a_fleet_as_large_as_its_budget_pushes_each_at_most_once_a_minute():
-    from coordination.pacing import PUSH_JITTER, next_push_at
+    from coordination.runtime.pacing import PUSH_JITTER, next_push_at
     for budget in (6, 60):
         s = Snapshot(budget=budget, workers=budget, jobs=1, ready=5, last_push=0.0)
         earliest = min(next_push_at(AUTO, replace(s, push_jitter=PUSH_JITTER[0])),  # its turn, jittered early

@@ -64,7 +64,7 @@ def installed(tmp_path_factory):
 def test_the_wheel_holds_the_code_and_the_int8_model_and_no_tests(installed):
     wheel, _ = installed
     names = set(zipfile.ZipFile(wheel).namelist())
-    for needed in ("wms_worker_processor.py", "coordination/worker.py", "host_tools/cli.py", "configurations/config.py",
+    for needed in ("wms_worker_processor.py", "coordination/runtime/worker.py", "host_tools/cli.py", "configurations/config.py",
                    "pipelines/engines/models/PP-OCRv6_det_small.int8.onnx", "pipelines/engines/models/int8.json"):
         assert needed in names, needed
     assert not [n for n in names if n.startswith(("tests/", "bench/", "scripts/", "docs/"))]

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from coordination.exceptions import InvalidRepoUrl
-from coordination.remote import parse_repo_url, related_remote
-from coordination.states import make_work_id
+from coordination.protocol.remote import parse_repo_url, related_remote
+from coordination.protocol.states import make_work_id
 from host_tools.page_store import MANIFEST, store_url
 from tests.helpers import ROOT, board_files, git_out, host, ids_by_state, make_bare, read_board_json, worker_cmd
 from tests.servers import GitHttpServer

@@ -20,17 +20,17 @@ from types import SimpleNamespace
 import pytest
 
 from coordination import portable
-from coordination.board import Board
-from coordination.checks import names_check
+from coordination.protocol.board import Board
+from coordination.runtime.checks import names_check
 from coordination.exceptions import WorkdirError
-from coordination.git import LocalRepo
-from coordination.git.run import parse_git_version, ref_format
-from coordination.politeness import (BELOW_NORMAL_PRIORITY_CLASS, IDLE_PRIORITY_CLASS, lower_priority,
+from coordination.protocol.git import LocalRepo
+from coordination.protocol.git.run import parse_git_version, ref_format
+from coordination.runtime.politeness import (BELOW_NORMAL_PRIORITY_CLASS, IDLE_PRIORITY_CLASS, lower_priority,
                                      windows_priority_class)
-from coordination.remote import parse_repo_url
-from coordination.spool import Spool, SpoolWriteError
-from coordination.states import OrderState
-from coordination.jobs import JobRunner
+from coordination.protocol.remote import parse_repo_url
+from coordination.runtime.spool import Spool, SpoolWriteError
+from coordination.protocol.states import OrderState
+from coordination.runtime.jobs import JobRunner
 from tests.helpers import PY, ROOT, host, worker_cmd
 
 POSIX_ONLY = pytest.mark.skipif(os.name != "posix", reason="POSIX behaviour")
@@ -39,7 +39,7 @@ POSIX_ONLY = pytest.mark.skipif(os.name != "posix", reason="POSIX behaviour")
 # -- --nice ---------------------------------------------------------------------------------
 @POSIX_ONLY
 def test_nice_lowers_the_priority_of_the_worker_process():
-    code = "import os; from coordination.politeness import lower_priority; b = os.nice(0); " \
+    code = "import os; from coordination.runtime.politeness import lower_priority; b = os.nice(0); " \
            "print(lower_priority(5), os.nice(0) - b)"
     out = subprocess.run([PY, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     assert out == ["True", "5"]

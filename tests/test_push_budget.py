@@ -4,7 +4,7 @@ import subprocess
 
 from click.testing import CliRunner
 
-from coordination.budget import read_budget
+from coordination.protocol.budget import read_budget
 from coordination.defaults import PUSH_BUDGET
 from host_tools import admin
 from host_tools.cli import cli
@@ -109,8 +109,8 @@ def test_the_status_page_pushes_only_when_the_board_changed(tmp_path):
 
 
 def test_a_running_monitor_folds_only_what_no_worker_folded_since_its_last_poll(tmp_path):
-    from coordination.git import RefUpdate
-    from coordination.refs import claim_ref
+    from coordination.protocol.git import RefUpdate
+    from coordination.protocol.refs import claim_ref
     from host_tools.monitor import Monitor
     from host_tools.alerts import AlertLedger
     import time
@@ -159,11 +159,11 @@ def test_a_worker_counts_the_orders_others_won_not_those_they_tried(tmp_path):
     heartbeat lists the orders its push tried to claim, and only those the board agrees they won count."""
     import time
     from coordination.api import GitHubWorkBridge
-    from coordination.config import WorkerConfig
-    from coordination.git import RefUpdate
-    from coordination.processors import ProcessorRegistry
-    from coordination.refs import HEARTBEATS_PREFIX
-    from coordination.worker import Worker
+    from coordination.runtime.config import WorkerConfig
+    from coordination.protocol.git import RefUpdate
+    from coordination.runtime.processors import ProcessorRegistry
+    from coordination.protocol.refs import HEARTBEATS_PREFIX
+    from coordination.runtime.worker import Worker
     bare = make_bare(tmp_path / "b.git")
     invoke("init", "--repo-url", str(bare), "--push-budget", "6")
     invoke("publish", "--repo-url", str(bare), "--simulate", "5", "--seconds", "60", "--prefix", "e")

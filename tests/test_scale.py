@@ -7,11 +7,11 @@ import random
 import subprocess
 from pathlib import Path
 
-from coordination.board import Board
-from coordination.refs import CLAIMS_PREFIX
-from coordination.git import LocalRepo, RefUpdate
-from coordination.remote import parse_repo_url
-from coordination.states import shard
+from coordination.protocol.board import Board
+from coordination.protocol.refs import CLAIMS_PREFIX
+from coordination.protocol.git import LocalRepo, RefUpdate
+from coordination.protocol.remote import parse_repo_url
+from coordination.protocol.states import shard
 from tests.helpers import ROOT, git_out, host, ids_by_state, make_bare, worker_cmd
 from tests.servers import GitDaemon
 
@@ -191,7 +191,7 @@ def test_refs_and_missing_objects_read_from_files_agree_with_git(tmp_path):
                        capture_output=True)
         listed = subprocess.run(["git", "show-index"], stdin=open(idx, "rb"), capture_output=True, text=True,
                                 check=True).stdout
-        from coordination.git.objects import read_pack_index
+        from coordination.protocol.git.objects import read_pack_index
         assert {bytes.fromhex(line.split()[1]) for line in listed.splitlines()} == read_pack_index(idx)
 
 

@@ -121,9 +121,9 @@ def test_ctrl_c_in_a_real_terminal_finishes_the_current_order(board, tmp_path):
 def test_a_killed_persistent_reader_is_started_again(board, tmp_path):
     """Should a `git cat-file --batch` reader die anyway (the OOM killer, a kill by hand), the next
     read starts a new one instead of failing the worker."""
-    from coordination.board import Board
-    from coordination.git import LocalRepo
-    from coordination.remote import parse_repo_url
+    from coordination.protocol.board import Board
+    from coordination.protocol.git import LocalRepo
+    from coordination.protocol.remote import parse_repo_url
 
     repo = LocalRepo.open(tmp_path / "clone" / "board.git", parse_repo_url(str(board)))
     view = Board(repo).sync()

@@ -2,9 +2,9 @@
 import logging
 import threading
 
-from coordination.config import WorkerConfig
-from coordination.politeness import BatteryWatch
-from coordination.stopping import Stop, Stopping, limit_reached
+from coordination.runtime.config import WorkerConfig
+from coordination.runtime.politeness import BatteryWatch
+from coordination.runtime.stopping import Stop, Stopping, limit_reached
 
 CONFIG = WorkerConfig(max_work=5, max_failures=3, max_idle_hours=0.5)
 

@@ -6,9 +6,9 @@ import sys
 from click.testing import CliRunner
 
 from configurations import worker_config
-from coordination.cli import build_worker_cli
-from coordination.politeness import BatteryWatch, _linux_on_battery, default_jobs, rest_after
-from coordination.processors import ProcessorRegistry
+from coordination.runtime.cli import build_worker_cli
+from coordination.runtime.politeness import BatteryWatch, _linux_on_battery, default_jobs, rest_after
+from coordination.runtime.processors import ProcessorRegistry
 from pipelines import default_registry
 from tests.helpers import ROOT, host, worker_cmd
 from tests.servers import GitHttpServer

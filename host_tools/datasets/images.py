@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from typing import Callable, Iterable
 
-from coordination.view import BoardView
+from coordination.protocol.view import BoardView
 
 Source = Callable[[BoardView, str, dict], "bytes | None"]
 

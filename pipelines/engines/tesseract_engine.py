@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from coordination.signals import child_process_options
+from coordination.portable import child_process_options
 from pipelines.engines.base import BlockRequest, Line
 from pipelines.exceptions import EngineError, EngineTimeout, EngineUnavailable
 
@@ -62,7 +62,7 @@ INSTALL_HINT = ("Windows: the installer from github.com/UB-Mannheim/tesseract/wi
 
 def _out_of_terminal_signals(module) -> None:
     """Start tesseract processes apart from the terminal's process group, as the worker starts git
-    (`coordination.signals`): a Ctrl+C meant for the worker must not kill the page being read.
+    (`coordination.runtime.signals`): a Ctrl+C meant for the worker must not kill the page being read.
     pytesseract builds the arguments of every OCR run's Popen in its `subprocess_args()`; this
     extends them."""
     original = module.subprocess_args

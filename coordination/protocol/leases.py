@@ -1,7 +1,7 @@
 """Taking back orders whose lease lapsed (Invariant 4).
 
 A claim's lease lives while its holder's heartbeat keeps changing (see
-`coordination.liveness`). Once the holder is silent for longer than its lease
+`coordination.protocol.liveness`). Once the holder is silent for longer than its lease
 (and at least `offline_after` seconds), anyone may take the order back: the monitor with a `takeback` claim
 (the order returns to `retry_queue/`, the lapse counted as a failed attempt),
 a worker with an ordinary claim at the next seq (it takes the order over, see
@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from coordination.board import Board
-from coordination.claims import holder_online, takeback_updates
-from coordination.liveness import LivenessTracker
-from coordination.states import OrderState
-from coordination.view import BoardView
+from coordination.protocol.board import Board
+from coordination.protocol.claims import holder_online, takeback_updates
+from coordination.protocol.liveness import LivenessTracker
+from coordination.protocol.states import OrderState
+from coordination.protocol.view import BoardView
 
 
 @dataclass

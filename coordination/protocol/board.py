@@ -26,13 +26,13 @@ import random
 import time
 from typing import Callable
 
-from coordination import lean
+from coordination.protocol import lean
 from coordination.backoff import Backoff
 from coordination.exceptions import BoardNotInitialized, BoardUnreachable
-from coordination.fold import BoardSettings
-from coordination.git import EMPTY_TREE, LocalRepo, RefUpdate
-from coordination.refs import MAIN_REF, TRACK, TRACKED_MAIN, fetch_specs
-from coordination.view import BoardView, Fold
+from coordination.protocol.fold import BoardSettings
+from coordination.protocol.git import EMPTY_TREE, LocalRepo, RefUpdate
+from coordination.protocol.refs import MAIN_REF, TRACK, TRACKED_MAIN, fetch_specs
+from coordination.protocol.view import BoardView, Fold
 
 log = logging.getLogger("wms.board")
 

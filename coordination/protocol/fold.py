@@ -24,9 +24,9 @@ from typing import Callable
 
 from coordination.backoff import capped
 from coordination.defaults import MAX_ATTEMPTS, OFFLINE_AFTER_SECONDS, RETRY_BACKOFF_CAP_SECONDS, RETRY_BACKOFF_SECONDS
-from coordination.liveness import declared_lease
-from coordination.records import Located, dumps, without_claim
-from coordination.states import OrderState, claim_audit_path, duplicate_path, is_claim_file_of, state_path
+from coordination.protocol.liveness import declared_lease
+from coordination.protocol.records import Located, dumps, without_claim
+from coordination.protocol.states import OrderState, claim_audit_path, duplicate_path, is_claim_file_of, state_path
 
 
 @dataclass

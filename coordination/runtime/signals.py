@@ -4,7 +4,7 @@ A terminal's Ctrl+C signals its whole foreground process group, not only the wor
 processes started in that group (the persistent `git cat-file --batch` readers included)
 would die with it and take the current order down. So every child process is started in
 a session (POSIX) or process group and console (Windows) of its own, through
-`child_process_options()`, and the worker alone decides what a signal means:
+`coordination.portable.child_process_options()`, and the worker alone decides what a signal means:
 
 - SIGINT (Ctrl+C), SIGTERM (`timeout`, `docker stop`, systemd): finish the current order,
   then stop; the same signal again: hand the order back to the board and stop now.
@@ -15,21 +15,11 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import threading
 from typing import Callable
 
 GRACEFUL = ("SIGINT", "SIGTERM")
 URGENT = ("SIGBREAK", "SIGHUP")
-
-
-def child_process_options() -> dict:
-    """Keyword arguments for `subprocess.Popen`/`run` that keep a child out of the terminal's signals."""
-    if os.name == "nt":
-        flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200) | getattr(subprocess, "CREATE_NO_WINDOW",
-                                                                                  0x08000000)
-        return {"creationflags": flags}
-    return {"start_new_session": True}
 
 
 def signals_present(names) -> list:

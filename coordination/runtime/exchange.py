@@ -14,17 +14,21 @@ import logging
 import os
 import socket
 
-from coordination import campaign, claims, pacing, testhooks
+from coordination.protocol import campaign, claims
+
+from coordination.runtime import pacing
+
+from coordination import testhooks
 from coordination.backoff import Backoff
-from coordination.claims import Candidate
+from coordination.protocol.claims import Candidate
 from coordination.exceptions import BoardPermissionError, BoardThrottled, BoardUnreachable
-from coordination.git import RefUpdate
-from coordination.records import RESULT_FILE, Located, dumps, order_of
-from coordination.refs import MAIN_REF, TRACK, heartbeat_ref, result_ref
-from coordination.jobs import Job
-from coordination.spool import SpoolEntry
-from coordination.states import OrderState, duplicate_path
-from coordination.view import BoardView
+from coordination.protocol.git import RefUpdate
+from coordination.protocol.records import RESULT_FILE, Located, dumps, order_of
+from coordination.protocol.refs import MAIN_REF, TRACK, heartbeat_ref, result_ref
+from coordination.runtime.jobs import Job
+from coordination.runtime.spool import SpoolEntry
+from coordination.protocol.states import OrderState, duplicate_path
+from coordination.protocol.view import BoardView
 
 log = logging.getLogger("wms.worker")
 

@@ -12,10 +12,10 @@ from typing import Callable
 from coordination import portable
 from coordination.defaults import GIT_TIMEOUT_SECONDS, MAX_LOOSE_OBJECTS, MAX_PACKS, TIDY_PAUSE_SECONDS
 from coordination.exceptions import GitNotFound, WmsError, WorkdirError
-from coordination.git.objects import ObjectStore
-from coordination.git.run import GitRunner, git_available, git_version, last_lines, ref_format, require_git_version
-from coordination.git.transport import Transport
-from coordination.remote import Remote
+from coordination.protocol.git.objects import ObjectStore
+from coordination.protocol.git.run import GitRunner, git_available, git_version, last_lines, ref_format, require_git_version
+from coordination.protocol.git.transport import Transport
+from coordination.protocol.remote import Remote
 
 log = logging.getLogger("wms.git")
 
@@ -60,11 +60,11 @@ class LocalRepo(ObjectStore, Transport):
         Transport.__init__(self, GitRunner(self.path, remote.url, remote.env, timeout))
         self.remote = remote
         self.timeout = timeout
-        self.lean = lean  # shallow, partial clone: see coordination/lean.py
+        self.lean = lean  # shallow, partial clone: see coordination/protocol/lean.py
         self.clock = clock
         self._tidy_after = 0.0  # clock time before which `tidy` does nothing
-        self.lean_fetched_at: float | None = None  # clock time of the last fetch (coordination/lean.py)
-        self.refused_filters: set[str] = set()  # partial-clone filters the server refused (coordination/lean.py)
+        self.lean_fetched_at: float | None = None  # clock time of the last fetch (coordination/protocol/lean.py)
+        self.refused_filters: set[str] = set()  # partial-clone filters the server refused (coordination/protocol/lean.py)
 
     @property
     def processes(self) -> dict[str, list]:

@@ -11,12 +11,12 @@ from rich.console import Console
 from rich.table import Table
 
 from coordination import portable
-from coordination.config import WorkerConfig
+from coordination.runtime.config import WorkerConfig
 from coordination.exceptions import WmsError, WorkdirError
-from coordination.live import LiveView
-from coordination.politeness import lower_priority
-from coordination.processors import ProcessorRegistry
-from coordination.output import make_console, setup_logging
+from coordination.runtime.live import LiveView
+from coordination.runtime.politeness import lower_priority
+from coordination.runtime.processors import ProcessorRegistry
+from coordination.runtime.output import make_console, setup_logging
 from coordination.secrets import redact
 
 EXIT_OK = 0
@@ -85,7 +85,7 @@ def build_worker_cli(registry_factory: Callable[[], ProcessorRegistry], configur
         Put a file named PAUSE in the workdir to hold new claims, STOP to finish the
         current order and exit. Ctrl+C once finishes the current order; twice releases it.
         """
-        from coordination.worker import Worker
+        from coordination.runtime.worker import Worker
 
         console = make_console()
         logging_ready = False
@@ -97,7 +97,7 @@ def build_worker_cli(registry_factory: Callable[[], ProcessorRegistry], configur
                 max_cpu_percent=max_cpu_percent,
             )
             if check:
-                from coordination.checks import run_checks
+                from coordination.runtime.checks import run_checks
 
                 ok = run_checks(config, registry_factory(), console)
                 sys.exit(0 if ok else 1)

@@ -1,7 +1,7 @@
 """When a worker talks to the board and how much it asks for: pure functions of a `Snapshot` of
 the worker and ``now`` (no I/O, no clock read here).
 
-The push budget (`coordination.budget`): the board allows B pushes a minute for the whole fleet,
+The push budget (`coordination.protocol.budget`): the board allows B pushes a minute for the whole fleet,
 and this worker sees W workers pushing, so it pushes about every 60 W / B seconds
 (`push_interval`, `may_push`), a little earlier or later at random so the fleet does not push in
 waves. Each push carries everything due: results, the next claims, the fold of main and the
@@ -23,7 +23,7 @@ heartbeat. Between turns the worker waits
 `next_timeout`. Idle workers poll no more often than `idle_wait` allows, so a fleet of idle
 machines stays within the server's reads (`fleet_idle_reads`).
 
->>> from coordination.config import WorkerConfig
+>>> from coordination.runtime.config import WorkerConfig
 >>> config = WorkerConfig(jobs=2, prefetch=1, claim_batch=0, fold_delay=2.0, heartbeat_seconds=60.0)
 >>> s = Snapshot(jobs=1, ready=0, work_done=3, remaining=40, holders=4, last_busy=5.0)
 >>> batch(config, s), ahead(config, s), claims_wanted(config, s)
@@ -39,7 +39,7 @@ import math
 from dataclasses import dataclass, replace
 
 from coordination.backoff import Backoff
-from coordination.config import WorkerConfig
+from coordination.runtime.config import WorkerConfig
 from coordination.defaults import BATCH_BELOW_SECONDS, PUSH_BUDGET
 
 LEASE_MARGIN = 2.0  # a stretched lease lasts this many times the time until the worker expects to push again
@@ -335,7 +335,7 @@ def lease_basis(config: WorkerConfig, s: Snapshot) -> str:
 
 def lease_seconds(config: WorkerConfig, s: Snapshot, held: int | None = None) -> float:
     """How long this worker may stay silent before its orders are taken back. Observers judge it by
-    their own clocks from when they saw its heartbeat change (`coordination.liveness`), and never
+    their own clocks from when they saw its heartbeat change (`coordination.protocol.liveness`), and never
     sooner than their own `offline_after`.
 
     - Where the budget has room for every worker's heartbeat (`heartbeats_fit`), the worker renews

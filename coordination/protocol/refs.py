@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from coordination.states import valid_work_id
+from coordination.protocol.states import valid_work_id
 
 MAIN_REF = "refs/heads/main"
 CLAIMS_PREFIX = "refs/wms/claims/"

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from coordination import signals
-from coordination.config import WorkerConfig
+from coordination.runtime import signals
+from coordination.runtime.config import WorkerConfig
 from coordination.exceptions import BoardUnreachable
-from coordination.politeness import BatteryWatch
+from coordination.runtime.politeness import BatteryWatch
 
 log = logging.getLogger("wms.worker")
 
@@ -94,7 +94,7 @@ def limit_reached(config: WorkerConfig, *, work_done: int, empty_polls: int, hol
     """Why the run ends once a limit of the run is reached, else None. The messages are the seed
     manual's.
 
-    >>> from coordination.config import WorkerConfig
+    >>> from coordination.runtime.config import WorkerConfig
     >>> limit_reached(WorkerConfig(max_work=3), work_done=3, empty_polls=0, holding=False, idle=0,
     ...               unreachable_for=None, unsent=0).reason
     'Reached max work orders (3)'

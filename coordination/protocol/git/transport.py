@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterable
 
 from coordination.exceptions import BoardRefusesPushes, BoardUnreachable, WmsError
-from coordination.git.run import GitRunner, last_lines
+from coordination.protocol.git.run import GitRunner, last_lines
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,14 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from coordination import claims, fold
-from coordination.budget import read_budget
+from coordination.protocol import claims, fold
+from coordination.protocol.budget import read_budget
 from coordination.defaults import MAX_ORDER_BYTES
-from coordination.fold import BoardSettings, Event
-from coordination.git import LocalRepo, RefUpdate, blob_sha
-from coordination.records import RESULT_FILE, Located, RefNote, parse_json_record
-from coordination.refs import parse
-from coordination.states import OrderState, duplicate_path, is_claim_file_of, shard, state_path, valid_work_id
+from coordination.protocol.fold import BoardSettings, Event
+from coordination.protocol.git import LocalRepo, RefUpdate, blob_sha
+from coordination.protocol.records import RESULT_FILE, Located, RefNote, parse_json_record
+from coordination.protocol.refs import parse
+from coordination.protocol.states import OrderState, duplicate_path, is_claim_file_of, shard, state_path, valid_work_id
 
 
 @dataclass

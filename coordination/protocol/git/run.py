@@ -30,7 +30,7 @@ from coordination.exceptions import (
     WorkdirError,
 )
 from coordination.secrets import redact
-from coordination.signals import child_process_options
+from coordination.portable import child_process_options
 
 _PERMISSION_HINTS = (
     "authentication failed",

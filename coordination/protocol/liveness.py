@@ -3,7 +3,7 @@
 A heartbeat ref changes on every push of its worker, and states the worker's lease:
 how long it may stay silent (three heartbeats where the board's budget has room for the
 fleet's heartbeats, else sized from its push interval and the orders it holds; see
-`coordination.pacing.lease_seconds`). An observer notes, on its
+`coordination.runtime.pacing.lease_seconds`). An observer notes, on its
 own clock, when it last saw each worker's ref change; a worker is offline once that
 is its lease (at least `offline_after`, at most `MAX_LEASE_SECONDS`) ago. Workers' clocks never enter
 that rule: a worker first seen is counted as heard from at that moment (the time

@@ -4,7 +4,7 @@ GitHub recommends at most 6 pushes a minute per repository and throttles beyond;
 any ref, counts. The host keeps the budget in `board.json` (`push_budget`, set by `host_tools
 init --push-budget` and changed with `host_tools set-budget`); a board without one has the
 default. Every client reads it from its view of main (`read_budget`) and paces itself
-(`coordination.pacing`).
+(`coordination.runtime.pacing`).
 
 >>> read_budget({"push_budget": 60}), read_budget({}), read_budget({"push_budget": "x"}), read_budget({"push_budget": -1})
 (60.0, 6.0, 6.0, 6.0)

@@ -6,13 +6,13 @@ from __future__ import annotations
 import hashlib
 import logging
 
-from coordination.board import Board
+from coordination.protocol.board import Board
 from coordination.defaults import PUSH_BUDGET
 from coordination.exceptions import WmsError
-from coordination.git import LocalRepo
-from coordination.liveness import LivenessTracker
-from coordination.remote import related_remote
-from coordination.spool import Spool
+from coordination.protocol.git import LocalRepo
+from coordination.protocol.liveness import LivenessTracker
+from coordination.protocol.remote import related_remote
+from coordination.runtime.spool import Spool
 
 log = logging.getLogger("wms.worker")
 

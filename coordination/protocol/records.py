@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Callable
 
-from coordination.states import OrderState
+from coordination.protocol.states import OrderState
 
 RESULT_FILE = "record.json"
 RECORD_SCHEMA = 1  # of the completion record

@@ -7,17 +7,17 @@ from pathlib import Path
 
 from rich.console import Console
 
-from coordination.board import Board
+from coordination.protocol.board import Board
 from coordination import portable
 from coordination.exceptions import BoardNotInitialized, BoardPermissionError, BoardUnreachable, GitTooOld, WmsError
-from coordination.git import LocalRepo, RefUpdate
-from coordination.git.run import (MIN_GIT_VERSION, REFTABLE_GIT_VERSION, git_available, git_version, ref_format,
+from coordination.protocol.git import LocalRepo, RefUpdate
+from coordination.protocol.git.run import (MIN_GIT_VERSION, REFTABLE_GIT_VERSION, git_available, git_version, ref_format,
                                   require_git_version)
-from coordination.processors import ProcessorRegistry
-from coordination.refs import heartbeat_ref
-from coordination.remote import parse_repo_url
-from coordination.sleep_prevention import SleepPreventer
-from coordination.states import OrderState
+from coordination.runtime.processors import ProcessorRegistry
+from coordination.protocol.refs import heartbeat_ref
+from coordination.protocol.remote import parse_repo_url
+from coordination.runtime.sleep_prevention import SleepPreventer
+from coordination.protocol.states import OrderState
 
 MIN_FREE_BYTES = 500 * 1024 * 1024
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from coordination.exceptions import WmsError
-from coordination.git.objects import MODE_LINK
-from coordination.git.run import GitRunner
+from coordination.protocol.git.objects import MODE_LINK
+from coordination.protocol.git.run import GitRunner
 
 
 def safe_board_path(path: str) -> str:

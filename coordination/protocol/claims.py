@@ -24,11 +24,11 @@ import random
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from coordination.git.transport import RefUpdate
-from coordination.liveness import LivenessTracker
-from coordination.records import Located, RefNote, claim_info
-from coordination.refs import claim_ref
-from coordination.states import OrderState
+from coordination.protocol.git.transport import RefUpdate
+from coordination.protocol.liveness import LivenessTracker
+from coordination.protocol.records import Located, RefNote, claim_info
+from coordination.protocol.refs import claim_ref
+from coordination.protocol.states import OrderState
 
 
 @dataclass

@@ -10,11 +10,11 @@ from typing import Callable
 
 from coordination.defaults import MAX_RESULT_BYTES, ORDER_SCHEMA
 from coordination.exceptions import WmsError, WorkdirError
-from coordination.processors import OrderError, ProcessorRegistry, WorkContext
-from coordination.records import completion_record, dumps, result_info
+from coordination.runtime.processors import OrderError, ProcessorRegistry, WorkContext
+from coordination.protocol.records import completion_record, dumps, result_info
 from coordination import portable, testhooks
-from coordination.remote import Remote
-from coordination.spool import Spool, SpoolEntry, SpoolWriteError
+from coordination.protocol.remote import Remote
+from coordination.runtime.spool import Spool, SpoolEntry, SpoolWriteError
 
 log = logging.getLogger("wms.worker")
 

@@ -16,7 +16,7 @@ import git
 
 from coordination import portable
 from coordination.exceptions import WorkdirError
-from coordination.signals import child_process_options
+from coordination.portable import child_process_options
 
 log = logging.getLogger("wms.git")
 _T = TypeVar("_T")

@@ -27,28 +27,32 @@ import threading
 import time
 import uuid
 
-from coordination import campaign, pacing, portable, testhooks
+from coordination.protocol import campaign
+
+from coordination.runtime import pacing
+
+from coordination import portable, testhooks
 from coordination.backoff import Backoff
-from coordination.board import Board
-from coordination.claims import Candidate
-from coordination.config import WorkerConfig
+from coordination.protocol.board import Board
+from coordination.protocol.claims import Candidate
+from coordination.runtime.config import WorkerConfig
 from coordination.defaults import PUSH_BUDGET
 from coordination.exceptions import WmsError, WorkdirError
-from coordination.exchange import Exchanges
-from coordination.fold import BoardSettings
-from coordination.git import LocalRepo, TreeFileReader
-from coordination.jobs import Job, JobRunner
-from coordination.liveness import LivenessTracker
-from coordination.politeness import BatteryWatch, rest_after
-from coordination.processors import ProcessorRegistry
-from coordination.records import order_of
-from coordination.remote import Remote, parse_repo_url
-from coordination.sleep_prevention import SleepPreventer
-from coordination.spool import Spool, SpoolEntry
-from coordination.stats import WorkerStats, process_cpu
-from coordination.stopping import Stop, Stopping, limit_reached
-from coordination.successors import Successors
-from coordination.view import BoardView
+from coordination.runtime.exchange import Exchanges
+from coordination.protocol.fold import BoardSettings
+from coordination.protocol.git import LocalRepo, TreeFileReader
+from coordination.runtime.jobs import Job, JobRunner
+from coordination.protocol.liveness import LivenessTracker
+from coordination.runtime.politeness import BatteryWatch, rest_after
+from coordination.runtime.processors import ProcessorRegistry
+from coordination.protocol.records import order_of
+from coordination.protocol.remote import Remote, parse_repo_url
+from coordination.runtime.sleep_prevention import SleepPreventer
+from coordination.runtime.spool import Spool, SpoolEntry
+from coordination.runtime.stats import WorkerStats, process_cpu
+from coordination.runtime.stopping import Stop, Stopping, limit_reached
+from coordination.runtime.successors import Successors
+from coordination.protocol.view import BoardView
 
 log = logging.getLogger("wms.worker")
 

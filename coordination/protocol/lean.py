@@ -28,7 +28,7 @@ import logging
 import re
 
 from coordination.defaults import LEAN_BLOB_LIMIT
-from coordination.states import OrderState
+from coordination.protocol.states import OrderState
 
 log = logging.getLogger("wms.git")
 

@@ -9,7 +9,7 @@ Layout on `main`:
 
 An archived id is in no state folder any more: it is done and collected. Publishing
 looks in the archive too (`ArchiveIndex`), so a chapter is never published twice, and
-a late result for an archived id is folded as a duplicate (see coordination.board).
+a late result for an archived id is folded as a duplicate (see coordination.protocol.board).
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from coordination.view import BoardView
-from coordination.states import OrderState, shard, state_path, valid_work_id
+from coordination.protocol.view import BoardView
+from coordination.protocol.states import OrderState, shard, state_path, valid_work_id
 
 ARCHIVE = "archive"
 TOMBSTONES = "ids.txt"
