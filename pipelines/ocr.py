@@ -26,7 +26,7 @@ from pipelines.engines.base import BlockRequest, Engine
 from pipelines.exceptions import OcrError, OrderFormatError
 from pipelines.layout import layout_page
 from pipelines.pages import PageImage
-from pipelines.recall import extend_lines
+from pipelines.recall import extend_lines, find_marks
 
 LANGS = ("auto", "jpn", "eng")
 #: Pages are read at most this many pixels on the long side.
@@ -113,7 +113,10 @@ class OcrPipeline:
         read_quads = getattr(engine, "read_quads", None)
         if read_quads is not None and lines:
             # trailing marks the detector cut off (ーー, …, ！？): read again over the ink past each line's end
-            lines, _ = extend_lines(lines, _gray(arr), lambda quads: read_quads(arr, quads))
+            gray = _gray(arr)
+            lines, _ = extend_lines(lines, gray, lambda quads: read_quads(arr, quads))
+            # dots and "!" the detector did not see: ink in bubbles that no line covers
+            lines, _ = find_marks(lines, gray, lambda quads: read_quads(arr, quads))
             timing["marks"] = time.perf_counter() - t1
             t1 = time.perf_counter()
         lang = {"jpn": "ja", "eng": "en"}.get(self.lang, "auto")

@@ -1,4 +1,5 @@
-"""Text the detector cuts short: marks at the end of a line (``ーー``, ``…``, ``！？``).
+"""Text the detector cuts short or misses: marks at the end of a line (``ーー``, ``…``,
+``！？``, `extend_lines`) and bubbles holding only marks (``……``, ``！``, `find_marks`).
 
 The detector often stops a line before its trailing long-vowel dashes, dots
 and exclamation marks (thin strokes far from the glyphs). For each line the
@@ -158,3 +159,155 @@ def extend_lines(lines: list[Line], gray: np.ndarray, read_quads) -> tuple[list[
             out[i] = Line(s.quad, text, min(score, lines[i].score))
             n += 1
     return out, n
+
+
+# -- marks in bubbles no line covers ---------------------------------------------------
+
+#: Light pixels (a bubble's inside), on the 0-255 grey page.
+LIGHT = 200
+_FOUND_RE = re.compile(r"^[.!?]+$")
+
+
+def accept_found(text: str, score: float) -> str | None:
+    """The text of ink no line covered, when it is marks alone (dots, ``!``, ``?``), else None.
+
+    Only marks are taken: the recogniser reads art in a bubble as a letter or a
+    dash with high confidence, but never as dots or exclamation marks.
+
+    >>> accept_found("……", 0.9), accept_found("!?", 0.8), accept_found("!", 0.9)
+    ('......', '!?', '!')
+    >>> accept_found("一", 0.9), accept_found("。", 0.9), accept_found(".", 0.9), accept_found("…", 0.3)
+    (None, None, None, None)
+    """
+    t = re.sub(r"\s+", "", unicodedata.normalize("NFKC", text)).replace("•", ".").replace("・", ".")
+    if score < 0.5 or not _FOUND_RE.match(t):
+        return None
+    if t.count(".") < 2 and not re.search(r"[!?]", t):
+        return None  # a lone dot is a speck as often as text
+    return t
+
+
+def _dots(stats: np.ndarray, size: float) -> int:
+    """How many blobs when every blob (cv2 stats rows) is a dot: small and round; else 0."""
+    if len(stats) < 2:
+        return 0
+    w, h = stats[:, 2], stats[:, 3]
+    if w.max() > 0.35 * size or h.max() > 0.35 * size or (np.maximum(w, h) > 2 * np.minimum(w, h) + 1).any():
+        return 0
+    return int(len(stats))
+
+
+def unread_ink(lines: list[Line], gray: np.ndarray, size: float) -> list[dict]:
+    """Clusters of ink inside bubbles that no line covers.
+
+    Bubbles are light regions (connected, 4-neighbour) smaller than 12% of the
+    page; their ink is what they enclose (their holes). Ink within 0.25 text
+    sizes of a line's box is read already. The rest is clustered (blobs under
+    0.6 text sizes apart), and each cluster that can be marks is returned:
+    three to twelve dots in a run no longer than 6 text sizes, or two to four
+    strokes within 1.3 text sizes, one over 0.3 long (``!``, ``!?``, ``!!`` set in one cell), as
+    ``{box, blobs, bubble}``: its box on the
+    page, its blobs (cv2 stats rows) and the bubble's filled mask with its
+    offset.
+    """
+    import cv2
+
+    H, W = gray.shape
+    light = (gray > LIGHT).astype(np.uint8)
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(light, connectivity=4)
+    covered = np.zeros((H, W), bool)
+    pad = 0.25 * size
+    for ln in lines:
+        x1, y1, x2, y2 = ln.rect
+        covered[max(0, int(y1 - pad)):int(y2 + pad) + 1, max(0, int(x1 - pad)):int(x2 + pad) + 1] = True
+    dark = gray < DARK
+    k = max(1, int(round(0.6 * size)))
+    kernel = np.ones((k, k), np.uint8)
+    out = []
+    for i in range(1, n):
+        x, y, w, h, area = (int(v) for v in stats[i])
+        if area < size * size or area > 0.12 * H * W or w > 15 * size or h > 15 * size:
+            continue
+        sub = (lab[y:y + h, x:x + w] == i).astype(np.uint8)
+        contours, _ = cv2.findContours(sub, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        filled = np.zeros_like(sub)
+        cv2.drawContours(filled, contours, -1, 1, -1)
+        if filled.sum() < 0.5 * w * h:
+            continue  # not a bubble: a light streak through the art
+        ink = (filled > 0) & (sub == 0) & dark[y:y + h, x:x + w] & ~covered[y:y + h, x:x + w]
+        if ink.sum() < 4:
+            continue
+        m, blab, bstats, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), connectivity=8)
+        keep = [j for j in range(1, m) if bstats[j, cv2.CC_STAT_AREA] >= 3]
+        if not keep:
+            continue
+        grown = cv2.dilate(np.isin(blab, keep).astype(np.uint8), kernel)
+        c, clab = cv2.connectedComponents(grown, connectivity=8)
+        for j in range(1, c):
+            members = [b for b in keep if clab[bstats[b, 1] + bstats[b, 3] // 2, bstats[b, 0] + bstats[b, 2] // 2] == j]
+            if not members:
+                continue
+            bs = bstats[members]
+            bx1, by1 = bs[:, 0].min(), bs[:, 1].min()
+            bx2, by2 = (bs[:, 0] + bs[:, 2]).max(), (bs[:, 1] + bs[:, 3]).max()
+            cw, ch = bx2 - bx1, by2 - by1
+            if min(cw, ch) > 1.5 * size or max(cw, ch) > 6 * size or len(members) > 12:
+                continue
+            if np.maximum(bs[:, 2], bs[:, 3]).max() > 0.8 * size:
+                continue  # a mark's strokes are small; bigger blobs are letters (read already) or art
+            marks = (2 <= len(members) <= 4 and max(cw, ch) <= 1.3 * size
+                     and np.maximum(bs[:, 2], bs[:, 3]).max() >= 0.3 * size)  # a stroke and its dot: "!", "?"
+            if not (marks or _dots(bs, size) >= 3):
+                continue  # neither a run of dots nor one or two marks ("!", "!?", "!!"): specks, art
+            out.append({"box": (x + bx1, y + by1, x + bx2, y + by2), "blobs": bs, "bubble": (filled, x, y)})
+    return out
+
+
+def _read_quad(cluster: dict, size: float) -> list[list[float]]:
+    """The box to read a cluster in: a run of dots padded, one or two marks in a square.
+
+    The recogniser turns a tall box a quarter turn (vertical text), which reads
+    a column of dots but turns a lone "!" into a dash; a square is not turned.
+    """
+    x1, y1, x2, y2 = (float(v) for v in cluster["box"])
+    pad = 0.25 * size
+    if _dots(cluster["blobs"], size) >= 3:
+        return [[x1 - pad, y1 - pad], [x2 + pad, y1 - pad], [x2 + pad, y2 + pad], [x1 - pad, y2 + pad]]
+    cx, cy, half = (x1 + x2) / 2, (y1 + y2) / 2, max(x2 - x1, y2 - y1) / 2 + pad
+    return [[cx - half, cy - half], [cx + half, cy - half], [cx + half, cy + half], [cx - half, cy + half]]
+
+
+def find_marks(lines: list[Line], gray: np.ndarray, read_quads) -> tuple[list[Line], int]:
+    """Lines with the marks no line covered read and added: (lines, how many marks were found).
+
+    A second look at the page for what the detector misses: bubbles holding
+    only dots (``……``) or an exclamation mark. The ink no line covers
+    (`unread_ink`) is read in one batch (``read_quads(quads) -> [(text,
+    score)]``) and kept only when it reads as marks alone (`accept_found`);
+    dots are counted from the ink. Each find becomes a line of its own, which
+    the layout groups like any other (into its bubble's block).
+    """
+    kept = [ln for ln in lines if ln.text and ln.score >= 0.5]
+    sizes = [min(r[2] - r[0], r[3] - r[1]) for r in (ln.rect for ln in kept)]
+    if not sizes:
+        return lines, 0
+    size = float(np.median(sizes))
+    clusters = unread_ink(kept, gray, size)
+    if not clusters:
+        return lines, 0
+    reads = read_quads([_read_quad(c, size) for c in clusters])
+    out = list(lines)
+    for c, (text, score) in zip(clusters, reads):
+        t = accept_found(text, score)
+        if t is None:
+            continue
+        if set(t) == {"."}:
+            t = "." * (_dots(c["blobs"], size) or len(t))
+        x1, y1, x2, y2 = (float(v) for v in c["box"])
+        # as wide as the page's text (a column of dots is 3 px wide; readers size text by the box)
+        if y2 - y1 >= x2 - x1:
+            x1, x2 = min(x1, (x1 + x2 - size) / 2), max(x2, (x1 + x2 + size) / 2)
+        else:
+            y1, y2 = min(y1, (y1 + y2 - size) / 2), max(y2, (y1 + y2 + size) / 2)
+        out.append(Line([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], t, score))
+    return out, len(out) - len(lines)

@@ -1,0 +1,105 @@
+"""Recall on a constructed page: small text beside normal text, and bubbles holding only marks.
+
+The page is drawn with Pillow (a Japanese font, vertical text one glyph under
+the other, bubbles as ellipses) and read by the real pipeline (RapidOCR), so
+these tests pin what the detector and the second look over unread ink
+(`pipelines.recall.find_marks`) find end to end.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from pipelines.engines.base import Line
+from pipelines.metrics import norm
+from pipelines.recall import accept_found, find_marks
+from pipelines.synthetic import cjk_font
+
+NOTO = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"
+needs_cjk = pytest.mark.skipif(cjk_font() is None, reason="no Japanese font: install the Debian package fonts-noto-cjk")
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont:
+    import os
+
+    return ImageFont.truetype(NOTO if os.path.isfile(NOTO) else cjk_font(), size)
+
+
+def vtext(draw: ImageDraw.ImageDraw, x: int, y: int, text: str, size: int) -> None:
+    """A vertical column: one glyph under the other, ``size`` px."""
+    font = _font(size)
+    for i, ch in enumerate(text):
+        draw.text((x, y + i * size * 1.1), ch, font=font, fill=0)
+
+
+def small_text_page() -> Image.Image:
+    """A manga-sized page: two bubbles of 32 px text, one of 10 px text, one of dots (︙︙), one with "！"."""
+    img = Image.new("RGB", (826, 1200), "white")
+    d = ImageDraw.Draw(img)
+    d.rectangle((20, 20, 806, 1180), outline=0, width=4)
+    d.ellipse((500, 80, 760, 520), outline=0, width=3)
+    vtext(d, 640, 150, "今日は雨だ", 32)
+    vtext(d, 590, 150, "帰ろうか", 32)
+    d.ellipse((120, 80, 380, 520), outline=0, width=3)
+    vtext(d, 234, 150, "そうだね", 32)
+    d.ellipse((560, 640, 720, 900), outline=0, width=3)   # small text
+    vtext(d, 635, 700, "ねむい", 10)
+    d.ellipse((340, 640, 460, 860), outline=0, width=3)   # dots only
+    vtext(d, 384, 690, "︙︙", 32)
+    d.ellipse((120, 640, 240, 860), outline=0, width=3)   # a lone exclamation mark
+    vtext(d, 164, 720, "！", 32)
+    return img
+
+
+@pytest.fixture(scope="module")
+def read_page():
+    from pipelines.ocr import OcrPipeline
+    from pipelines.pages import PageImage
+
+    ocr = OcrPipeline("rapidocr", "auto")
+    yield lambda img: ocr.read(PageImage("page.png", img))
+    ocr.close()
+
+
+@needs_cjk
+def test_small_text_beside_normal_text_is_found(read_page):
+    blocks = [norm(b) for b in read_page(small_text_page())["text"].split("\n")]
+    assert "今日は雨だ帰ろうか" in blocks and "そうだね" in blocks
+    assert "ねむい" in blocks   # 10 px text next to 32 px text
+
+
+@needs_cjk
+def test_bubbles_holding_only_marks_are_found(read_page):
+    page = read_page(small_text_page())
+    blocks = [norm(b) for b in page["text"].split("\n")]
+    assert "......" in blocks   # six dots (two vertical ellipses) the detector does not see
+    assert "!" in blocks        # "！" alone in its bubble
+    assert len(blocks) == 5
+    dots = next(b for b in page["blocks"] if norm("".join(b["lines"])) == "......")
+    x1, y1, x2, y2 = dots["box"]
+    assert 340 < x1 < x2 < 460 and 640 < y1 < y2 < 860   # inside its bubble
+    assert dots["vertical"] and dots["font_size"] >= 20  # sized like the page's text, not 3 px wide
+
+
+@needs_cjk
+def test_reading_order_keeps_the_found_marks_in_place(read_page):
+    # top row right to left, then the bottom row right to left
+    blocks = [norm(b) for b in read_page(small_text_page())["text"].split("\n")]
+    assert blocks == ["今日は雨だ帰ろうか", "そうだね", "ねむい", "......", "!"]
+
+
+def test_only_marks_are_taken_from_unread_ink():
+    # what the recogniser makes of art inside a bubble: letters, digits, dashes; never kept
+    for text in ("一", "—", "。", "1", "O", "今", "ハァ", ".", "•"):
+        assert accept_found(text, 0.99) is None, text
+    assert accept_found("……", 0.9) == "......" and accept_found("！？", 0.6) == "!?"
+    assert accept_found("……", 0.4) is None   # low confidence
+
+
+def test_find_marks_leaves_a_page_without_unread_ink_alone():
+    page = np.full((400, 300), 255, np.uint8)
+    lines = [Line([[100, 50], [130, 50], [130, 200], [100, 200]], "そうだね", 0.99)]
+    calls = []
+    out, n = find_marks(lines, page, lambda quads: calls.append(quads) or [])
+    assert out == lines and n == 0 and not calls   # nothing to read: the recogniser is not called
