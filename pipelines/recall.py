@@ -188,79 +188,131 @@ def accept_found(text: str, score: float) -> str | None:
 
 
 def _dots(stats: np.ndarray, size: float) -> int:
-    """How many blobs when every blob (cv2 stats rows) is a dot: small and round; else 0."""
+    """How many dots when the blobs (cv2 stats rows) are a run of dots, else 0.
+
+    Dots of a run are small (under 0.35 text sizes) and round, alike in size,
+    on one straight line (across it within 0.08 text sizes) and evenly spaced.
+
+    >>> _dots(np.array([[10, 0, 3, 3, 8], [10, 7, 3, 3, 8], [10, 14, 3, 3, 8]]), 30)
+    3
+    >>> _dots(np.array([[10, 0, 3, 3, 8], [16, 7, 3, 3, 8], [10, 14, 3, 3, 8]]), 30)   # not in a line
+    0
+    """
     if len(stats) < 2:
         return 0
-    w, h = stats[:, 2], stats[:, 3]
+    w, h, area = stats[:, 2], stats[:, 3], stats[:, 4]
     if w.max() > 0.35 * size or h.max() > 0.35 * size or (np.maximum(w, h) > 2 * np.minimum(w, h) + 1).any():
+        return 0
+    if area.max() > 2.5 * area.min():
+        return 0
+    cx, cy = stats[:, 0] + w / 2, stats[:, 1] + h / 2
+    along, across = (cy, cx) if np.ptp(cy) >= np.ptp(cx) else (cx, cy)
+    if np.ptp(across) > max(2.0, 0.08 * size):
+        return 0
+    steps = np.diff(np.sort(along))
+    if steps.min() < 0.4 * np.median(steps) or steps.max() > 1.6 * np.median(steps):
         return 0
     return int(len(stats))
 
 
-def unread_ink(lines: list[Line], gray: np.ndarray, size: float) -> list[dict]:
-    """Clusters of ink inside bubbles that no line covers.
+def _bangs(stats: np.ndarray, size: float) -> int:
+    """How many exclamation marks when the blobs are "!" (a thin stroke, its dot under it), else 0.
 
-    Bubbles are light regions (connected, 4-neighbour) smaller than 12% of the
-    page; their ink is what they enclose (their holes). Ink within 0.25 text
-    sizes of a line's box is read already. The rest is clustered (blobs under
-    0.6 text sizes apart), and each cluster that can be marks is returned:
-    three to twelve dots in a run no longer than 6 text sizes, or two to four
-    strokes within 1.3 text sizes, one over 0.3 long (``!``, ``!?``, ``!!`` set in one cell), as
-    ``{box, blobs, bubble}``: its box on the
-    page, its blobs (cv2 stats rows) and the bubble's filled mask with its
-    offset.
+    >>> _bangs(np.array([[23, 15, 3, 11, 25], [23, 28, 3, 3, 8]]), 28)
+    1
+    >>> _bangs(np.array([[23, 15, 11, 11, 90], [23, 28, 3, 3, 8]]), 28)   # a blot, not a stroke
+    0
+    """
+    if len(stats) not in (2, 4):
+        return 0
+    order = sorted(range(len(stats)), key=lambda i: -stats[i, 3])
+    strokes, dots = stats[order[:len(stats) // 2]], stats[order[len(stats) // 2:]]
+    n = 0
+    for sx, sy, sw, sh, _ in strokes:
+        if sh < 0.3 * size or sh < 2.5 * sw or sw > 0.25 * size:
+            return 0
+        under = [d for d in dots if d[1] >= sy + sh - 1 and d[1] - (sy + sh) <= 0.4 * sh
+                 and abs((d[0] + d[2] / 2) - (sx + sw / 2)) <= max(2.0, sw) and max(d[2], d[3]) <= 2 * sw + 1]
+        if len(under) != 1:
+            return 0
+        n += 1
+    return n
+
+
+def unread_ink(lines: list[Line], gray: np.ndarray, size: float) -> list[dict]:
+    """Runs of dots and exclamation marks inside bubbles that no line covers.
+
+    Ink (pixels under DARK) more than 0.25 text sizes from every line's box
+    is split into blobs; blobs under 0.8 text sizes are clustered (under 0.6
+    text sizes apart). A cluster is returned, as ``{box, blobs}`` (its box on
+    the page, its blobs as cv2 stats rows), when it is a run of three to
+    twelve dots (`_dots`) no longer than 6 text sizes, or ``!`` or ``!!``
+    (`_bangs`) within 1.3 text sizes, and it lies inside a bubble: clean paper
+    around it (80% light, 0.3 text sizes wide), all of one light region
+    (connected, 4-neighbour) under 12% of the page that fills at least half
+    its bounding box.
     """
     import cv2
 
     H, W = gray.shape
-    light = (gray > LIGHT).astype(np.uint8)
-    n, lab, stats, _ = cv2.connectedComponentsWithStats(light, connectivity=4)
-    covered = np.zeros((H, W), bool)
+    ink = gray < DARK
     pad = 0.25 * size
     for ln in lines:
         x1, y1, x2, y2 = ln.rect
-        covered[max(0, int(y1 - pad)):int(y2 + pad) + 1, max(0, int(x1 - pad)):int(x2 + pad) + 1] = True
-    dark = gray < DARK
+        ink[max(0, int(y1 - pad)):int(y2 + pad) + 1, max(0, int(x1 - pad)):int(x2 + pad) + 1] = False
+    m, blab, bstats, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), connectivity=8)
+    small = np.flatnonzero((bstats[:, 4] >= 3) & (np.maximum(bstats[:, 2], bstats[:, 3]) <= 0.8 * size))
+    small = small[small > 0]
+    if not small.size:
+        return []
     k = max(1, int(round(0.6 * size)))
-    kernel = np.ones((k, k), np.uint8)
+    grown = cv2.dilate(np.isin(blab, small).astype(np.uint8), np.ones((k, k), np.uint8))
+    _, clab = cv2.connectedComponents(grown, connectivity=8)
+    centre = clab[bstats[small, 1] + bstats[small, 3] // 2, bstats[small, 0] + bstats[small, 2] // 2]
+    groups: dict[int, list[int]] = {}
+    for b, c in zip(small.tolist(), centre.tolist()):
+        groups.setdefault(c, []).append(b)
+    light = None
     out = []
-    for i in range(1, n):
-        x, y, w, h, area = (int(v) for v in stats[i])
-        if area < size * size or area > 0.12 * H * W or w > 15 * size or h > 15 * size:
+    for members in groups.values():
+        if len(members) > 12:
             continue
-        sub = (lab[y:y + h, x:x + w] == i).astype(np.uint8)
-        contours, _ = cv2.findContours(sub, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        filled = np.zeros_like(sub)
-        cv2.drawContours(filled, contours, -1, 1, -1)
-        if filled.sum() < 0.5 * w * h:
-            continue  # not a bubble: a light streak through the art
-        ink = (filled > 0) & (sub == 0) & dark[y:y + h, x:x + w] & ~covered[y:y + h, x:x + w]
-        if ink.sum() < 4:
-            continue
-        m, blab, bstats, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), connectivity=8)
-        keep = [j for j in range(1, m) if bstats[j, cv2.CC_STAT_AREA] >= 3]
-        if not keep:
-            continue
-        grown = cv2.dilate(np.isin(blab, keep).astype(np.uint8), kernel)
-        c, clab = cv2.connectedComponents(grown, connectivity=8)
-        for j in range(1, c):
-            members = [b for b in keep if clab[bstats[b, 1] + bstats[b, 3] // 2, bstats[b, 0] + bstats[b, 2] // 2] == j]
-            if not members:
-                continue
-            bs = bstats[members]
-            bx1, by1 = bs[:, 0].min(), bs[:, 1].min()
-            bx2, by2 = (bs[:, 0] + bs[:, 2]).max(), (bs[:, 1] + bs[:, 3]).max()
-            cw, ch = bx2 - bx1, by2 - by1
-            if min(cw, ch) > 1.5 * size or max(cw, ch) > 6 * size or len(members) > 12:
-                continue
-            if np.maximum(bs[:, 2], bs[:, 3]).max() > 0.8 * size:
-                continue  # a mark's strokes are small; bigger blobs are letters (read already) or art
-            marks = (2 <= len(members) <= 4 and max(cw, ch) <= 1.3 * size
-                     and np.maximum(bs[:, 2], bs[:, 3]).max() >= 0.3 * size)  # a stroke and its dot: "!", "?"
-            if not (marks or _dots(bs, size) >= 3):
-                continue  # neither a run of dots nor one or two marks ("!", "!?", "!!"): specks, art
-            out.append({"box": (x + bx1, y + by1, x + bx2, y + by2), "blobs": bs, "bubble": (filled, x, y)})
+        bs = bstats[members]
+        bx1, by1 = int(bs[:, 0].min()), int(bs[:, 1].min())
+        bx2, by2 = int((bs[:, 0] + bs[:, 2]).max()), int((bs[:, 1] + bs[:, 3]).max())
+        cw, ch = bx2 - bx1, by2 - by1
+        if not ((_dots(bs, size) >= 3 and max(cw, ch) <= 6 * size) or (_bangs(bs, size) and max(cw, ch) <= 1.3 * size)):
+            continue  # neither a run of dots nor "!" or "!!": specks, art
+        if light is None:
+            n, lab, lstats, _ = cv2.connectedComponentsWithStats((gray > LIGHT).astype(np.uint8), connectivity=4)
+            light = (lab, lstats)
+        if _in_bubble(light, (bx1, by1, bx2, by2), size, H * W):
+            out.append({"box": (bx1, by1, bx2, by2), "blobs": bs})
     return out
+
+
+def _in_bubble(light, box, size: float, page_area: int) -> bool:
+    """Whether the light pixels around ``box`` are one bubble's: a light region under 12% of the page, compact."""
+    import cv2
+
+    lab, stats = light
+    H, W = lab.shape
+    x1, y1, x2, y2 = box
+    r = max(2, int(0.3 * size))
+    ring = lab[max(0, y1 - r):min(H, y2 + r), max(0, x1 - r):min(W, x2 + r)]
+    vals = ring[ring > 0]
+    if vals.size < 0.8 * ring.size:
+        return False  # not clean paper around the marks: art, a speckled surface
+    counts = np.bincount(vals)
+    i = int(counts.argmax())
+    if counts[i] < 0.9 * vals.size:
+        return False
+    x, y, w, h, area = (int(v) for v in stats[i])
+    if area < size * size or area > 0.12 * page_area or w > 15 * size or h > 15 * size:
+        return False
+    sub = (lab[y:y + h, x:x + w] == i).astype(np.uint8)
+    contours, _ = cv2.findContours(sub, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return sum(cv2.contourArea(c) for c in contours) >= 0.5 * w * h
 
 
 def _read_quad(cluster: dict, size: float) -> list[list[float]]:

@@ -103,3 +103,30 @@ def test_find_marks_leaves_a_page_without_unread_ink_alone():
     calls = []
     out, n = find_marks(lines, page, lambda quads: calls.append(quads) or [])
     assert out == lines and n == 0 and not calls   # nothing to read: the recogniser is not called
+
+
+def test_specks_and_art_in_a_bubble_are_not_taken_for_marks():
+    img = Image.new("L", (900, 900), 255)   # the bubble is under 12% of the page
+    d = ImageDraw.Draw(img)
+    d.ellipse((50, 50, 350, 350), outline=0, width=3)
+    rng = np.random.default_rng(7)
+    for x, y in rng.integers(120, 280, size=(12, 2)):   # scattered specks
+        d.ellipse((x, y, x + 3, y + 3), fill=0)
+    d.line((150, 300, 250, 310), fill=0, width=2)       # a stroke of art
+    lines = [Line([[300, 300], [330, 300], [330, 390], [300, 390]], "ね", 0.99)]
+    out, n = find_marks(lines, np.asarray(img), lambda quads: pytest.fail("nothing here should be read"))
+    assert n == 0 and out == lines
+
+
+def test_a_run_of_dots_in_a_bubble_is_read_and_counted():
+    img = Image.new("L", (900, 900), 255)   # the bubble is under 12% of the page
+    d = ImageDraw.Draw(img)
+    d.ellipse((50, 50, 350, 350), outline=0, width=3)
+    for i in range(4):                                   # four dots, 3 px, 7 px apart, in a column
+        d.rectangle((200, 150 + 7 * i, 202, 152 + 7 * i), fill=0)
+    lines = [Line([[100, 20], [130, 20], [130, 40], [100, 40]], "ね", 0.99) for _ in range(3)]
+    seen = []
+    out, n = find_marks(lines, np.asarray(img), lambda quads: seen.extend(quads) or [("……", 0.9)] * len(quads))
+    assert n == 1 and len(seen) == 1 and out[-1].text == "...."   # the dots are counted, not the reading's six
+    x1, y1, x2, y2 = out[-1].rect
+    assert x1 < 200 and x2 > 203 and y1 <= 150 and y2 >= 173 and x2 - x1 >= 20   # as wide as the text
