@@ -134,12 +134,30 @@ def _overlap(a1: float, a2: float, b1: float, b2: float) -> float:
     return min(a2, b2) - max(a1, b1)
 
 
+def _without_long_strokes(dark: np.ndarray, lines: list[Line]) -> np.ndarray:
+    """``dark`` without its connected strokes longer than 4 text sizes (bubble outlines, panel borders, art).
+
+    Past a line's end such a stroke is what the ink search meets most often;
+    a mark is never that long, so reading the line again there cannot add one.
+    """
+    import cv2
+
+    sizes = [min(r[2] - r[0], r[3] - r[1]) for r in (ln.rect for ln in lines if ln.text)]
+    if not sizes:
+        return dark
+    limit = 4 * float(np.median(sizes))
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(dark.astype(np.uint8), connectivity=8)
+    long_ = np.maximum(stats[:, 2], stats[:, 3]) > limit
+    long_[0] = False
+    return dark & ~long_[lab]
+
+
 def extend_lines(lines: list[Line], gray: np.ndarray, read_quads) -> tuple[list[Line], int]:
     """Lines with their trailing marks read: (lines, how many were extended).
 
     ``read_quads(quads) -> [(text, score)]`` reads boxes on the same page.
     """
-    dark = gray < DARK
+    dark = _without_long_strokes(gray < DARK, lines)
     rects = [ln.rect for ln in lines]
     cands = []
     for i, ln in enumerate(lines):

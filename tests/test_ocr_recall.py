@@ -130,3 +130,21 @@ def test_a_run_of_dots_in_a_bubble_is_read_and_counted():
     assert n == 1 and len(seen) == 1 and out[-1].text == "...."   # the dots are counted, not the reading's six
     x1, y1, x2, y2 = out[-1].rect
     assert x1 < 200 and x2 > 203 and y1 <= 150 and y2 >= 173 and x2 - x1 >= 20   # as wide as the text
+
+
+def test_a_long_stroke_past_a_line_end_is_not_read_again():
+    from pipelines.recall import extend_lines
+
+    img = Image.new("L", (900, 900), 255)
+    d = ImageDraw.Draw(img)
+    d.line((130, 307, 270, 223), fill=0, width=3)        # art (or an outline) slanting 8 px under the column's end
+    line = Line([[185, 100], [215, 100], [215, 250], [185, 250]], "そうだね", 0.99)
+    out, n = extend_lines([line], np.asarray(img), lambda quads: pytest.fail("a long stroke is not a mark"))
+    assert n == 0 and out == [line]
+    img = Image.new("L", (900, 900), 255)
+    d = ImageDraw.Draw(img)
+    d.ellipse((50, 50, 350, 340), outline=0, width=3)
+    d.rectangle((198, 256, 201, 290), fill=0)              # a long-vowel dash under the column: read again
+    seen = []
+    out, n = extend_lines([line], np.asarray(img), lambda quads: seen.extend(quads) or [("そうだねー", 0.9)])
+    assert len(seen) == 1 and n == 1 and out[0].text == "そうだねー"
