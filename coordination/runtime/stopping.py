@@ -110,11 +110,13 @@ def limit_reached(config: WorkerConfig, *, work_done: int, empty_polls: int, hol
         return Stop(f"Reached max work orders ({config.max_work})", 0, "Target of work orders reached", "work")
     if empty_polls >= config.max_failures:
         return Stop(f"Reached {empty_polls} consecutive failures", 0, "Consecutive failure limit reached", "failures")
-    if not holding and idle >= config.max_idle_hours * 3600:
-        if unreachable_for is not None:
-            return Stop(f"Board unreachable for {unreachable_for / 3600:.2f} hours, idle for "
-                        f"{idle / 3600:.2f} (limit --max-idle-hours {config.max_idle_hours:g}); "
-                        f"{unsent} result(s) stay in the spool", BoardUnreachable.exit_code,
-                        "Idle time limit reached while the board was unreachable", "unreachable")
+    limit = config.max_idle_hours * 3600
+    # the one decision on an unreachable board: an outage as long as the limit, or idle that long meanwhile
+    if unreachable_for is not None and (unreachable_for >= limit or (not holding and idle >= limit)):
+        return Stop(f"Board unreachable for {unreachable_for / 3600:.2f} hours, idle for "
+                    f"{idle / 3600:.2f} (limit --max-idle-hours {config.max_idle_hours:g}); "
+                    f"{unsent} result(s) stay in the spool", BoardUnreachable.exit_code,
+                    "Idle time limit reached while the board was unreachable", "unreachable")
+    if not holding and idle >= limit:
         return Stop(f"{idle / 3600:.1f} hours with no successful work", 0, "Idle time limit reached", "idle")
     return None
