@@ -181,7 +181,6 @@ print("read", len(store.read(page)), "bytes", flush=True)
 """
 
 
-@pytest.mark.xfail(strict=True, reason="page-store fetches start git in the terminal's process group")
 def test_ctrl_c_in_a_real_terminal_leaves_a_page_store_fetch_running(tmp_path):
     """A Ctrl+C typed while a chapter's pages are being fetched from their page store: the fetch
     (and the git processes it starts) is out of the terminal's group, so it finishes and the page
