@@ -1,9 +1,13 @@
 """The one place that starts git.
 
-Every git process of coordination/ is started by `GitRunner.run`: a clean environment (the
-remote's credentials through the environment, no prompts, the C locale), a timeout that
-raises `GitTimeout`, output redacted before it leaves, failures sorted into the error types
-of `coordination.exceptions`, and each process's CPU counted by git verb.
+Every git process of the product (the worker, page stores, host tools, scripts) is started by
+`GitRunner.run`: a clean environment (the remote's credentials through the environment, no
+prompts, the C locale), a session of its own (`child_process_options`: a terminal's Ctrl+C
+reaches the worker only), a timeout that raises `GitTimeout`, output redacted before it
+leaves, failures sorted into the error types of `coordination.exceptions` (`failure_kind`),
+and each process's CPU counted by git verb. GitPython's persistent readers (objects.py) are
+started with the same process options and environment (`reader_environment`).
+tests/test_architecture.py fails when git is started anywhere else.
 """
 from __future__ import annotations
 
@@ -65,12 +69,12 @@ FETCH_BY_ID = ("-c", "fetch.negotiationAlgorithm=noop", "fetch", "--no-tags", "-
 
 def failure_kind(err: str, *, store: bool = False) -> str:
     """What a failed network command's stderr shows: "disk", "refused", "throttled", "rejected",
-    "gone", "missing" (objects asked for by id), else "unreachable". ``store``: read as a page
-    store's fetch (missing objects before the looser words for a repository that is gone).
+    "gone", "missing" (objects asked for by id), else "unreachable". ``store``: a page store's
+    fetch, where the looser words of `_STORE_GONE_HINTS` also mean that the repository is gone.
 
-    >>> failure_kind("fatal: repository 'https://h/o/b.git/' not found"), failure_kind("remote: Repository not found.")
-    ('unreachable', 'gone')
-    >>> failure_kind("fatal: repository 'https://h/o/b.git/' not found", store=True)
+    >>> failure_kind("remote: Repository not found."), failure_kind("sh: 1: ssh: not found")
+    ('gone', 'unreachable')
+    >>> failure_kind("fatal: repository 'https://h/o/pages-0001.git/' not found", store=True)
     'gone'
     >>> failure_kind("fatal: remote error: upload-pack: not our ref 3f00", store=True)
     'missing'
