@@ -15,6 +15,8 @@ checked against the order's sha256 before it is decoded.
 Credentials: the board's, when the store is on the same host (scheme, host and port), so a
 volunteer's one URL with its token reads both; a store on another host is read without any
 (a public repository). A store on this machine is accepted only for a board on this machine.
+Git runs through `GitRunner` (coordination/protocol/git/run.py): the board's environment rules,
+redaction and timeouts, and a session of its own, so a terminal's Ctrl+C leaves a fetch running.
 
 Every failure is a `PageError` that names the store and what the host can do; none is
 permanent (the host can restore a store or fix a token), so the order goes to the retry queue.
