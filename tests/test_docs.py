@@ -294,3 +294,21 @@ def test_when_work_is_taken_back_is_said_in_the_same_words_everywhere():
         assert squeezed(TAKEBACK_RULE) in squeezed(doc.read_text(encoding="utf-8")), doc.name
     help_text = CliRunner().invoke(cli, ["monitor", "--help"]).output
     assert squeezed(TAKEBACK_RULE) in squeezed(help_text)
+
+
+def test_generated_tables_are_what_the_code_says():
+    """README.md's table of settings and table of exit codes are coordination.runtime.settings.SETTINGS
+    and coordination.exceptions.ExitCode as `python scripts/doc_tables.py --write` prints them."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("doc_tables", ROOT / "scripts" / "doc_tables.py")
+    doc_tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(doc_tables)
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    for name, render in doc_tables.TABLES.items():
+        assert doc_tables.current(text, name) == render(), \
+            f"README.md: the {name} table differs from the code; run python scripts/doc_tables.py --write"
+    from coordination.exceptions import ExitCode
+
+    codes = re.findall(r"^\| (\d) \| `(\w+)` \|", doc_tables.current(text, "exit codes"), re.M)
+    assert [(int(c), n) for c, n in codes] == [(int(e), e.name) for e in ExitCode]

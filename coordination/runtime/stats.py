@@ -5,6 +5,8 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from coordination.exceptions import ExitCode
+
 
 def process_cpu() -> float:
     """CPU seconds this process has used (its own threads, not its children)."""
@@ -27,7 +29,7 @@ class WorkerStats:
     stop_why: str = ""  # the seed's "💡 Reason:" for a limit of the run
     ended_at: float | None = None
     git: dict = field(default_factory=dict)
-    exit_code: int = 0
+    exit_code: int = ExitCode.OK
 
     @property
     def work_done(self) -> int:
