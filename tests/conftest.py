@@ -10,6 +10,20 @@ sys.path.insert(0, str(ROOT))
 from tests.helpers import host, make_bare  # noqa: E402
 from tests.servers import GitDaemon, GitHttpServer  # noqa: E402
 
+# The fast tier, `pytest -m "not slow"`: decisions, pacing and worker turns on the in-memory board,
+# with no git, no server and no subprocess (tests/test_tiers.py runs it with git off the PATH). Every
+# other test module is marked slow here: real git, servers, OCR engines, whole processes. The default
+# test command runs both tiers.
+FAST_MODULES = {"test_architecture", "test_backoff", "test_claims", "test_config", "test_fold", "test_ocr_layout",
+                "test_pacing", "test_stopping", "test_worker_decisions", "test_worker_turns"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = Path(str(item.fspath))
+        if path.parent == ROOT / "tests" and path.stem not in FAST_MODULES:
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path, monkeypatch):

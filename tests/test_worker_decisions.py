@@ -20,9 +20,7 @@ def clock():
 def test_a_board_url_of_an_unknown_scheme_is_refused_with_exit_2():
     from wms_worker_processor import cli
 
-    runner = CliRunner()
-    with runner.isolated_filesystem():
-        result = runner.invoke(cli, ["--repo-url", "ftp://example.org/board.git"])
+    result = CliRunner().invoke(cli, ["--repo-url", "ftp://example.org/board.git"])  # in a fresh folder (conftest)
     assert result.exit_code == 2
     assert result.output.endswith("Error: Board URL scheme 'ftp' is not supported: use https://, ssh://, git://, "
                                   "file:// or a path.\n")
