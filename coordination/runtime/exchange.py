@@ -94,8 +94,50 @@ class Exchange:
         """One round trip. None when every claim lost its race (the caller tries again)."""
         now = self.clock.now()
         s.learning, s.claimed_last = False, 0
-        view = s.board.sync(heartbeats=True)
-        started = self.look(s, held, view)
+        timed = self.stats.timed
+        with timed("fetch"):
+            view = s.board.sync(heartbeats=True)
+        with timed("look"):
+            started = self.look(s, held, view)
+        with timed("prepare"):
+            updates, results, candidates, claim_refs, fold_main = self.prepare(s, held, view, want, now, heartbeat=heartbeat,
+                                                                               state=state, push=push, renew=renew)
+        if not updates:
+            for entry, _, _, on_server in results:
+                if on_server:  # the server held it already: nothing to push
+                    held.outbox.pop(entry.key, None)
+                    s.spool.remove(entry)
+            return started
+        if candidates:
+            testhooks.crash_point("claim-before-push")
+        if results:
+            testhooks.crash_point("submit-before-push")
+        # after a worker's first push, its next comes a whole interval or two later: a fleet that
+        # started together spends its first pushes at once, and then spreads out
+        first = s.last_push == float("-inf")
+        s.push_jitter = self.rng.uniform(*(pacing.FIRST_JITTER if first else pacing.PUSH_JITTER))
+        s.last_push = now  # a refused or failed push counts too: the budget is spent either way
+        with timed("push"):
+            pushed = s.repo.push(updates)
+        s.last_push = self.clock.now()  # timed from its end, when the server counted it (the fetch took a while)
+        main_ok = fold_main and pushed.accepted(MAIN_REF)
+        if results:
+            testhooks.crash_point("submit-after-push")
+        if any(pushed.accepted(u.ref) for u in claim_refs):
+            testhooks.crash_point("claim-after-push")
+        with timed("settle"):
+            self.settle_results(s, held, results, pushed, main_ok)
+            claimed = self.settle_claims(s, held, view, candidates, claim_refs, pushed, main_ok, now)
+        if candidates and not claimed:
+            return None
+        if claimed:
+            s.scan_lapsed = False
+        return started + self.start_ready()
+
+    def prepare(self, s: BoardSession, held: Holdings, view: BoardView, want: int, now: float, *, heartbeat: bool,
+                state: str, push: bool, renew: bool):
+        """The turn planned on the fresh view (`pacing.plan_turn`) and what its push carries: (updates,
+        results, candidates, their claim refs, whether the fold moves main)."""
         turn = pacing.plan_turn(self.config, self.snapshot(s, held), now, want=want, push=push, heartbeat=heartbeat,
                                 renew=renew)
         results = self.results_to_push(s, held, view)
@@ -113,35 +155,7 @@ class Exchange:
             s.scan_lapsed = True  # nothing on offer: next time look for leases that lapsed
         # an empty poll: asked for work and found none (not: holds its part of the end of the queue already)
         s.found_nothing = want > 0 and turn.push and not candidates and (turn.claims > 0 or not s.remaining)
-        if not updates:
-            for entry, _, _, on_server in results:
-                if on_server:  # the server held it already: nothing to push
-                    held.outbox.pop(entry.key, None)
-                    s.spool.remove(entry)
-            return started
-        if candidates:
-            testhooks.crash_point("claim-before-push")
-        if results:
-            testhooks.crash_point("submit-before-push")
-        # after a worker's first push, its next comes a whole interval or two later: a fleet that
-        # started together spends its first pushes at once, and then spreads out
-        first = s.last_push == float("-inf")
-        s.push_jitter = self.rng.uniform(*(pacing.FIRST_JITTER if first else pacing.PUSH_JITTER))
-        s.last_push = now  # a refused or failed push counts too: the budget is spent either way
-        pushed = s.repo.push(updates)
-        s.last_push = self.clock.now()  # timed from its end, when the server counted it (the fetch took a while)
-        main_ok = fold_main and pushed.accepted(MAIN_REF)
-        if results:
-            testhooks.crash_point("submit-after-push")
-        if any(pushed.accepted(u.ref) for u in claim_refs):
-            testhooks.crash_point("claim-after-push")
-        self.settle_results(s, held, results, pushed, main_ok)
-        claimed = self.settle_claims(s, held, view, candidates, claim_refs, pushed, main_ok, now)
-        if candidates and not claimed:
-            return None
-        if claimed:
-            s.scan_lapsed = False
-        return started + self.start_ready()
+        return updates, results, candidates, claim_refs, fold_main
 
     def look(self, s: BoardSession, held: Holdings, view: BoardView) -> list[Job]:
         """Take in a fresh view: the board's push budget and the workers pushing to it, what orders
@@ -294,9 +308,10 @@ class Exchange:
 
     def confirm(self, s: BoardSession, held: Holdings) -> None:
         """A fetch only: confirm the orders claimed ahead (`confirm_ready_jobs`)."""
-        view = s.board.sync()
-        self.forget_reflected(held, view)
-        self.confirm_ready_jobs(held, view)
+        with self.stats.timed("confirm"):
+            view = s.board.sync()
+            self.forget_reflected(held, view)
+            self.confirm_ready_jobs(held, view)
 
     def confirm_ready_jobs(self, held: Holdings, view: BoardView) -> None:
         """Check claims made while main moved: keep those main still agrees with, drop the others."""

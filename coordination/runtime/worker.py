@@ -117,7 +117,8 @@ class Worker:
         try:
             self.start()
             while (wait := self.turn()) is not None:
-                self.clock.wait(self.wake, wait)
+                with self.stats.timed("wait"):
+                    self.clock.wait(self.wake, wait)
         finally:
             try:
                 self.shutdown()
@@ -193,7 +194,8 @@ class Worker:
                 return None
             log.warning("⚠️ %s (%s); results are kept in the spool. Retrying in %.1f s",
                         "Board throttling" if isinstance(exc, BoardThrottled) else "Board unreachable", exc.message, wait)
-            self.clock.wait(self.wake, wait)
+            with self.stats.timed("outage"):
+                self.clock.wait(self.wake, wait)
             return None
         s.reached = True
         s.backoff.reset()
@@ -257,6 +259,7 @@ class Worker:
         log.info("Git processes: %s; this process: %.2f s CPU", ", ".join(
             f"{verb} {n} ({cpu:.2f} s)" for verb, (n, cpu) in sorted(repo.processes.items(),
                                                                  key=lambda kv: -kv[1][1])), process_cpu())
+        log.info("Time by phase: %s", self.stats.phase_line())
         s.close()
         log_statistics(self.stats, self.config, self.clock.now() - self.activity.last)
 
