@@ -77,3 +77,14 @@ def http_board(tmp_path):
         url = server.url("board.git")
         host("init", "--repo-url", url)
         yield server, url, path
+
+
+def pytest_collection_modifyitems(config, items):
+    """Container builds run only when asked for (`-m container`), also when another `-m` (such as the
+    fast tier's `-m "not slow"`) replaces pytest.ini's `-m "not container"`."""
+    if "container" in (config.getoption("markexpr") or ""):
+        return
+    kept = [item for item in items if item.get_closest_marker("container") is None]
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item.get_closest_marker("container")])
+        items[:] = kept
