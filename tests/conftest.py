@@ -18,13 +18,6 @@ FAST_MODULES = {"test_architecture", "test_backoff", "test_claims", "test_config
                 "test_pacing", "test_stopping", "test_worker_decisions", "test_worker_turns"}
 
 
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        path = Path(str(item.fspath))
-        if path.parent == ROOT / "tests" and path.stem not in FAST_MODULES:
-            item.add_marker(pytest.mark.slow)
-
-
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path, monkeypatch):
     """No .env or user settings leak into tests; host tools keep their clones in tmp_path."""
@@ -80,8 +73,13 @@ def http_board(tmp_path):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Container builds run only when asked for (`-m container`), also when another `-m` (such as the
-    fast tier's `-m "not slow"`) replaces pytest.ini's `-m "not container"`."""
+    """Every module outside FAST_MODULES is marked slow. Container builds run only when asked for (`-m
+    container`), also when another `-m` (such as the fast tier's `-m "not slow"`) replaces pytest.ini's
+    `-m "not container"`."""
+    for item in items:
+        path = Path(str(item.fspath))
+        if path.parent == ROOT / "tests" and path.stem not in FAST_MODULES:
+            item.add_marker(pytest.mark.slow)
     if "container" in (config.getoption("markexpr") or ""):
         return
     kept = [item for item in items if item.get_closest_marker("container") is None]
