@@ -79,36 +79,8 @@ def test_ctrl_c_in_a_real_terminal_finishes_the_current_order(board, tmp_path):
     host("publish", "--repo-url", str(board), "--simulate", "2", "--seconds", "4", "--prefix", "tty")
     workdir = tmp_path / "w"
     cmd = worker_cmd(str(board), workdir)
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: a session leader whose controlling terminal is the pty
-        try:
-            os.chdir(ROOT)
-            os.execv(PY, cmd)
-        finally:
-            os._exit(127)
-    screen = bytearray()
-
-    def read_screen():
-        while True:
-            try:
-                ready, _, _ = select.select([fd], [], [], 0.5)
-                if ready:
-                    data = os.read(fd, 65536)
-                    if not data:
-                        return
-                    screen.extend(data)
-            except OSError:  # the child closed the terminal
-                return
-
-    reader = threading.Thread(target=read_screen, daemon=True)
-    reader.start()
-    try:
-        wait_for(lambda: "✅ Claimed work" in _log(workdir), 30, what="the claim")
-        os.write(fd, b"\x03")  # Ctrl+C typed in the terminal: the line discipline signals the group
-        _, status = os.waitpid(pid, 0)
-    finally:
-        reader.join(5)
-        os.close(fd)
+    status, screen = ctrl_c_in_a_terminal(cmd, os.environ, lambda: "✅ Claimed work" in _log(workdir), 30,
+                                          "the claim")
     assert os.waitstatus_to_exitcode(status) == 0, screen.decode("utf-8", "replace")[-3000:]
     log = _log(workdir)
     assert "SIGINT received" in log and log.count("🎉 Completed work") == 1
@@ -208,11 +180,22 @@ def test_ctrl_c_in_a_real_terminal_leaves_a_page_store_fetch_running(tmp_path):
     (home / ".gitconfig").write_text(f"[uploadpack]\n\tpackObjectsHook = {hook}\n")  # honoured in global config only
     env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
     cmd = [PY, "-c", _STORE_READER, str(store), blob, hashlib.sha256(data).hexdigest(), str(tmp_path / "w")]
+    status, screen = ctrl_c_in_a_terminal(cmd, env, started.exists, 60, "the page-store fetch")  # mid-fetch
+    text = screen.decode("utf-8", "replace")
+    assert "SIGINT received" in text, text[-3000:]
+    assert os.waitstatus_to_exitcode(status) == 0, text[-3000:]
+    assert f"read {len(data)} bytes" in text
+
+
+def ctrl_c_in_a_terminal(cmd: list[str], env: dict, ready, seconds: float, what: str) -> tuple[int, bytearray]:
+    """Run ``cmd`` in a real terminal (a pty whose session it leads), type Ctrl+C once ``ready()`` holds,
+    and return its wait status and what it printed. The terminal's line discipline signals the whole
+    foreground group, as when a volunteer presses Ctrl+C."""
     pid, fd = pty.fork()
     if pid == 0:  # the child: a session leader whose controlling terminal is the pty
         try:
             os.chdir(ROOT)
-            os.execve(PY, cmd, env)
+            os.execve(cmd[0], cmd, env)
         finally:
             os._exit(127)
     screen = bytearray()
@@ -220,8 +203,8 @@ def test_ctrl_c_in_a_real_terminal_leaves_a_page_store_fetch_running(tmp_path):
     def read_screen():
         while True:
             try:
-                ready, _, _ = select.select([fd], [], [], 0.5)
-                if ready:
+                ready_fds, _, _ = select.select([fd], [], [], 0.5)
+                if ready_fds:
                     data = os.read(fd, 65536)
                     if not data:
                         return
@@ -232,13 +215,10 @@ def test_ctrl_c_in_a_real_terminal_leaves_a_page_store_fetch_running(tmp_path):
     reader = threading.Thread(target=read_screen, daemon=True)
     reader.start()
     try:
-        wait_for(started.exists, 60, what="the page-store fetch")
-        os.write(fd, b"\x03")  # Ctrl+C typed in the terminal, mid-fetch
+        wait_for(ready, seconds, what=what)
+        os.write(fd, b"\x03")  # Ctrl+C typed in the terminal
         _, status = os.waitpid(pid, 0)
     finally:
         reader.join(5)
         os.close(fd)
-    text = screen.decode("utf-8", "replace")
-    assert "SIGINT received" in text, text[-3000:]
-    assert os.waitstatus_to_exitcode(status) == 0, text[-3000:]
-    assert f"read {len(data)} bytes" in text
+    return status, screen
