@@ -35,7 +35,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench import workspace  # noqa: E402
 from tests.helpers import git_out, host, make_bare, start_worker  # noqa: E402
-from tests.servers import GitDaemon, GitHttpServer, NginxGitServer  # noqa: E402
+from tests.nginx_server import NginxGitServer  # noqa: E402
+from tests.servers import GitDaemon, GitHttpServer  # noqa: E402
 
 
 def completion_records(bare: Path) -> list[dict]:
