@@ -9,6 +9,13 @@ lost-race rate (lost / claim attempts), pushes and fetches per completed order, 
 seconds per order of every process in the run (workers, their git, the server and its
 git), the server's share of it (the server and the git it runs), and how busy that kept
 the machine's cores over the run's wall time.
+
+    python bench/coordination.py --workers 8 --orders-per-worker 8 --profile --also-tmp /dev/shm
+
+``--profile`` adds where the workers' manager threads spent their time, in seconds per completed
+order by phase (fetch, look, prepare, push, settle, confirm, wait, outage: `WorkerStats.timed`) beside
+the order's own time; ``--also-tmp`` runs every W a second time on another folder (a RAM file system,
+say) right after the first, so the two file systems are compared side by side in one run.
 """
 from __future__ import annotations
 
@@ -28,7 +35,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench import workspace  # noqa: E402
 from tests.helpers import git_out, host, make_bare, start_worker  # noqa: E402
-from tests.servers import GitDaemon, GitHttpServer, NginxGitServer  # noqa: E402
+from tests.nginx_server import NginxGitServer  # noqa: E402
+from tests.servers import GitDaemon, GitHttpServer  # noqa: E402
 
 
 def completion_records(bare: Path) -> list[dict]:
@@ -41,7 +49,7 @@ SERVERS = {"daemon": GitDaemon, "nginx": NginxGitServer, "python": GitHttpServer
 
 
 def run_once(workers: int, orders: int, seconds: float, server_kind: str, tmp: Path,
-             heartbeat: float | None = None) -> dict:
+             heartbeat: float | None = None, push_budget: float = 600.0) -> dict:
     root = Path(tempfile.mkdtemp(prefix=f"served-{workers}-", dir=tmp))
     bare = make_bare(root / "board.git")
     server = SERVERS[server_kind](root)
@@ -49,7 +57,7 @@ def run_once(workers: int, orders: int, seconds: float, server_kind: str, tmp: P
     server_cpu = getattr(server, "cpu_seconds", lambda: 0.0)
     with server:
         url = server.url("board.git")
-        host("init", "--repo-url", url)
+        host("init", "--repo-url", url, "--push-budget", f"{push_budget:g}")
         host("publish", "--repo-url", url, "--simulate", str(orders), "--seconds", str(seconds), "--prefix", "b")
         host("close", "--repo-url", url)  # one wave: workers stop once it is done
         cpu0, server0 = _cpu(), server_cpu()  # after the host's init and publish
@@ -79,6 +87,11 @@ def run_once(workers: int, orders: int, seconds: float, server_kind: str, tmp: P
         if m:
             fetches += int(m.group(1))
             pushes += int(m.group(2))
+    phases: dict[str, float] = {}  # what the workers' manager threads' time went to: phase -> seconds
+    for text in logs:
+        m = re.search(r"Time by phase: (.*)", text)
+        for name, n, ms in re.findall(r"([\w-]+) (\d+) x ([\d.]+) ms", m.group(1) if m else ""):
+            phases[name] = phases.get(name, 0.0) + int(n) * float(ms) / 1000
     breakdown: dict[str, list] = {}  # what the workers' CPU went to: git verb -> [processes, CPU seconds]
     for text in logs:
         m = re.search(r"Git processes: (.*); this process: ([\d.]+) s CPU", text)
@@ -101,7 +114,7 @@ def run_once(workers: int, orders: int, seconds: float, server_kind: str, tmp: P
             "claims_per_s": done / makespan, "lost_race_rate": lost / (done + lost) if done + lost else 0.0,
             "pushes_per_order": pushes / done, "fetches_per_order": fetches / done,
             "cpu_per_order": cpu / done, "server_cpu_per_order": (cpu - worker_cpu) / done,
-            "cpu_busy": cpu / (wall * (os.cpu_count() or 1)), "breakdown": breakdown}
+            "cpu_busy": cpu / (wall * (os.cpu_count() or 1)), "breakdown": breakdown, "phases": phases}
 
 
 def _cpu() -> float:
@@ -125,6 +138,13 @@ def main() -> None:
                     help="worker heartbeat interval (default: the testing environment's 2 s; production uses 60)")
     ap.add_argument("--breakdown", action="store_true",
                     help="also print what the workers' CPU per order went to: their Python, each git command")
+    ap.add_argument("--push-budget", type=float, default=600.0,
+                    help="the board's push budget, pushes a minute (default 600: a local server has no GitHub limit; "
+                         "GitHub allows 6)")
+    ap.add_argument("--profile", action="store_true",
+                    help="also print the workers' time per order by phase (fetch, look, prepare, push, settle, wait, ...)")
+    ap.add_argument("--also-tmp", type=Path, default=None,
+                    help="run every W a second time in this folder (e.g. /dev/shm), side by side with --tmp")
     workspace.add_argument(ap)
     args = ap.parse_args()
     kind = args.http_server if args.http else "daemon"
@@ -134,25 +154,37 @@ def main() -> None:
              "python": "git http-backend (the tests' Python server)"}
     print(f"board served by {names[kind]} on 127.0.0.1; "
           f"{args.seconds:g}-s simulate orders, {args.orders_per_worker} per worker, "
-          f"heartbeats every {args.heartbeat_seconds or 2:g} s")
-    with workspace.folder(args.tmp) as tmp:
-        print(f"boards and clones in {workspace.describe(tmp)}")
+          f"heartbeats every {args.heartbeat_seconds or 2:g} s, push budget {args.push_budget:g} a minute")
+    with workspace.folder(args.tmp) as tmp, workspace.folder(args.also_tmp) as other:
+        places = [Path(tmp)] + ([Path(other)] if args.also_tmp is not None else [])
+        for i, place in enumerate(places):
+            print(f"boards and clones in {workspace.describe(place)}" + (f"  [{'ab'[i]}]" if len(places) > 1 else ""))
         print(f"{'W':>3} {'orders':>6} {'done':>5} {'makespan':>9} {'ideal':>7} {'effic.':>7} {'claims/s':>9} "
               f"{'lost-race':>9} {'push/ord':>9} {'fetch/ord':>9} {'cpu/ord':>8} {'server':>7} {'cpu busy':>8}")
         for w in args.workers:
-            r = run_once(w, w * args.orders_per_worker, args.seconds, kind, Path(tmp), args.heartbeat_seconds)
-            print(f"{w:>3} {r['orders']:>6} {r['completed']:>5} {r['makespan']:>8.2f}s {r['ideal']:>6.1f}s "
-                  f"{r['efficiency']:>7.3f} {r['claims_per_s']:>9.2f} {r['lost_race_rate']:>9.3f} "
-                  f"{r['pushes_per_order']:>9.2f} {r['fetches_per_order']:>9.2f} {r['cpu_per_order']:>7.3f}s "
-                  f"{r['server_cpu_per_order']:>6.3f}s "
-                  f"{r['cpu_busy']:>8.0%}"
-                  + ("" if r["exit_codes_ok"] else "  (a worker exited non-zero)"), flush=True)
-            if args.breakdown:
-                done = r["completed"]
-                parts = sorted(r["breakdown"].items(), key=lambda kv: -kv[1][1])
-                print("      workers' CPU per order: " + ", ".join(
-                    f"{verb} {cpu / done * 1000:.1f} ms" + ("" if verb == "python" else f" ({n / done:.2f}x)")
-                    for verb, (n, cpu) in parts), flush=True)
+            for i, place in enumerate(places):
+                r = run_once(w, w * args.orders_per_worker, args.seconds, kind, place, args.heartbeat_seconds,
+                             args.push_budget)
+                print_row(w, r, "ab"[i] if len(places) > 1 else "", args)
+
+
+def print_row(w: int, r: dict, label: str, args) -> None:
+    print(f"{w:>3} {r['orders']:>6} {r['completed']:>5} {r['makespan']:>8.2f}s {r['ideal']:>6.1f}s "
+          f"{r['efficiency']:>7.3f} {r['claims_per_s']:>9.2f} {r['lost_race_rate']:>9.3f} "
+          f"{r['pushes_per_order']:>9.2f} {r['fetches_per_order']:>9.2f} {r['cpu_per_order']:>7.3f}s "
+          f"{r['server_cpu_per_order']:>6.3f}s "
+          f"{r['cpu_busy']:>8.0%}" + (f"  [{label}]" if label else "")
+          + ("" if r["exit_codes_ok"] else "  (a worker exited non-zero)"), flush=True)
+    done = r["completed"]
+    if args.breakdown:
+        parts = sorted(r["breakdown"].items(), key=lambda kv: -kv[1][1])
+        print("      workers' CPU per order: " + ", ".join(
+            f"{verb} {cpu / done * 1000:.1f} ms" + ("" if verb == "python" else f" ({n / done:.2f}x)")
+            for verb, (n, cpu) in parts), flush=True)
+    if args.profile:
+        parts = sorted(r["phases"].items(), key=lambda kv: -kv[1])
+        print(f"      workers' time per order ({args.seconds:g} s of work): " + ", ".join(
+            f"{name} {seconds / done * 1000:.0f} ms" for name, seconds in parts), flush=True)
 
 
 if __name__ == "__main__":

@@ -92,22 +92,22 @@ def measure(url: str, workdir: Path, lean: bool, claims: int) -> dict:
     config = WorkerConfig(environment="testing", repo_url=url, workdir=workdir, lean_clone=lean,
                           heartbeat_seconds=3600, offline_after=7200, prevent_sleep=False, pause_on_battery=False)
     worker = Worker(config, ProcessorRegistry())
-    worker._rest_until = float("inf")  # claim only: never start an order
+    worker.activity.rest_until = float("inf")  # claim only: never start an order
     started = time.perf_counter()
     worker.start()  # opens (creates) the clone, first fetch, heartbeat
     got = []
     while not got:
-        got = worker.exchange(1)  # claim and confirm: the job starts at once
-        if not got and not worker.ready:
+        got = worker.exchange.run(worker.session, worker.held, 1)  # claim and confirm: the job starts at once
+        if not got and not worker.held.ready:
             raise RuntimeError("no order claimed")
-        got = got or [j for j in worker.ready.values() if j.confirmed]
+        got = got or [j for j in worker.held.ready.values() if j.confirmed]
     first = time.perf_counter() - started
     times = []
     for _ in range(claims):
         t0 = time.perf_counter()
-        worker.exchange(1)
+        worker.exchange.run(worker.session, worker.held, 1)
         times.append(time.perf_counter() - t0)
-    worker.repo.close()
+    worker.session.close()
     return {"first": first, "per_claim": statistics.mean(times), "per_claim_median": statistics.median(times),
             "bytes": dir_bytes(workdir / "board.git" / "objects")}
 

@@ -15,6 +15,7 @@ from dotenv import load_dotenv
 
 from coordination import defaults
 from coordination.runtime.config import ENVIRONMENTS, WorkerConfig
+from coordination.runtime.settings import SETTINGS, env_names
 from coordination.exceptions import ConfigurationError
 from coordination.runtime.politeness import default_jobs
 _loaded = False
@@ -64,41 +65,14 @@ _PRESETS = {
 # the host's own presets: a test board on this machine is given more pushes than GitHub allows
 _HOST_PRESETS = {"testing": dict(push_budget=1200.0)}
 
-# environment variable -> (field, type)
-_ENV_WORKER = {
-    "GITHUB_REPO_URL": ("repo_url", str),
-    "WMS_REPO_URL": ("repo_url", str),
-    "MAX_WORK_ORDERS": ("max_work", int),
-    "MAX_CONSECUTIVE_FAILURES": ("max_failures", int),
-    "MAX_IDLE_HOURS": ("max_idle_hours", float),
-    "WMS_POLL_SECONDS": ("poll_seconds", float),
-    "WMS_POLL_CAP_SECONDS": ("poll_cap_seconds", float),
-    "WMS_HEARTBEAT_SECONDS": ("heartbeat_seconds", float),
-    "WMS_OFFLINE_AFTER": ("offline_after", float),
-    "WMS_FOLD_DELAY": ("fold_delay", float),
-    "WMS_MAX_ATTEMPTS": ("max_attempts", int),
-    "WMS_RETRY_BACKOFF": ("retry_backoff", float),
-    "WMS_WORKDIR": ("workdir", Path),
-    "WMS_WORKER_ID": ("worker_id", str),
-    "WMS_JOBS": ("jobs", int),
-    "WMS_PREFETCH": ("prefetch", int),
-    "WMS_GIT_TIMEOUT": ("git_timeout", float),
-    "WMS_LEAN_CLONE": ("lean_clone", bool),
-    "WMS_CLAIM_BATCH": ("claim_batch", int),
-    "WMS_LOG_FILE": ("log_file", Path),
-    "WMS_PREVENT_SLEEP": ("prevent_sleep", bool),
-    "WMS_NICE": ("nice", int),
-    "WMS_PAUSE_ON_BATTERY": ("pause_on_battery", bool),
-    "WMS_MAX_CPU_PERCENT": ("max_cpu_percent", float),
-}
+# environment variable -> (field, type): the worker's from its table of settings
+_ENV_WORKER = env_names()
+# the host's: the settings it shares with the worker under the worker's names, then its own
 _ENV_HOST = {
-    "GITHUB_REPO_URL": ("repo_url", str),
-    "WMS_REPO_URL": ("repo_url", str),
+    **{name: kind for name, kind in _ENV_WORKER.items() if kind[0] == "repo_url"},
     "WMS_HOST_WORKDIR": ("workdir", Path),
-    "WMS_OFFLINE_AFTER": ("offline_after", float),
-    "WMS_MAX_ATTEMPTS": ("max_attempts", int),
-    "WMS_RETRY_BACKOFF": ("retry_backoff", float),
-    "WMS_GIT_TIMEOUT": ("git_timeout", float),
+    **{name: kind for name, kind in _ENV_WORKER.items()
+       if kind[0] in ("offline_after", "max_attempts", "retry_backoff", "git_timeout")},
     "WMS_SMTP_HOST": ("smtp_host", str),
     "WMS_SMTP_PORT": ("smtp_port", int),
     "WMS_SMTP_USER": ("smtp_user", str),
@@ -138,7 +112,9 @@ class ConfigFactory:
     @staticmethod
     def environment(explicit: str | None = None, env=None) -> str:
         env = os.environ if env is None else env
-        name = (explicit or env.get("ENVIRONMENT") or env.get("WMS_ENVIRONMENT") or "production").strip().lower()
+        names = SETTINGS["environment"].env  # ENVIRONMENT, then WMS_ENVIRONMENT
+        found = next((env.get(n) for n in names if env.get(n)), None)
+        name = (explicit or found or SETTINGS["environment"].default).strip().lower()
         if name not in ENVIRONMENTS:
             raise ConfigurationError(f"Unknown environment {name!r}: use one of {', '.join(ENVIRONMENTS)}.")
         return name

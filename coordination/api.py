@@ -18,6 +18,7 @@ from coordination.protocol.git import TreeFileReader
 from coordination.github_bridge import GitHubWorkBridge
 from coordination.runtime.output import attached_logging
 from coordination.runtime.processors import ProcessorRegistry, WorkContext
+from coordination.runtime.settings import SETTINGS
 from coordination.runtime.sleep_prevention import SleepPreventer
 from coordination.runtime.worker import Worker, WorkerStats
 
@@ -28,10 +29,27 @@ class DistributedWorker:
     """`DistributedWorker(repo_url, environment).run_worker_cycle(...)` runs the worker until it stops.
 
     It prints the worker's messages (unless the program set up logging itself) and writes them to
-    `worker.log` in the workdir (default `./wms_workdir`, as the command)."""
+    `worker.log` in the workdir (default `./wms_workdir`, as the command). ``overrides`` are the
+    settings of `coordination.runtime.settings.SETTINGS` by name (``jobs=2``, ``workdir=...``), as
+    their flags and variables set them; any other name is refused at once, and so are the three that
+    `run_worker_cycle` takes.
 
-    def __init__(self, repo_url: str, environment: str = "production", registry: ProcessorRegistry | None = None,
-                 **overrides):
+    >>> DistributedWorker("/tmp/board.git", jobs=2).overrides
+    {'jobs': 2}
+    >>> DistributedWorker("/tmp/board.git", job=2)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    TypeError: DistributedWorker: unknown setting job (...); the settings are poll_seconds, workdir, ...
+    """
+
+    CYCLE = ("max_work", "max_failures", "max_idle_hours")  # run_worker_cycle's arguments
+
+    def __init__(self, repo_url: str, environment: str = SETTINGS["environment"].default,
+                 registry: ProcessorRegistry | None = None, **overrides):
+        allowed = [name for name in SETTINGS if name not in ("repo_url", "environment", *self.CYCLE)]
+        unknown = [name for name in overrides if name not in allowed]
+        if unknown:
+            raise TypeError(f"DistributedWorker: unknown setting {', '.join(unknown)} (max_work, max_failures and "
+                            f"max_idle_hours are run_worker_cycle's arguments); the settings are {', '.join(allowed)}")
         self.repo_url = repo_url
         self.environment = environment
         self.registry = registry
@@ -45,8 +63,9 @@ class DistributedWorker:
         raise ValueError("coordination does not read presets or .env: wms_worker_processor.DistributedWorker "
                          "wires them (configurations.ConfigFactory)")
 
-    def run_worker_cycle(self, max_work_orders: int = 50, max_consecutive_failures: int = 20,
-                         max_idle_hours: float = 2.0) -> WorkerStats:
+    def run_worker_cycle(self, max_work_orders: int = SETTINGS["max_work"].default,
+                         max_consecutive_failures: int = SETTINGS["max_failures"].default,
+                         max_idle_hours: float = SETTINGS["max_idle_hours"].default) -> WorkerStats:
         registry = self.registry or self.default_registry()
         config = self.configure(self.environment, repo_url=self.repo_url, max_work=max_work_orders,
                                 max_failures=max_consecutive_failures, max_idle_hours=max_idle_hours,

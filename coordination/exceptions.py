@@ -1,9 +1,48 @@
 """Typed errors. Each carries an exit code and a message that tells the user what to do."""
 from __future__ import annotations
 
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """The exit status of the worker and the host commands: one name a code, and what it means.
+
+    Not found and not initialised share NO_BOARD: both say there is no board at that URL yet, and
+    both are fixed by the same person before a run can work (a host runs `init`, or the volunteer
+    corrects the URL); the message tells which.
+
+    >>> ExitCode.BOARD_UNREACHABLE, int(ExitCode.NO_BOARD), ExitCode(7).name
+    (<ExitCode.BOARD_UNREACHABLE: 4>, 6, 'WORKDIR')
+    >>> markdown_table().splitlines()[2]
+    '| 0 | `OK` | A normal stop: the work ran out, a limit was reached, STOP or Ctrl+C; `--check`: ready to run. |'
+    """
+
+    def __new__(cls, value: int, meaning: str = ""):
+        member = int.__new__(cls, value)
+        member._value_ = value
+        member.meaning = meaning
+        return member
+
+    OK = 0, "A normal stop: the work ran out, a limit was reached, STOP or Ctrl+C; `--check`: ready to run."
+    ERROR = 1, "An error its message explains; `--check`: a line marked FAIL."
+    CONFIGURATION = 2, ("A flag, `.env` or environment setting is not valid, the command line cannot be "
+                         "parsed, or the board's URL cannot be used.")
+    GIT_MISSING = 3, "git is not installed, or is older than 2.31."
+    BOARD_UNREACHABLE = 4, ("The board cannot be reached: a board never reached (a wrong host or port, or this "
+                            "machine is offline), or one that stayed down for `--max-idle-hours`.")
+    PERMISSION = 5, "The server refused to let this machine read or write the board: fix the token or key."
+    NO_BOARD = 6, "No board at that URL: nothing there, or a repository the host has not run `init` on yet."
+    WORKDIR = 7, "The workdir cannot be used (read-only, disk full, cannot be created): choose another `--workdir`."
+
+
+def markdown_table() -> str:
+    """The README's table of exit codes (tests/test_docs.py checks it)."""
+    rows = [f"| {int(code)} | `{code.name}` | {code.meaning} |" for code in ExitCode]
+    return "\n".join(["| exit | name | means |", "|---|---|---|", *rows]) + "\n"
+
 
 class WmsError(Exception):
-    exit_code = 1
+    exit_code = ExitCode.ERROR
 
     def __init__(self, message: str):
         super().__init__(message)
@@ -13,7 +52,7 @@ class WmsError(Exception):
 class ConfigurationError(WmsError):
     """A setting (flag, .env or environment variable) is not valid: the user must correct it."""
 
-    exit_code = 2
+    exit_code = ExitCode.CONFIGURATION
 
 
 class InvalidRepoUrl(ConfigurationError):
@@ -21,7 +60,7 @@ class InvalidRepoUrl(ConfigurationError):
 
 
 class GitNotFound(WmsError):
-    exit_code = 3
+    exit_code = ExitCode.GIT_MISSING
 
     def __init__(self) -> None:
         super().__init__(
@@ -31,7 +70,7 @@ class GitNotFound(WmsError):
 
 
 class GitTooOld(WmsError):
-    exit_code = 3
+    exit_code = ExitCode.GIT_MISSING
 
     def __init__(self, version: tuple, needed: tuple) -> None:
         have = ".".join(map(str, version))
@@ -47,25 +86,25 @@ class GitTooOld(WmsError):
 class BoardUnreachable(WmsError):
     """The board could not be reached (network down, server stopped). Transient: retry later."""
 
-    exit_code = 4
+    exit_code = ExitCode.BOARD_UNREACHABLE
 
 
 class BoardPermissionError(WmsError):
     """The server refused to let us read or write. Not transient: the user must fix access."""
 
-    exit_code = 5
+    exit_code = ExitCode.PERMISSION
 
 
 class BoardNotInitialized(WmsError):
     """The repository is there but holds no board yet (no main branch): the host runs init."""
 
-    exit_code = 6
+    exit_code = ExitCode.NO_BOARD
 
 
 class BoardNotFound(WmsError):
     """No repository at that URL: a set-up problem, not a passing outage."""
 
-    exit_code = 6
+    exit_code = ExitCode.NO_BOARD
 
 
 class BoardThrottled(BoardUnreachable):
@@ -80,7 +119,7 @@ class GitTimeout(BoardUnreachable):
 class WorkdirError(WmsError):
     """The local working folder cannot be used (read-only, disk full)."""
 
-    exit_code = 7
+    exit_code = ExitCode.WORKDIR
 
 
 class BoardRefusesPushes(BoardPermissionError):

@@ -29,13 +29,13 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from coordination.exceptions import BoardUnreachable, WmsError
 from coordination.protocol.git import LocalRepo, RefUpdate
+from coordination.protocol.git.run import GitRunner
 from coordination.protocol.remote import Remote, parse_repo_url
 from coordination.secrets import redact
 from coordination.protocol.states import shard
@@ -123,11 +123,9 @@ def _local_path(remote: Remote) -> Path:
     return Path(remote.url[len("file://"):] if remote.url.startswith("file://") else remote.url)
 
 
-def _create_local_store(remote: Remote) -> None:
-    path = _local_path(remote)
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(path)], check=True, capture_output=True)
-    for key in ("uploadpack.allowFilter", "uploadpack.allowAnySHA1InWant"):
-        subprocess.run(["git", "--git-dir", str(path), "config", key, "true"], check=True, capture_output=True)
+def _create_local_store(remote: Remote, timeout: float) -> None:
+    GitRunner(_local_path(remote), remote.url, remote.env, timeout).init_bare(
+        {"uploadpack.allowFilter": "true", "uploadpack.allowAnySHA1InWant": "true"}, "-b", "main")
 
 
 class PageStores:
@@ -160,7 +158,7 @@ class PageStores:
                 break
             except WmsError as exc:
                 if attempt == 1 and remote.is_local and not _local_path(remote).exists():
-                    _create_local_store(remote)
+                    _create_local_store(remote, self.git_timeout)
                     continue
                 raise StoreError(
                     f"Page store {remote.url} cannot be read: {exc.message} Create it as an empty repository "

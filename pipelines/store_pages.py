@@ -15,6 +15,8 @@ checked against the order's sha256 before it is decoded.
 Credentials: the board's, when the store is on the same host (scheme, host and port), so a
 volunteer's one URL with its token reads both; a store on another host is read without any
 (a public repository). A store on this machine is accepted only for a board on this machine.
+Git runs through `GitRunner` (coordination/protocol/git/run.py): the board's environment rules,
+redaction and timeouts, and a session of its own, so a terminal's Ctrl+C leaves a fetch running.
 
 Every failure is a `PageError` that names the store and what the host can do; none is
 permanent (the host can restore a store or fix a token), so the order goes to the retry queue.
@@ -24,13 +26,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import subprocess
 import threading
 from pathlib import Path
 
-from coordination.exceptions import InvalidRepoUrl
+from coordination.exceptions import GitTimeout, InvalidRepoUrl, WmsError
+from coordination.protocol.git.run import GitRunner, failure_kind, last_lines
 from coordination.protocol.remote import Remote, related_remote
-from coordination.secrets import redact
 from pipelines.exceptions import PageError
 from pipelines.pages import verify_sha256
 
@@ -38,10 +39,6 @@ MAX_PAGE_BYTES = 200 * 1024 * 1024
 _OBJECT_ID = re.compile(r"^[0-9a-f]{40}$|^[0-9a-f]{64}$")
 _LOCKS: dict[str, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
-_REFUSED = ("authentication failed", "returned error: 401", "returned error: 403", "could not read username",
-            "access denied", "permission denied", "terminal prompts disabled", "not authorized")
-_GONE = ("not found", "does not appear to be a git repository", "no such file", "does not exist")
-_MISSING = ("not our ref", "not valid", "unadvertised object", "could not fetch")
 
 
 def _lock(path: Path) -> threading.Lock:
@@ -95,39 +92,35 @@ class StorePages:
         first = next(iter(blobs.values()))
         remote = self._remote(store, first)
         repo = self.cache_dir / f"{hashlib.sha1(remote.url.encode()).hexdigest()[:16]}.git"
-        env = self._env(remote)
+        git = GitRunner(repo, remote.url, remote.env, self.timeout)  # out of the terminal's process group
         self.scratch.mkdir(parents=True, exist_ok=True)
         with _lock(repo):
-            self._ensure(repo, remote, env, first)
+            self._ensure(repo, remote, first)
             packs = self._packs(repo)
             try:
-                proc = subprocess.run(
-                    ["git", "-C", str(repo), "-c", "fetch.negotiationAlgorithm=noop", "fetch", "--no-tags", "--quiet",
-                     "--no-write-fetch-head", "--no-auto-gc", "--no-recurse-submodules", "--stdin", "origin"],
-                    input=("\n".join(sorted(blobs)) + "\n").encode(), capture_output=True, env=env,
-                    timeout=self.timeout)
-            except subprocess.TimeoutExpired:
+                code, _, err = git.fetch_by_id(sorted(blobs), classify=False)
+            except GitTimeout:
                 raise PageError(first, f"page store {remote.url} did not answer within {self.timeout:.0f} s; "
                                 "will retry", permanent=False) from None
             try:
-                if proc.returncode != 0:
-                    raise PageError(first, self._explain(remote, proc.stderr.decode("utf-8", "replace"), len(blobs)),
-                                    permanent=False)
+                if code != 0:
+                    raise PageError(first, self._explain(remote, err, len(blobs)), permanent=False)
                 for blob, name in blobs.items():
-                    self._extract(repo, blob, name, env)
+                    self._extract(git, blob, name)
             finally:
                 self._drop(repo, packs, blobs)
 
-    def _explain(self, remote: Remote, err: str, count: int) -> str:
-        detail = " ".join(line.strip() for line in redact(err).strip().splitlines()[-2:])
-        low = err.lower()
-        if any(h in low for h in _REFUSED):
+    @staticmethod
+    def _explain(remote: Remote, err: str, count: int) -> str:
+        detail = last_lines(err, 2)  # redacted by the runner
+        kind = failure_kind(err, store=True)
+        if kind == "refused":
             return (f"page store {remote.url} refused access ({detail}); the board's token must be able to read "
                     "it (same host), or the store must be public. Will retry.")
-        if any(h in low for h in _MISSING):
+        if kind == "missing":
             return (f"page store {remote.url} does not hold the {count} page(s) this order names ({detail}); "
                     "was the store rewritten or deleted? Will retry.")
-        if any(h in low for h in _GONE):
+        if kind == "gone":
             return f"page store {remote.url} is gone ({detail}); the host must restore it. Will retry."
         return f"cannot fetch pages from page store {remote.url} ({detail}). Will retry."
 
@@ -151,29 +144,17 @@ class StorePages:
         return data
 
     # -- the cached repository ---------------------------------------------------------------------
-    def _env(self, remote: Remote) -> dict:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("GIT_CONFIG_") and k not in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE")}
-        env.update(remote.env)
-        env.update({"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true" if os.name != "nt" else "", "LC_ALL": "C",
-                    "LANG": "C"})
-        return env
-
-    def _ensure(self, repo: Path, remote: Remote, env: dict, name: str) -> None:
+    def _ensure(self, repo: Path, remote: Remote, name: str) -> None:
         if (repo / "objects").is_dir():
             return
+        tmp = repo.with_name(repo.name + f".tmp-{os.getpid()}")
         try:
-            repo.parent.mkdir(parents=True, exist_ok=True)
-            tmp = repo.with_name(repo.name + f".tmp-{os.getpid()}")
-            subprocess.run(["git", "init", "-q", "--bare", str(tmp)], check=True, capture_output=True, env=env,
-                           timeout=self.timeout)
-            for key, value in (("core.repositoryformatversion", "1"), ("extensions.partialClone", "origin"),
-                               ("remote.origin.url", remote.url), ("remote.origin.promisor", "true"),
-                               ("protocol.version", "2"), ("gc.auto", "0"), ("core.logAllRefUpdates", "false")):
-                subprocess.run(["git", "--git-dir", str(tmp), "config", key, value], check=True, capture_output=True,
-                               env=env, timeout=self.timeout)
+            GitRunner(tmp, remote.url, remote.env, self.timeout).init_bare({
+                "core.repositoryformatversion": "1", "extensions.partialClone": "origin",
+                "remote.origin.url": remote.url, "remote.origin.promisor": "true", "protocol.version": "2",
+                "gc.auto": "0", "core.logAllRefUpdates": "false"})
             os.replace(tmp, repo)
-        except (OSError, subprocess.SubprocessError) as exc:
+        except (OSError, WmsError) as exc:
             raise PageError(name, f"cannot prepare a copy of page store {remote.url} in {repo.parent}: {exc}",
                             permanent=False) from None
 
@@ -184,18 +165,21 @@ class StorePages:
         except OSError:
             return set()
 
-    def _extract(self, repo: Path, blob: str, name: str, env: dict) -> None:
-        size = subprocess.run(["git", "-C", str(repo), "cat-file", "-s", blob], capture_output=True, env=env,
-                              timeout=self.timeout)
-        if size.returncode != 0:
-            raise PageError(name, f"page store object {blob[:12]} did not arrive", permanent=False)
-        if int(size.stdout.strip() or 0) > MAX_PAGE_BYTES:
-            raise PageError(name, f"page store object {blob[:12]} is over {MAX_PAGE_BYTES // 2**20} MB; refused")
+    def _extract(self, git: GitRunner, blob: str, name: str) -> None:
         target = self.scratch / blob
-        with open(target, "wb") as out:
-            proc = subprocess.run(["git", "-C", str(repo), "cat-file", "blob", blob], stdout=out,
-                                  stderr=subprocess.PIPE, env=env, timeout=self.timeout)
-        if proc.returncode != 0:
+        try:
+            code, size, _ = git.run(["cat-file", "-s", blob], network=False)
+            if code != 0:
+                raise PageError(name, f"page store object {blob[:12]} did not arrive", permanent=False)
+            if int(size.strip() or 0) > MAX_PAGE_BYTES:
+                raise PageError(name, f"page store object {blob[:12]} is over {MAX_PAGE_BYTES // 2**20} MB; refused")
+            with open(target, "wb") as out:
+                code, _, _ = git.run_raw(["cat-file", "blob", blob], stdout=out)
+        except GitTimeout:
+            target.unlink(missing_ok=True)
+            raise PageError(name, f"page store object {blob[:12]} was not read within {self.timeout:.0f} s",
+                            permanent=False) from None
+        if code != 0:
             target.unlink(missing_ok=True)
             raise PageError(name, f"page store object {blob[:12]} is not a file", permanent=False)
 

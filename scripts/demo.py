@@ -18,6 +18,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
+sys.path.insert(0, str(ROOT))
+
+from coordination.protocol.git.run import GitRunner  # noqa: E402  (git starts there only)
 
 
 def say(text: str) -> None:
@@ -37,7 +40,6 @@ def run(cmd: list[str], env=None) -> subprocess.CompletedProcess:
 def make_sample_chapter(folder: Path) -> bool:
     """Render a small chapter of synthetic manga pages, if the OCR pipeline's renderer is installed."""
     try:
-        sys.path.insert(0, str(ROOT))
         from pipelines.synthetic import write_sample_chapter  # type: ignore
     except Exception:
         return False
@@ -65,7 +67,9 @@ def main() -> int:
     env = dict(**__import__("os").environ, WMS_HOST_WORKDIR=str(base / "host"))
 
     say("The host creates a board on a local bare repository")
-    run(["git", "init", "-q", "--bare", "-b", "main", str(board)])
+    print(f"$ git init -q --bare -b main {board}", flush=True)
+    git = GitRunner(board, str(board))
+    git.init_bare({}, "-b", "main")
     run([PY, "-m", "host_tools", "init", "--repo-url", str(board)], env)
 
     say("The host publishes sample orders")
@@ -95,11 +99,9 @@ def main() -> int:
     print(f"\nworkers exited with {codes}; {status['completed']}/{expected} orders completed, "
           f"{status['failed']} failed, {status['active']} still active")
     if chapter.exists() and not args.no_ocr:
-        done = subprocess.run(["git", "--git-dir", str(board), "ls-tree", "-r", "--name-only", "main",
-                               "completed_work"], capture_output=True, text=True).stdout.split()
+        done = git.run(["ls-tree", "-r", "--name-only", "main", "completed_work"], network=False)[1].split()
         for path in (p for p in done if p.endswith(".json")):
-            record = json.loads(subprocess.run(["git", "--git-dir", str(board), "show", f"main:{path}"],
-                                               capture_output=True, text=True).stdout)
+            record = json.loads(git.run(["show", f"main:{path}"], network=False)[1])
             if record.get("kind") == "ocr_chapter":
                 print("\nText of the sample chapter, page by page:")
                 for page in record["result"]["pages"]:

@@ -10,6 +10,13 @@ sys.path.insert(0, str(ROOT))
 from tests.helpers import host, make_bare  # noqa: E402
 from tests.servers import GitDaemon, GitHttpServer  # noqa: E402
 
+# The fast tier, `pytest -m "not slow"`: decisions, pacing and worker turns on the in-memory board,
+# with no git, no server and no subprocess (tests/test_tiers.py runs it with git off the PATH). Every
+# other test module is marked slow here: real git, servers, OCR engines, whole processes. The default
+# test command runs both tiers.
+FAST_MODULES = {"test_architecture", "test_backoff", "test_claims", "test_config", "test_fold", "test_ocr_layout",
+                "test_pacing", "test_stopping", "test_worker_decisions", "test_worker_turns"}
+
 
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path, monkeypatch):
@@ -63,3 +70,19 @@ def http_board(tmp_path):
         url = server.url("board.git")
         host("init", "--repo-url", url)
         yield server, url, path
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every module outside FAST_MODULES is marked slow. Container builds run only when asked for (`-m
+    container`), also when another `-m` (such as the fast tier's `-m "not slow"`) replaces pytest.ini's
+    `-m "not container"`."""
+    for item in items:
+        path = Path(str(item.fspath))
+        if path.parent == ROOT / "tests" and path.stem not in FAST_MODULES:
+            item.add_marker(pytest.mark.slow)
+    if "container" in (config.getoption("markexpr") or ""):
+        return
+    kept = [item for item in items if item.get_closest_marker("container") is None]
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item.get_closest_marker("container")])
+        items[:] = kept

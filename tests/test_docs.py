@@ -273,6 +273,8 @@ def test_run_sh_commands(tmp_path):
     script = (ROOT / "run.sh").read_text()
     for command in commands:
         assert f"  {command.split()[2]})" in script, f"run.sh has no {command.split()[2]!r} command"
+    assert "bash run.sh test" in commands, "the README's test command is the one CI runs"
+    assert re.search(r"^bash run\.sh test\b", (ROOT / ".ci" / "run").read_text(), re.M), ".ci/run runs another command"
     checkout, home = make_checkout(tmp_path)
     proc = subprocess.run([PY, "scripts/demo.py"], cwd=checkout, env=reader_env(home), capture_output=True,
                           timeout=600)
@@ -294,3 +296,95 @@ def test_when_work_is_taken_back_is_said_in_the_same_words_everywhere():
         assert squeezed(TAKEBACK_RULE) in squeezed(doc.read_text(encoding="utf-8")), doc.name
     help_text = CliRunner().invoke(cli, ["monitor", "--help"]).output
     assert squeezed(TAKEBACK_RULE) in squeezed(help_text)
+
+
+def test_generated_tables_are_what_the_code_says():
+    """README.md's table of settings and table of exit codes are coordination.runtime.settings.SETTINGS
+    and coordination.exceptions.ExitCode as `python scripts/doc_tables.py --write` prints them."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("doc_tables", ROOT / "scripts" / "doc_tables.py")
+    doc_tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(doc_tables)
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    for name, render in doc_tables.TABLES.items():
+        assert doc_tables.current(text, name) == render(), \
+            f"README.md: the {name} table differs from the code; run python scripts/doc_tables.py --write"
+    from coordination.exceptions import ExitCode
+
+    codes = re.findall(r"^\| (\d) \| `(\w+)` \|", doc_tables.current(text, "exit codes"), re.M)
+    assert [(int(c), n) for c, n in codes] == [(int(e), e.name) for e in ExitCode]
+
+
+def test_test_commands_collect():
+    """docs/DEVELOPING.md's test commands: `bash run.sh test` is what .ci/run runs; each pytest command
+    (a marker expression, a file) collects tests without an error (they are not run here)."""
+    commands = _covered_commands("test_test_commands_collect")
+    assert "bash run.sh test" in commands and any('-m "not slow"' in c for c in commands)
+    assert re.search(r"^bash run\.sh test\b", (ROOT / ".ci" / "run").read_text(), re.M)
+    for command in commands:
+        if command.startswith("bash run.sh"):
+            continue
+        argv = shlex.split(command)
+        assert argv[:3] == [".venv/bin/python", "-m", "pytest"], command
+        proc = subprocess.run([PY, "-m", "pytest", *argv[3:], "--collect-only", "-q", "-p", "no:cacheprovider"],
+                              cwd=ROOT, capture_output=True, timeout=300)
+        assert proc.returncode == 0 and b" collected" in proc.stdout + proc.stderr, \
+            f"{command}: {_text(proc.stdout + proc.stderr)[-2000:]}"
+
+
+# ------------------------------------------------------------------ links
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+
+
+def prose(doc: Path, keep_code: bool = False) -> list[tuple[int, str]]:
+    """(line number, text) of a document outside its fenced blocks; inline code removed unless
+    ``keep_code`` (a heading's anchor is made from its code too)."""
+    found, fenced = [], False
+    for number, line in enumerate(doc.read_text(encoding="utf-8").splitlines(), 1):
+        if re.match(r"^\s*```", line):
+            fenced = not fenced
+            continue
+        if not fenced:
+            found.append((number, line if keep_code else re.sub(r"(`+).*?\1", "", line)))
+    return found
+
+
+def anchors(doc: Path) -> set[str]:
+    """The anchors GitHub gives a document's headings: lower case, punctuation dropped, spaces to
+    hyphens, a repeated heading numbered (-1, -2, ...)."""
+    seen: dict[str, int] = {}
+    found = set()
+    for _, line in prose(doc, keep_code=True):
+        m = re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if not m:
+            continue
+        slug = re.sub(r"[^\w\- ]", "", m.group(1).lower()).replace(" ", "-")
+        n = seen.get(slug, 0)
+        seen[slug] = n + 1
+        found.add(slug if n == 0 else f"{slug}-{n}")
+    return found
+
+
+def test_anchor_rules():
+    assert "4-the-monitor-and-email-alerts" in anchors(ROOT / "docs" / "HOST.md")
+    assert "for-volunteers" in anchors(ROOT / "README.md")
+
+
+def test_every_relative_link_leads_to_a_file_and_heading_that_exist():
+    """Links in README.md and docs/*.md to files of the project (and to headings, after `#`) resolve."""
+    broken = []
+    checked = 0
+    for doc in DOCS:
+        for number, line in prose(doc):
+            for target in LINK.findall(line):
+                if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.I):  # https:, mailto: ...
+                    continue
+                path_part, _, anchor = target.partition("#")
+                path = (doc.parent / path_part).resolve() if path_part else doc
+                checked += 1
+                if not path.exists() or ROOT not in (path, *path.parents):
+                    broken.append(f"{doc.relative_to(ROOT)}:{number}: {target} (no such file in the project)")
+                elif anchor and path.suffix == ".md" and anchor not in anchors(path):
+                    broken.append(f"{doc.relative_to(ROOT)}:{number}: {target} (no such heading)")
+    assert checked > 10 and broken == [], "\n".join(broken)

@@ -45,3 +45,21 @@ def test_a_git_command_out_of_time_is_a_typed_timeout(repo):
 def test_git_that_cannot_run_in_its_folder_is_a_workdir_error(tmp_path):
     with pytest.raises(WorkdirError, match="Cannot run git in"):
         GitRunner(tmp_path / "gone", "the board").run(["status"], cwd=tmp_path / "gone", network=False)
+
+
+def test_the_persistent_reader_reads_its_own_repository_whatever_the_shell_says(repo, tmp_path, monkeypatch):
+    """GitPython starts its `cat-file --batch` readers with this process's environment: a GIT_DIR or a
+    `git -c` setting of the caller's shell (a worker started from a git hook) must not reach them."""
+    from coordination.protocol.git.objects import ObjectStore
+
+    path, commit = repo
+    other = tmp_path / "other.git"
+    subprocess.run(["git", "init", "--bare", "-q", str(other)], check=True)
+    monkeypatch.setenv("GIT_DIR", str(other))
+    monkeypatch.setenv("GIT_CONFIG_PARAMETERS", "'core.bigfilethreshold'='not a size'")
+    store = ObjectStore(path)
+    store.open_reader(GitRunner(path, "the board").env())
+    try:
+        assert store.read_raw(commit)[0] == "commit"
+    finally:
+        store.close()

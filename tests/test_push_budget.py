@@ -180,10 +180,11 @@ def test_a_worker_counts_the_orders_others_won_not_those_they_tried(tmp_path):
     worker = Worker(WorkerConfig(repo_url=str(bare), workdir=tmp_path / "w", jobs=1), ProcessorRegistry())
     worker.start()
     try:
-        worker.look(worker.board.sync(heartbeats=True))
-        assert worker.fleet_slots == 3  # its own thread and the other's two
-        assert worker.workers_seen == 2 and worker.remaining == 3
+        s = worker.session
+        worker.exchange.look(s, worker.held, s.board.sync(heartbeats=True))
+        assert s.fleet_slots == 3  # its own thread and the other's two
+        assert s.workers_seen == 2 and s.remaining == 3
         age = time.time() - now
-        assert 2 * 60.0 - 2 * age - 1 <= worker.others_backlog <= 2 * 60.0  # two orders won, not three
+        assert 2 * 60.0 - 2 * age - 1 <= s.others_backlog <= 2 * 60.0  # two orders won, not three
     finally:
-        worker.repo.close()
+        worker.session.close()

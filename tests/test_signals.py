@@ -79,36 +79,8 @@ def test_ctrl_c_in_a_real_terminal_finishes_the_current_order(board, tmp_path):
     host("publish", "--repo-url", str(board), "--simulate", "2", "--seconds", "4", "--prefix", "tty")
     workdir = tmp_path / "w"
     cmd = worker_cmd(str(board), workdir)
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: a session leader whose controlling terminal is the pty
-        try:
-            os.chdir(ROOT)
-            os.execv(PY, cmd)
-        finally:
-            os._exit(127)
-    screen = bytearray()
-
-    def read_screen():
-        while True:
-            try:
-                ready, _, _ = select.select([fd], [], [], 0.5)
-                if ready:
-                    data = os.read(fd, 65536)
-                    if not data:
-                        return
-                    screen.extend(data)
-            except OSError:  # the child closed the terminal
-                return
-
-    reader = threading.Thread(target=read_screen, daemon=True)
-    reader.start()
-    try:
-        wait_for(lambda: "✅ Claimed work" in _log(workdir), 30, what="the claim")
-        os.write(fd, b"\x03")  # Ctrl+C typed in the terminal: the line discipline signals the group
-        _, status = os.waitpid(pid, 0)
-    finally:
-        reader.join(5)
-        os.close(fd)
+    status, screen = ctrl_c_in_a_terminal(cmd, os.environ, lambda: "✅ Claimed work" in _log(workdir), 30,
+                                          "the claim")
     assert os.waitstatus_to_exitcode(status) == 0, screen.decode("utf-8", "replace")[-3000:]
     log = _log(workdir)
     assert "SIGINT received" in log and log.count("🎉 Completed work") == 1
@@ -163,3 +135,90 @@ def test_tesseract_runs_apart_from_the_terminal_too(tmp_path):
     finally:
         pytesseract.pytesseract.subprocess.Popen = original_popen
     assert seen == {"own session": True}
+
+
+_STORE_READER = """
+import sys
+from pathlib import Path
+from coordination.protocol.remote import parse_repo_url
+from coordination.runtime import signals
+from pipelines.store_pages import StorePages
+
+signals.install(lambda name, urgent: print(name, "received", flush=True))  # the worker's way: go on
+page = {"name": "001.png", "store": sys.argv[1], "path": "aa/c1/001.png", "blob": sys.argv[2], "sha256": sys.argv[3]}
+work = Path(sys.argv[4])
+store = StorePages(work / "stores", work, parse_repo_url(sys.argv[1]))
+store.fetch([page])
+print("read", len(store.read(page)), "bytes", flush=True)
+"""
+
+
+def test_ctrl_c_in_a_real_terminal_leaves_a_page_store_fetch_running(tmp_path):
+    """A Ctrl+C typed while a chapter's pages are being fetched from their page store: the fetch
+    (and the git processes it starts) is out of the terminal's group, so it finishes and the page
+    is read; the worker alone decides what the Ctrl+C means."""
+    import hashlib
+
+    store = make_bare(tmp_path / "pages-0001.git")
+    data = b"\x89PNG page bytes " * 1000
+    blob = subprocess.run(["git", "--git-dir", str(store), "hash-object", "-w", "--stdin"], input=data,
+                          capture_output=True, check=True).stdout.decode().strip()
+    tree = subprocess.run(["git", "--git-dir", str(store), "mktree"], input=f"100644 blob {blob}\t001.png\n".encode(),
+                          capture_output=True, check=True).stdout.decode().strip()
+    ident = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
+             "PATH": os.environ["PATH"]}
+    commit = subprocess.run(["git", "--git-dir", str(store), "commit-tree", tree, "-m", "pages"], capture_output=True,
+                            check=True, env=ident).stdout.decode().strip()
+    subprocess.run(["git", "--git-dir", str(store), "update-ref", "refs/heads/main", commit], check=True)
+    # the store's side of the fetch says when it has started, then takes its time
+    started = tmp_path / "fetch-started"
+    hook = tmp_path / "slow-pack-objects"
+    hook.write_text(f'#!/bin/sh\ntouch "{started}"\nsleep 3\nexec "$@"\n')
+    hook.chmod(0o755)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text(f"[uploadpack]\n\tpackObjectsHook = {hook}\n")  # honoured in global config only
+    env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
+    cmd = [PY, "-c", _STORE_READER, str(store), blob, hashlib.sha256(data).hexdigest(), str(tmp_path / "w")]
+    status, screen = ctrl_c_in_a_terminal(cmd, env, started.exists, 60, "the page-store fetch")  # mid-fetch
+    text = screen.decode("utf-8", "replace")
+    assert "SIGINT received" in text, text[-3000:]
+    assert os.waitstatus_to_exitcode(status) == 0, text[-3000:]
+    assert f"read {len(data)} bytes" in text
+
+
+def ctrl_c_in_a_terminal(cmd: list[str], env: dict, ready, seconds: float, what: str) -> tuple[int, bytearray]:
+    """Run ``cmd`` in a real terminal (a pty whose session it leads), type Ctrl+C once ``ready()`` holds,
+    and return its wait status and what it printed. The terminal's line discipline signals the whole
+    foreground group, as when a volunteer presses Ctrl+C."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: a session leader whose controlling terminal is the pty
+        try:
+            os.chdir(ROOT)
+            os.execve(cmd[0], cmd, env)
+        finally:
+            os._exit(127)
+    screen = bytearray()
+
+    def read_screen():
+        while True:
+            try:
+                ready_fds, _, _ = select.select([fd], [], [], 0.5)
+                if ready_fds:
+                    data = os.read(fd, 65536)
+                    if not data:
+                        return
+                    screen.extend(data)
+            except OSError:  # the child closed the terminal
+                return
+
+    reader = threading.Thread(target=read_screen, daemon=True)
+    reader.start()
+    try:
+        wait_for(ready, seconds, what=what)
+        os.write(fd, b"\x03")  # Ctrl+C typed in the terminal
+        _, status = os.waitpid(pid, 0)
+    finally:
+        reader.join(5)
+        os.close(fd)
+    return status, screen

@@ -1,6 +1,6 @@
 """The coordination board: state folders on `main`, and the refs that decide races.
 
-How the board stays correct and fast (see README, "How the board works"):
+How the board stays correct and fast (see docs/ARCHITECTURE.md, "The board"):
 
 - `main` holds one folder per state (`available_work/`, `active_work/`, ...).
 - A claim is a create-only ref (`refs.py`); the git server's compare-and-swap lets exactly

@@ -12,14 +12,33 @@ from rich.table import Table
 
 from coordination import portable
 from coordination.runtime.config import WorkerConfig
-from coordination.exceptions import WmsError, WorkdirError
+from coordination.exceptions import ExitCode, WmsError, WorkdirError
 from coordination.runtime.live import LiveView
 from coordination.runtime.politeness import lower_priority
 from coordination.runtime.processors import ProcessorRegistry
 from coordination.runtime.output import make_console, setup_logging
+from coordination.runtime.settings import SETTINGS, Setting
 from coordination.secrets import redact
 
-EXIT_OK = 0
+
+def _click_option(setting: Setting):
+    """The command's option for a row of the settings table; not given, it is None (the other sources decide)."""
+    if setting.kind is bool:
+        return click.option(setting.flag, setting.name, default=None, help=setting.help_text())
+    if setting.choices:
+        kind = click.Choice(list(setting.choices))
+    elif setting.kind is Path:
+        kind = click.Path(path_type=Path)
+    else:
+        kind = None if setting.kind is str else setting.kind
+    return click.option(setting.flag, setting.name, type=kind, default=None, help=setting.help_text())
+
+
+def setting_options(command):
+    """Every setting of the table that has a flag, as options of ``command``, in the table's order."""
+    for setting in reversed([s for s in SETTINGS.values() if s.flag]):
+        command = _click_option(setting)(command)
+    return command
 
 
 class WmsClickException(click.ClickException):
@@ -55,29 +74,10 @@ def build_worker_cli(registry_factory: Callable[[], ProcessorRegistry], configur
     project folder, where the entry script lives); the current folder's values win."""
 
     @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-    @click.option("--repo-url", default=None, help="The board: https (token allowed), ssh, git://, file:// URL or a "
-                  "path. Default: GITHUB_REPO_URL from .env or the environment.")
-    @click.option("--environment", type=click.Choice(["development", "testing", "production"]), default=None,
-                  help="Preset of timings (default: ENVIRONMENT or production).")
-    @click.option("--max-work", type=int, default=None, help="Stop after this many orders (default 50).")
-    @click.option("--max-failures", type=int, default=None,
-                  help="Stop after this many consecutive polls find no work (default 20).")
-    @click.option("--max-idle-hours", type=float, default=None, help="Stop after this long without work (default 2).")
-    @click.option("--poll-seconds", type=float, default=None, help="First wait when no work is available.")
-    @click.option("--workdir", type=click.Path(path_type=Path), default=None,
-                  help="Folder for the local clone, spool and log (default ./wms_workdir).")
-    @click.option("--worker-id", default=None, help="Fixed worker id (default host_pid_random).")
-    @click.option("--jobs", type=int, default=None, help="Orders processed at once (default 1).")
-    @click.option("--heartbeat-seconds", type=float, default=None, help="Shortest pause between lease renewals (default 60); heartbeats ride on pushes.")
-    @click.option("--nice", type=int, default=None, help="Lower CPU priority by this much (default 10; 0 keeps it).")
-    @click.option("--pause-on-battery/--no-pause-on-battery", default=None,
-                  help="Hold new orders while the machine runs on battery (default on where it can be read).")
-    @click.option("--max-cpu-percent", type=float, default=None,
-                  help="Rest between orders so processing takes at most this share of the time (default 100).")
+    @setting_options
     @click.option("--check", is_flag=True, help="Verify the set-up (git, board access, OCR engine, disk), then exit.")
     @click.option("--verbose", is_flag=True, help="Log debugging details.")
-    def worker_cli(repo_url, environment, max_work, max_failures, max_idle_hours, poll_seconds, workdir,
-                   worker_id, jobs, heartbeat_seconds, nice, pause_on_battery, max_cpu_percent, check, verbose):
+    def worker_cli(check, verbose, environment, **flags):
         """Claim manga chapters from a wms board, OCR them and push the text back; stops by itself.
 
         Example: python wms_worker_processor.py --repo-url https://github.com/ORG/BOARD.git
@@ -90,17 +90,12 @@ def build_worker_cli(registry_factory: Callable[[], ProcessorRegistry], configur
         console = make_console()
         logging_ready = False
         try:
-            config = configure(
-                environment, dotenv_folders=(dotenv_folder,) if dotenv_folder else (), repo_url=repo_url,
-                max_work=max_work, max_failures=max_failures, max_idle_hours=max_idle_hours, poll_seconds=poll_seconds, workdir=workdir, worker_id=worker_id,
-                jobs=jobs, heartbeat_seconds=heartbeat_seconds, nice=nice, pause_on_battery=pause_on_battery,
-                max_cpu_percent=max_cpu_percent,
-            )
+            config = configure(environment, dotenv_folders=(dotenv_folder,) if dotenv_folder else (), **flags)
             if check:
                 from coordination.runtime.checks import run_checks
 
                 ok = run_checks(config, registry_factory(), console)
-                sys.exit(0 if ok else 1)
+                sys.exit(ExitCode.OK if ok else ExitCode.ERROR)
             log_file = portable.absolute(config.log_file or Path(config.workdir) / "worker.log")
             try:
                 setup_logging(log_file, console, verbose)

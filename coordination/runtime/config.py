@@ -2,41 +2,25 @@
 from an environment's presets, `.env` and the environment; the command line overrides."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import field, make_dataclass, replace
 
-from coordination import defaults
 from coordination.exceptions import ConfigurationError
+from coordination.runtime.settings import ENVIRONMENTS, SETTINGS
 
-ENVIRONMENTS = ("development", "testing", "production")
+__all__ = ["ENVIRONMENTS", "WorkerConfig"]
+
+# The fields of WorkerConfig, one per row of coordination/runtime/settings.py, with its default.
+_Fields = make_dataclass("_Fields", [(s.name, s.kind, field(default=s.default)) for s in SETTINGS.values()],
+                         frozen=True)
 
 
-@dataclass(frozen=True)
-class WorkerConfig:
-    environment: str = "production"
-    repo_url: str | None = None
-    max_work: int = defaults.MAX_WORK_ORDERS
-    max_failures: int = defaults.MAX_CONSECUTIVE_FAILURES
-    max_idle_hours: float = defaults.MAX_IDLE_HOURS
-    poll_seconds: float = defaults.POLL_SECONDS
-    poll_cap_seconds: float = defaults.POLL_CAP_SECONDS
-    heartbeat_seconds: float = defaults.HEARTBEAT_SECONDS
-    offline_after: float = defaults.OFFLINE_AFTER_SECONDS
-    fold_delay: float = defaults.FOLD_DELAY_SECONDS
-    max_attempts: int = defaults.MAX_ATTEMPTS
-    retry_backoff: float = defaults.RETRY_BACKOFF_SECONDS
-    workdir: Path = field(default_factory=lambda: Path("wms_workdir"))
-    worker_id: str | None = None
-    jobs: int = 1
-    prefetch: int = 1  # orders claimed ahead of free slots, so git overlaps with processing
-    git_timeout: float = defaults.GIT_TIMEOUT_SECONDS
-    claim_batch: int = defaults.CLAIM_BATCH  # orders per round trip to the board (0 = automatic)
-    lean_clone: bool = defaults.LEAN_CLONE  # shallow, partial local clone: cost flat in the board's history
-    log_file: Path | None = None
-    prevent_sleep: bool = True
-    nice: int = 10  # lower CPU priority while running (0 keeps it)
-    pause_on_battery: bool = True
-    max_cpu_percent: float = 100.0  # long-run share of time spent processing (100 = no throttle)
+class WorkerConfig(_Fields):
+    """The worker's settings (frozen): ``WorkerConfig(jobs=2)``; the fields and their defaults are
+    `coordination.runtime.settings.SETTINGS`.
+
+    >>> WorkerConfig().max_idle_hours, WorkerConfig(jobs=2).with_overrides(jobs=None, max_work=3).max_work
+    (2.0, 3)
+    """
 
     def with_overrides(self, **overrides) -> "WorkerConfig":
         clean = {k: v for k, v in overrides.items() if v is not None}

@@ -30,7 +30,7 @@ class WorkerPanel:
 
     def __rich__(self):
         w = self.worker
-        now = w.now()
+        now = w.clock.now()
         stats = w.stats
         table = Table.grid(padding=(0, 2))
         table.add_column(style="bold")
@@ -40,11 +40,12 @@ class WorkerPanel:
         table.add_row("Worker", f"{w.worker_id}  [{state}]")
         table.add_row("Done", f"{stats.work_done}/{w.config.max_work}  ({stats.completed} completed, "
                               f"{stats.failed} failed)  {stats.jobs_per_hour(now):.1f} jobs/hour")
-        remaining = "?" if w.remaining is None else str(w.remaining)
+        seen = w.session.remaining if w.session is not None else None
+        remaining = "?" if seen is None else str(seen)
         table.add_row("Board", f"{remaining} order(s) waiting")
         table.add_row("Auto-stop", self.auto_stop(now))
         rows = [table]
-        for job in list(w.jobs.values()):
+        for job in list(w.held.jobs.values()):
             done, total, message = job.progress
             bar = ProgressBar(total=max(total, 1), completed=done if total else 0, width=30)
             line = Table.grid(padding=(0, 1))
@@ -52,7 +53,7 @@ class WorkerPanel:
                          Text(f"{done}/{total} pages" if total else "starting", style="dim"),
                          Text(_duration(now - job.started_at), style="dim"))
             rows.append(line)
-        if not w.jobs:
+        if not w.held.jobs:
             rows.append(Text("waiting for work", style="dim"))
         return Panel(Group(*rows), title="wms worker", border_style="blue")
 
@@ -62,8 +63,8 @@ class WorkerPanel:
         left = cfg.max_work - w.stats.work_done
         rate = w.stats.jobs_per_hour(now)
         parts = [f"after {left} more order(s)" + (f" (~{_duration(left / rate * 3600)})" if rate > 0 else "")]
-        if not w.jobs:
-            idle_left = cfg.max_idle_hours * 3600 - (now - w._last_activity)
+        if not w.held.jobs:
+            idle_left = cfg.max_idle_hours * 3600 - (now - w.activity.last)
             parts.append(f"in {_duration(idle_left)} without work")
             parts.append(f"after {max(0, cfg.max_failures - w.stats.empty_polls)} more empty poll(s)")
         return ", or ".join(parts)

@@ -15,7 +15,7 @@ from typing import Callable
 
 from coordination.runtime import signals
 from coordination.runtime.config import WorkerConfig
-from coordination.exceptions import BoardUnreachable
+from coordination.exceptions import ExitCode
 from coordination.runtime.politeness import BatteryWatch
 
 log = logging.getLogger("wms.worker")
@@ -81,10 +81,10 @@ class Stopping:
 @dataclass(frozen=True)
 class Stop:
     """Why a run ends: ``reason`` follows `🛑 STOPPING:`; ``why`` is the seed's `💡 Reason:` line
-    (empty when the reason says it all); ``exit_code`` 0 for a normal auto-stop."""
+    (empty when the reason says it all); ``exit_code`` `ExitCode.OK` for a normal auto-stop."""
 
     reason: str
-    exit_code: int = 0
+    exit_code: int = ExitCode.OK
     why: str = ""
     limit: str = ""  # "work", "failures", "idle" or "unreachable": the limit of the run that ended it
 
@@ -101,20 +101,24 @@ def limit_reached(config: WorkerConfig, *, work_done: int, empty_polls: int, hol
     >>> stop = limit_reached(WorkerConfig(max_failures=20), work_done=0, empty_polls=20, holding=False, idle=60,
     ...                      unreachable_for=None, unsent=0)
     >>> stop.reason, stop.why, stop.exit_code
-    ('Reached 20 consecutive failures', 'Consecutive failure limit reached', 0)
+    ('Reached 20 consecutive failures', 'Consecutive failure limit reached', <ExitCode.OK: 0>)
     >>> limit_reached(WorkerConfig(max_idle_hours=2.0), work_done=0, empty_polls=3, holding=False, idle=7300,
     ...               unreachable_for=None, unsent=0).reason
     '2.0 hours with no successful work'
     """
     if work_done >= config.max_work:
-        return Stop(f"Reached max work orders ({config.max_work})", 0, "Target of work orders reached", "work")
+        return Stop(f"Reached max work orders ({config.max_work})", ExitCode.OK, "Target of work orders reached",
+                    "work")
     if empty_polls >= config.max_failures:
-        return Stop(f"Reached {empty_polls} consecutive failures", 0, "Consecutive failure limit reached", "failures")
-    if not holding and idle >= config.max_idle_hours * 3600:
-        if unreachable_for is not None:
-            return Stop(f"Board unreachable for {unreachable_for / 3600:.2f} hours, idle for "
-                        f"{idle / 3600:.2f} (limit --max-idle-hours {config.max_idle_hours:g}); "
-                        f"{unsent} result(s) stay in the spool", BoardUnreachable.exit_code,
-                        "Idle time limit reached while the board was unreachable", "unreachable")
-        return Stop(f"{idle / 3600:.1f} hours with no successful work", 0, "Idle time limit reached", "idle")
+        return Stop(f"Reached {empty_polls} consecutive failures", ExitCode.OK,
+                    "Consecutive failure limit reached", "failures")
+    limit = config.max_idle_hours * 3600
+    # the one decision on an unreachable board: an outage as long as the limit, or idle that long meanwhile
+    if unreachable_for is not None and (unreachable_for >= limit or (not holding and idle >= limit)):
+        return Stop(f"Board unreachable for {unreachable_for / 3600:.2f} hours, idle for "
+                    f"{idle / 3600:.2f} (limit --max-idle-hours {config.max_idle_hours:g}); "
+                    f"{unsent} result(s) stay in the spool", ExitCode.BOARD_UNREACHABLE,
+                    "Idle time limit reached while the board was unreachable", "unreachable")
+    if not holding and idle >= limit:
+        return Stop(f"{idle / 3600:.1f} hours with no successful work", ExitCode.OK, "Idle time limit reached", "idle")
     return None

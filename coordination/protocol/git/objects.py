@@ -16,7 +16,7 @@ import git
 
 from coordination import portable
 from coordination.exceptions import WorkdirError
-from coordination.portable import child_process_options
+from coordination.protocol.git.run import child_process_options, reader_environment
 
 log = logging.getLogger("wms.git")
 _T = TypeVar("_T")
@@ -24,7 +24,8 @@ _T = TypeVar("_T")
 
 class _Git(git.Git):
     """GitPython's command runner, starting its processes (the persistent `cat-file --batch`
-    readers among them) out of the terminal's process group, as `GitRunner` does."""
+    readers among them) with `GitRunner`'s process options (out of the terminal's process group)
+    and environment (`run.reader_environment`, given by `open_reader`)."""
 
     def execute(self, command, *args, **kwargs):
         for key, value in child_process_options().items():
@@ -117,7 +118,8 @@ class ObjectStore:
 
     def open_reader(self, reader_env: dict) -> None:
         self._repo = _Repo(self.path, odbt=git.GitCmdObjectDB)
-        self._repo.git.update_environment(**{k: v for k, v in reader_env.items() if k.startswith(("GIT_", "LC_", "LANG"))})
+        self._repo.git.set_persistent_git_options(git_dir=str(self.path))
+        self._repo.git.update_environment(**reader_environment(reader_env))
 
     def close(self) -> None:
         if self._repo is not None:

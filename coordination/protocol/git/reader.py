@@ -51,9 +51,7 @@ class TreeFileReader:
                                             f"{self.commit}:{folder}"], network=False)
             missing = [ln[1:] for ln in out.split() if ln.startswith("?")]
             if code == 0 and missing:
-                self.runner.run(["-c", "fetch.negotiationAlgorithm=noop", "fetch", "--no-tags", "--quiet",
-                                 "--no-write-fetch-head", "--no-auto-gc", "--stdin", "origin"],
-                                input_bytes=("\n".join(missing) + "\n").encode(), classify=False)
+                self.runner.fetch_by_id(missing, classify=False)
         except WmsError:
             pass  # each file is then fetched on demand
 

@@ -91,9 +91,7 @@ class Transport:
         shas = sorted(set(shas))
         if not shas:
             return
-        code, _, err = self.runner.run(["-c", "fetch.negotiationAlgorithm=noop", "fetch", "--no-tags", "--quiet",
-                                        "--no-write-fetch-head", "--no-auto-gc", "--no-recurse-submodules",
-                                        "--stdin", "origin"], input_bytes=("\n".join(shas) + "\n").encode())
+        code, _, err = self.runner.fetch_by_id(shas)
         self.counters["fetch"] += 1
         self.counters["fetch_objects"] += len(shas)
         if code != 0:
