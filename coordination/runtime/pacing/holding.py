@@ -5,13 +5,12 @@ from __future__ import annotations
 import math
 from dataclasses import replace  # noqa: F401  (doctests)
 
-from coordination.defaults import PUSH_BUDGET
 from coordination.runtime.config import WorkerConfig
 from coordination.runtime.pacing.pushes import push_interval
 from coordination.runtime.pacing.snapshot import (FIRST_CLAIM_SECONDS, FIRST_CLAIM_SHARE, HOLD_MARGIN, MAX_AHEAD,
                                                   Snapshot, short_orders)
 
-__all__ = ['first_claim_seconds', 'batch', 'result_batch', 'ahead', 'budget_ahead', 'planned', 'end_share', 'claims_wanted', 'flush_due']
+__all__ = ['batch', 'result_batch', 'ahead', 'budget_ahead', 'planned', 'end_share', 'claims_wanted', 'flush_due']
 
 
 def batch(config: WorkerConfig, s: Snapshot) -> int:
@@ -65,17 +64,16 @@ def budget_ahead(config: WorkerConfig, s: Snapshot) -> int:
     >>> where_it_does_not_bind = Snapshot(budget=60, workers=24, order_seconds=40.0, remaining=30, last_push=0.0)
     >>> budget_ahead(WorkerConfig(jobs=4), where_it_does_not_bind)
     2
-    >>> first = Snapshot(budget=6, workers=1, order_seconds=6.0, remaining=400)  # a first claim, GitHub's budget
-    >>> budget_ahead(WorkerConfig(jobs=1), first), budget_ahead(WorkerConfig(jobs=1), replace(first, budget=60))
-    (16, 2)
+    >>> budget_ahead(WorkerConfig(jobs=1), Snapshot(budget=60, workers=1, order_seconds=6.0, remaining=400))  # a first claim
+    16
     """
     if not s.order_seconds or s.order_seconds <= 0:
         return 0
     horizon = push_interval(s)
     if s.last_push == float("-inf"):
         # a worker's first claim: it has not seen the fleet yet (a fleet starting together sees no
-        # one), so it claims for a while rather than come back at once (`first_claim_seconds`)
-        horizon = max(horizon, first_claim_seconds(s))
+        # one), so it claims for at least a minute, the budget's unit, rather than come back at once
+        horizon = max(horizon, FIRST_CLAIM_SECONDS)
     per_slot = math.ceil(horizon * HOLD_MARGIN / s.order_seconds)
     n = min(config.jobs * per_slot, MAX_AHEAD)
     if s.last_push == float("-inf") and s.remaining is not None:  # ... but not a pile of a small board
@@ -83,20 +81,6 @@ def budget_ahead(config: WorkerConfig, s: Snapshot) -> int:
     if s.remaining is not None and not planned(s):  # the end of the queue: small batches
         n = min(n, math.ceil(s.remaining / max(1, s.workers, s.holders)))
     return n
-
-
-def first_claim_seconds(s: Snapshot) -> float:
-    """What a worker's first claim covers at least: a minute on a board with GitHub's budget (6
-    pushes a minute), where a worker that came back at once would spend its share of the minute,
-    and less in proportion on a board that allows more (6 s at 60 a minute). A fixed minute made
-    the first workers of a fleet on a roomy board take a minute's orders each and leave the rest
-    of the fleet idle: 16 workers, 1-s orders, 600 a minute: efficiency 0.47 on the in-memory board,
-    0.89 with this.
-
-    >>> first_claim_seconds(Snapshot(budget=6)), first_claim_seconds(Snapshot(budget=600))
-    (60.0, 0.6)
-    """
-    return FIRST_CLAIM_SECONDS * PUSH_BUDGET / max(s.budget, 1e-6)
 
 
 def planned(s: Snapshot) -> bool:

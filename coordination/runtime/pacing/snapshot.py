@@ -11,7 +11,7 @@ LEASE_MARGIN = 2.0  # a stretched lease lasts this many times the time until the
 LEASE_HEARTBEATS = 3  # a lease renewed by heartbeats lasts this many of them
 MAX_LEASE_SECONDS = 6 * 3600.0
 HOLD_MARGIN = 1.6  # orders held ahead cover this many push intervals (jitter, slow round trips)
-FIRST_CLAIM_SECONDS = 60.0  # a worker's first claim covers at least this long at GitHub's budget ...
+FIRST_CLAIM_SECONDS = 60.0  # a worker's first claim covers at least this long ...
 FIRST_CLAIM_SHARE = 1 / 8  # ... and takes at most this share of the orders on offer
 MAX_AHEAD = 50  # orders claimed ahead at most, whatever the interval
 # each interval between a worker's pushes is stretched by a factor in this range: enough that a fleet does
