@@ -8,9 +8,10 @@ from dataclasses import replace  # noqa: F401  (doctests)
 from coordination.runtime.config import WorkerConfig
 from coordination.runtime.pacing.pushes import push_interval
 from coordination.runtime.pacing.snapshot import (FIRST_CLAIM_SECONDS, FIRST_CLAIM_SHARE, HOLD_MARGIN, MAX_AHEAD,
+                                                  WORKERS_SHARE,
                                                   Snapshot, short_orders)
 
-__all__ = ['batch', 'result_batch', 'ahead', 'budget_ahead', 'planned', 'end_share', 'claims_wanted', 'flush_due']
+__all__ = ['first_claim_share', 'batch', 'result_batch', 'ahead', 'budget_ahead', 'planned', 'end_share', 'claims_wanted', 'flush_due']
 
 
 def batch(config: WorkerConfig, s: Snapshot) -> int:
@@ -64,8 +65,9 @@ def budget_ahead(config: WorkerConfig, s: Snapshot) -> int:
     >>> where_it_does_not_bind = Snapshot(budget=60, workers=24, order_seconds=40.0, remaining=30, last_push=0.0)
     >>> budget_ahead(WorkerConfig(jobs=4), where_it_does_not_bind)
     2
-    >>> budget_ahead(WorkerConfig(jobs=1), Snapshot(budget=60, workers=1, order_seconds=6.0, remaining=400))  # a first claim
-    16
+    >>> first = Snapshot(budget=6, workers=1, order_seconds=6.0, remaining=400)  # a first claim, GitHub's budget
+    >>> budget_ahead(WorkerConfig(jobs=1), first), budget_ahead(WorkerConfig(jobs=1), replace(first, budget=60))
+    (16, 9)
     """
     if not s.order_seconds or s.order_seconds <= 0:
         return 0
@@ -77,10 +79,22 @@ def budget_ahead(config: WorkerConfig, s: Snapshot) -> int:
     per_slot = math.ceil(horizon * HOLD_MARGIN / s.order_seconds)
     n = min(config.jobs * per_slot, MAX_AHEAD)
     if s.last_push == float("-inf") and s.remaining is not None:  # ... but not a pile of a small board
-        n = min(n, max(1, math.ceil(s.remaining * FIRST_CLAIM_SHARE)))
+        n = min(n, max(1, math.ceil(s.remaining * first_claim_share(s))))
     if s.remaining is not None and not planned(s):  # the end of the queue: small batches
         n = min(n, math.ceil(s.remaining / max(1, s.workers, s.holders)))
     return n
+
+
+def first_claim_share(s: Snapshot) -> float:
+    """The most of the orders on offer a worker's first claim takes: an eighth, and less on a board
+    whose budget lets a larger fleet push in its first minute (0.75 B workers). The fleet is
+    unknown at a first claim (a fleet starting together sees nobody); with an eighth each, on a
+    roomy board the first eight workers took everything and the rest of the fleet waited.
+
+    >>> first_claim_share(Snapshot(budget=6)), first_claim_share(Snapshot(budget=60)), first_claim_share(Snapshot(budget=600))
+    (0.125, 0.022, 0.002)
+    """
+    return round(1 / max(1 / FIRST_CLAIM_SHARE, WORKERS_SHARE * s.budget), 3)
 
 
 def planned(s: Snapshot) -> bool:

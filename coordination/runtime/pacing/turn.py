@@ -87,8 +87,8 @@ def plan_turn(config: WorkerConfig, s: Snapshot, now: float, *, want: int, push:
 
     >>> from coordination.runtime.config import WorkerConfig
     >>> c = WorkerConfig(jobs=1, prefetch=1, offline_after=180.0)
-    >>> plan_turn(c, Snapshot(remaining=40, budget=60, workers=2, order_seconds=10.0), 0.0, want=2)  # a first claim: a minute's worth
-    Turn(push=True, claims=6, heartbeat=False, lease=180.0)
+    >>> plan_turn(c, Snapshot(remaining=40, budget=60, workers=2, order_seconds=10.0), 0.0, want=2)  # a first claim
+    Turn(push=True, claims=2, heartbeat=False, lease=180.0)
     >>> plan_turn(c, Snapshot(remaining=40, budget=6, workers=24, last_push=0.0, jobs=1), 30.0, want=2)
     Turn(push=False, claims=0, heartbeat=False, lease=640.0)
     """
