@@ -149,6 +149,8 @@ def _apply_claim(f: Folding, work_id: str, ev: Event, now: float, settings: Boar
     f.record.update(seq=ev.seq, worker_id=holder, claimed_at=claimed_at,
                     lease_until=float(claimed_at) + lease,
                     attempt=(attempts if isinstance(attempts, int) else 0) + 1)
+    if isinstance(ev.info.get("fork"), str):  # an open board's grant names the fork it went to
+        f.record["fork"] = ev.info["fork"]
     f.state, f.seq, f.record_blob = OrderState.ACTIVE, ev.seq, None
     _audit(f, work_id, ev)
     f.summary.append(f"claimed {work_id} by {holder}")

@@ -20,7 +20,8 @@ from typing import Callable
 from coordination import testhooks
 from coordination.backoff import Backoff
 from coordination.clock import Clock
-from coordination.protocol import campaign, claims
+from coordination.exceptions import BoardModeMismatch
+from coordination.protocol import campaign, claims, openboard
 from coordination.protocol.claims import Candidate
 from coordination.protocol.git import RefUpdate
 from coordination.protocol.records import RESULT_FILE, dumps, order_of
@@ -97,6 +98,7 @@ class Exchange:
         timed = self.stats.timed
         with timed("fetch"):
             view = s.board.sync(heartbeats=True)
+            s.looked_at = self.clock.now()
         with timed("look"):
             started = self.look(s, held, view)
         with timed("prepare"):
@@ -161,14 +163,20 @@ class Exchange:
         """Take in a fresh view: the board's push budget and the workers pushing to it, what orders
         take; drop what main now shows, confirm claims made ahead, start those."""
         s.board.require_main(view)
+        policy = view.policy()
+        require_mode(s, policy)
         s.fleet_seen = s.fleet_seen or s.last_push != float("-inf")  # a look after its first push
         for worker, note in view.heartbeats.items():
             s.liveness.observe(worker, note.sha, note.info)
-        s.budget = view.push_budget()
-        # the workers pushing to the board: heartbeats still alive, holders on main, claims pending
-        seen = {w for w in view.heartbeats if s.liveness.online(w)} | view.holders()
-        seen |= {note.info.get("worker_id") for notes in view.claims.values() for note in notes.values()}
-        seen = {w for w in seen if isinstance(w, str)} - {self.worker_id}
+        if s.fork is not None:  # an open board: the fork's budget is this worker's alone, its fleet is known
+            s.budget, seen, s.fleet_seen = openboard.fork_budget(policy), set(), True
+            s.grant_wait = pacing.grant_wait(self.config, len(view.holders()))
+        else:
+            s.budget = view.push_budget()
+            # the workers pushing to the board: heartbeats still alive, holders on main, claims pending
+            seen = {w for w in view.heartbeats if s.liveness.online(w)} | view.holders()
+            seen |= {note.info.get("worker_id") for notes in view.claims.values() for note in notes.values()}
+            seen = {w for w in seen if isinstance(w, str)} - {self.worker_id}
         s.workers_seen = len(seen) + 1
         offered = [view.locate(i) for i in view.list_ids(OrderState.AVAILABLE)[:3]]
         guesses = [g for g in (order_seconds(order_of(loc.record), self.activity.page_seconds) for loc in offered
@@ -178,10 +186,9 @@ class Exchange:
         elif self.activity.last_busy is not None:
             s.order_seconds = self.activity.last_busy
         self.forget_reflected(held, view)
-        self.confirm_ready_jobs(held, view)
+        self.confirm_ready_jobs(s, held, view)
         started = self.start_ready()
         s.remaining = view.count(OrderState.AVAILABLE) + view.count(OrderState.RETRY)
-        policy = view.policy()
         s.successor = policy.get("successor") or None  # a retired board names the next one
         s.closed = campaign.is_closed(policy)  # the campaign is over: a board with nothing left stops workers
         # orders that may still become work: on offer, waiting to be retried or claimed; one whose completion
@@ -248,8 +255,10 @@ class Exchange:
             s.learning = s.learning or learning
             return holder
 
+        # on an open board the dispatcher takes work back from silent workers, not the workers
+        scan = s.scan_lapsed and s.fork is None
         candidates = view.candidates(now, exclude=held.held_ids(), limit=turn.claims, rng=self.rng,
-                                     lapsed=lapsed if s.scan_lapsed else None, share=view.share_of(self.worker_id))
+                                     lapsed=lapsed if scan else None, share=view.share_of(self.worker_id))
         return candidates, claims.claim_updates(candidates, self.worker_id, now,
                                                 lambda info: s.board.ref_commit(info, when=now),
                                                 lease_seconds=turn.lease)
@@ -260,6 +269,11 @@ class Exchange:
         every push; on its own it goes only when a change has waited `fold_delay` unseen on main
         (ours, or one this worker has watched that long)."""
         fold = view.plan_fold(now, s.board.settings, self.worker_id)
+        if s.fork is not None:  # an open board: main is the dispatcher's; delete the fork's refs main shows
+            creating = {u.ref for u in updates}
+            if updates or beat:
+                updates += [u for u in fold.prune if u.ref not in creating]
+            return False
         if not (self.fold_needed(s, held, fold) or updates or beat):
             return False
         _, fold_updates = s.board.fold_update(view, now, worker_id=self.worker_id, fold=fold)
@@ -277,7 +291,7 @@ class Exchange:
                 continue
             held.outbox.pop(entry.key, None)
             s.spool.remove(entry)
-            if not main_ok:
+            if not main_ok and s.fork is None:  # (on an open board, showing it on main is the dispatcher's part)
                 held.unfolded[("result", entry.work_id, entry.seq)] = self.clock.now()
 
     def settle_claims(self, s: BoardSession, held: Holdings, view: BoardView, candidates: list[Candidate],
@@ -291,7 +305,8 @@ class Exchange:
             s.claimed_last += 1
             # if main did not move since we chose, the order was still on offer: the claim is good
             self.hold(held, view, cand, now, confirmed=main_ok)
-            held.unfolded[("claim", cand.work_id, cand.seq)] = self.clock.now()
+            if s.fork is None:
+                held.unfolded[("claim", cand.work_id, cand.seq)] = self.clock.now()
         return s.claimed_last
 
     def hold(self, held: Holdings, view: BoardView, cand: Candidate, now: float, *, confirmed: bool) -> Job:
@@ -310,15 +325,24 @@ class Exchange:
         """A fetch only: confirm the orders claimed ahead (`confirm_ready_jobs`)."""
         with self.stats.timed("confirm"):
             view = s.board.sync()
+            s.looked_at = self.clock.now()
             self.forget_reflected(held, view)
-            self.confirm_ready_jobs(held, view)
+            self.confirm_ready_jobs(s, held, view)
 
-    def confirm_ready_jobs(self, held: Holdings, view: BoardView) -> None:
-        """Check claims made while main moved: keep those main still agrees with, drop the others."""
+    def confirm_ready_jobs(self, s: BoardSession, held: Holdings, view: BoardView) -> None:
+        """Check claims made while main moved: keep those main still agrees with, drop the others. On an
+        open board a claim holds once the dispatcher granted it on main; until then it waits."""
         for work_id, job in list(held.ready.items()):
             if job.confirmed:
                 continue
-            if view.claim_holds(work_id, job.seq, self.worker_id, bool(job.takeover_of)):
+            if s.fork is not None:
+                grant = openboard.grant_state(view.locate(work_id), job.seq, self.worker_id, s.fork.url)
+                if grant == openboard.Grant.WAITING:
+                    continue
+                good = grant == openboard.Grant.GRANTED
+            else:
+                good = view.claim_holds(work_id, job.seq, self.worker_id, bool(job.takeover_of))
+            if good:
                 job.confirmed = True
             else:
                 del held.ready[work_id]
@@ -371,6 +395,19 @@ class Exchange:
                 "completed": self.stats.completed, "failed": self.stats.failed, "host": socket.gethostname(),
                 "pid": os.getpid(), "started_at": self.stats.started_at}
         return RefUpdate(heartbeat_ref(self.worker_id), s.board.ref_commit(info, when=now), None)
+
+
+def require_mode(s: BoardSession, policy: dict) -> None:
+    """An open board needs a fork to push to; a board every worker writes to takes none."""
+    if openboard.is_open(policy) and s.fork is None:
+        raise BoardModeMismatch(
+            f"{s.remote.url} is an open board: volunteers push only to their own copy of it. Make a fork of "
+            "the board (on GitHub: Fork, then a fine-grained token for the fork with Contents: read and write) "
+            "and run again with --fork-url YOUR_FORK_URL (or WMS_FORK_URL in .env).")
+    if s.fork is not None and not openboard.is_open(policy):
+        raise BoardModeMismatch(
+            f"--fork-url was given, but {s.remote.url} is not an open board: every worker pushes to the board "
+            "itself there. Run without --fork-url (and unset WMS_FORK_URL).")
 
 
 def holds_result(view: BoardView, entry: SpoolEntry) -> bool:
