@@ -44,7 +44,7 @@ def init(obj: HostContext, repo_url, push_budget, open_board):
         budget = obj.config.push_budget if push_budget is None else push_budget
         board = obj.board(repo_url)
         outcome = admin.init_board(board, push_budget=budget)
-        opened = open_board and volunteers_lib.set_mode(board, "open")
+        opened = open_board and volunteers_lib.set_mode(board, "open", fork_budget=budget)
     except LIBRARY_ERRORS as exc:
         fail(exc)
     click.echo({"created": "Board created.", "completed": "Board folders added to the existing repository.",

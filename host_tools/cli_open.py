@@ -26,7 +26,7 @@ def set_mode(obj: HostContext, repo_url, mode):
     Example: python -m host_tools set-mode --repo-url /tmp/board.git open
     """
     try:
-        changed = volunteers_lib.set_mode(obj.board(repo_url), mode)
+        changed = volunteers_lib.set_mode(obj.board(repo_url), mode, fork_budget=obj.config.push_budget)
     except LIBRARY_ERRORS as exc:
         fail(exc)
     if not changed:

@@ -74,10 +74,11 @@ def change_volunteers(board: Board, add: list[str] = (), remove: list[str] = (),
     return changed["added"], changed["removed"]
 
 
-def set_mode(board: Board, mode: str, now: float | None = None) -> bool:
+def set_mode(board: Board, mode: str, now: float | None = None, fork_budget: float | None = None) -> bool:
     """Make the board open (volunteers push to their forks, a dispatcher writes main) or shared (every
     worker pushes to the board). Only while nothing is held: an order in `active_work/` was claimed
-    under the other mode's rules. Returns False when the board already was in that mode."""
+    under the other mode's rules. ``fork_budget``: pushes a minute each volunteer's fork allows (board.json
+    ``fork_push_budget``; GitHub's 6 when not given). Returns False when the board already was in that mode."""
     if mode not in (openboard.OPEN, openboard.SHARED):
         raise ConfigurationError(f"Unknown mode {mode!r}: use open or shared.")
     now = now if now is not None else time.time()
@@ -97,6 +98,8 @@ def set_mode(board: Board, mode: str, now: float | None = None) -> bool:
                              "try again.")
         changed["value"] = True
         policy = dict(policy or {"wms_board": 1}, **{openboard.MODE_KEY: mode})
+        if mode == openboard.OPEN and fork_budget is not None:
+            policy[openboard.FORK_BUDGET_KEY] = fork_budget
         return {"board.json": board.repo.write_blob(dumps(policy))}, f"wms: the board is {mode} now"
 
     board.update_main(mutate, now=lambda: now)

@@ -1,0 +1,104 @@
+"""An open board on real git: a board and two volunteers' forks as bare repositories, the host's
+commands as a host runs them, the dispatcher and the workers as processes. The decisions themselves
+are unit-tested in memory (tests/test_open_board.py)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+from tests.helpers import PY, ROOT, git_out, host, ids_by_state, make_bare, start_worker, wait_for, worker_cmd
+
+
+def open_board(tmp_path, forks: int = 2):
+    board = make_bare(tmp_path / "board.git")
+    made = host("init", "--repo-url", str(board), "--open")
+    assert made.stdout == ("Board created.\nIt is an open board: add volunteers' forks with `python -m host_tools "
+                           "volunteers add`, and run `python -m host_tools dispatch` to write the board.\n")
+    paths = [make_bare(tmp_path / f"fork-{i}.git") for i in range(forks)]
+    added = host("volunteers", "add", "--repo-url", str(board), *map(str, paths))
+    assert added.stdout == "".join(f"Added {p}\n" for p in paths)
+    return board, paths
+
+
+def test_volunteers_finish_an_open_board_pushing_only_to_their_forks(tmp_path):
+    board, forks = open_board(tmp_path)
+    assert host("volunteers", "list", "--repo-url", str(board)).stdout == "".join(f"{p}\n" for p in forks)
+    host("publish", "--repo-url", str(board), "--simulate", "8", "--seconds", "0.3", "--prefix", "o")
+    host("close", "--repo-url", str(board))
+    dispatcher = subprocess.Popen([PY, "-m", "host_tools", "dispatch", "--repo-url", str(board), "--poll-seconds",
+                                   "0.5"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        workers = [start_worker(str(board), tmp_path / f"w{i}", "--fork-url", str(forks[i]), "--worker-id", f"w{i}",
+                                log=tmp_path / f"w{i}.log") for i in range(2)]
+        for w in workers:
+            assert w.wait(timeout=180) == 0
+        wait_for(lambda: len(ids_by_state(board)["completed"]) == 8, timeout=60, what="8 completed on main")
+    finally:
+        dispatcher.terminate()
+        out, _ = dispatcher.communicate(timeout=30)
+    states = ids_by_state(board)
+    assert sorted(states["completed"]) == [f"o-{i:05d}" for i in range(1, 9)] and not states["active"]
+    # the board: no volunteer ever wrote a ref there; every result names the fork its worker pushed to
+    assert git_out(board, "for-each-ref", "refs/wms/") == ""
+    files = git_out(board, "ls-tree", "-r", "--name-only", "main").split()
+    for path in (p for p in files if p.startswith("completed_work/") and p.endswith(".json")):
+        record = json.loads(git_out(board, "show", f"main:{path}"))
+        assert record["fork"] == str(forks[int(record["worker_id"][1:])])
+    by_worker = {}
+    for i in range(2):
+        log = (tmp_path / f"w{i}.log").read_text()
+        by_worker[i] = log.count("✅")
+        assert git_out(forks[i], "for-each-ref", "--format=%(refname)", "refs/wms/heartbeats/").split() == \
+            [f"refs/wms/heartbeats/w{i}"]
+    assert "Granted o-0000" in out and "Folded the result of o-0000" in out
+
+
+def test_a_worker_without_a_fork_on_an_open_board_is_told_what_to_do(tmp_path):
+    board, _ = open_board(tmp_path, forks=1)
+    host("publish", "--repo-url", str(board), "--simulate", "1")
+    proc = subprocess.run(worker_cmd(str(board), tmp_path / "w"), cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert (f"{board} is an open board: volunteers push only to their own copy of it. Make a fork of the board "
+            "(on GitHub: Fork, then a fine-grained token for the fork with Contents: read and write) and run again "
+            "with --fork-url YOUR_FORK_URL (or WMS_FORK_URL in .env).") in proc.stdout + proc.stderr
+
+
+def test_check_says_the_mode_and_that_the_fork_is_writable(tmp_path):
+    board, forks = open_board(tmp_path, forks=1)
+    host("publish", "--repo-url", str(board), "--simulate", "1")
+    proc = subprocess.run(worker_cmd(str(board), tmp_path / "w", "--fork-url", str(forks[0]), "--check"), cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"open board: this worker reads the board and pushes only to {forks[0]}" in proc.stdout
+    assert f"this machine may push to {forks[0]}" in proc.stdout
+    assert git_out(forks[0], "for-each-ref") == ""  # the test push was taken back
+
+
+def test_the_monitor_refuses_an_open_board_and_the_dispatcher_a_shared_one(tmp_path):
+    board, _ = open_board(tmp_path, forks=1)
+    mon = host("monitor", "--repo-url", str(board), "--once", check=False)
+    assert mon.returncode == 2
+    assert mon.stderr == (f"Error: {board} is an open board: its dispatcher takes work back and writes the board. "
+                          "Run python -m host_tools dispatch instead.\n")
+    shared = make_bare(tmp_path / "shared.git")
+    host("init", "--repo-url", str(shared))
+    disp = host("dispatch", "--repo-url", str(shared), "--once", check=False)
+    assert disp.returncode == 2, disp.stderr
+    assert disp.stderr.startswith(f"Error: {shared} is not an open board")
+
+
+def test_set_mode_switches_only_a_board_that_holds_nothing(tmp_path):
+    board = make_bare(tmp_path / "board.git")
+    host("init", "--repo-url", str(board))
+    host("publish", "--repo-url", str(board), "--simulate", "1", "--prefix", "m")
+    git_dir = str(board)
+    # a claim held: move the order to active_work/ as a worker's fold would
+    env = dict(os.environ)
+    subprocess.run(worker_cmd(git_dir, tmp_path / "w", "--max-work", "1"), cwd=ROOT, env=env, timeout=120,
+                   capture_output=True)
+    switched = host("set-mode", "--repo-url", git_dir, "open")
+    assert switched.stdout.startswith("The board is open: volunteers run wms-worker --repo-url BOARD --fork-url")
+    again = host("set-mode", "--repo-url", git_dir, "open")
+    assert again.stdout == "The board is open already; nothing to do.\n"
