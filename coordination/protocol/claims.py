@@ -24,6 +24,7 @@ import random
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+from coordination.protocol import verify
 from coordination.protocol.git.transport import RefUpdate
 from coordination.protocol.liveness import LivenessTracker
 from coordination.protocol.records import Located, RefNote, claim_info
@@ -61,11 +62,13 @@ def share_of(holders: Iterable[str], worker_id: str) -> Callable[[str], bool]:
 def choose(offers: list[tuple[OrderState, list[str]]], locate: Callable[[str], Located],
            pending: Callable[[str, int], bool], now: float, *, exclude: Iterable[str] = (), limit: int = 1,
            rng: random.Random | None = None, lapsed: Callable[[str, Located], str | None] | None = None,
-           share: Callable[[str], bool] | None = None) -> list[Candidate]:
+           share: Callable[[str], bool] | None = None, worker_id: str | None = None,
+           fork: str | None = None) -> list[Candidate]:
     """Orders to try to claim, at most ``limit``, from ``offers`` (state, ids listed in its folder).
 
     ``pending(work_id, seq)``: a claim past ``seq`` is pending; ``lapsed(work_id, loc)``: the
     silent holder of an active order (only with ``lapsed`` are active orders considered).
+    ``worker_id`` (``fork``): never a copy of a verified chapter that names it (`verify.refuses`).
 
     >>> loc = {"a": Located(OrderState.AVAILABLE, "available_work/a.json", None, {}),
     ...        "r": Located(OrderState.RETRY, "retry_queue/r.json", None, {"seq": 1, "not_before": 50})}
@@ -91,6 +94,8 @@ def choose(offers: list[tuple[OrderState, list[str]]], locate: Callable[[str], L
                 continue  # inconsistent: the fold or the monitor repairs it first
             if pending(work_id, loc.seq):
                 continue
+            if worker_id is not None and verify.refuses(loc.record, worker_id, fork):
+                continue  # this worker read another copy of this verified chapter
             takeover = None
             if state == OrderState.RETRY:
                 not_before = loc.record.get("not_before", 0)
@@ -137,6 +142,8 @@ def claim_holds(loc: Located, note: RefNote | None, seq: int, worker_id: str, ta
     """
     if loc.state == OrderState.ACTIVE and loc.seq == seq and loc.record.get("worker_id") == worker_id:
         return True
+    if verify.refuses(loc.record, worker_id):  # the fold refuses it: a verified chapter's other copy
+        return False
     if note is None or note.info.get("worker_id") != worker_id or loc.seq != seq - 1:
         return False
     return loc.state in (OrderState.AVAILABLE, OrderState.RETRY) or (loc.state == OrderState.ACTIVE and takeover)

@@ -21,7 +21,7 @@ from coordination import testhooks
 from coordination.backoff import Backoff
 from coordination.clock import Clock
 from coordination.exceptions import BoardModeMismatch
-from coordination.protocol import campaign, claims, openboard
+from coordination.protocol import campaign, claims, openboard, verify
 from coordination.protocol.claims import Candidate
 from coordination.protocol.git import RefUpdate
 from coordination.protocol.records import RESULT_FILE, dumps, order_of
@@ -197,8 +197,12 @@ class Exchange:
         done = {e.work_id for e in held.outbox.values() if e.info.get("status") == "completed"}
         done |= {i for i, notes in view.results.items() if any(n.info.get("status") == "completed"
                                                                 for n in notes.values())}
+        done -= {i for i in done if verify.first_copy(view.locate(i))}  # its completion offers copy 2
         s.unfinished = sum(1 for state in (OrderState.AVAILABLE, OrderState.RETRY, OrderState.ACTIVE)
                            for i in view.list_ids(state) if i not in done)
+        # verified chapters whose copies are in and whose verdict (the host's) is not: a third copy may follow
+        s.unfinished += verify.awaiting_verdict(set(view.list_ids(OrderState.COMPLETED)) | done,
+                                                lambda group: view.has_path(verify.verdict_path(group)))
         s.holders = len(view.holders())
         s.fleet_slots, s.others_backlog = self.fleet_backlog(s, held, view, seen)
         return started
@@ -258,7 +262,8 @@ class Exchange:
         # on an open board the dispatcher takes work back from silent workers, not the workers
         scan = s.scan_lapsed and s.fork is None
         candidates = view.candidates(now, exclude=held.held_ids(), limit=turn.claims, rng=self.rng,
-                                     lapsed=lapsed if scan else None, share=view.share_of(self.worker_id))
+                                     lapsed=lapsed if scan else None, share=view.share_of(self.worker_id),
+                                     worker_id=self.worker_id, fork=s.fork.url if s.fork is not None else None)
         return candidates, claims.claim_updates(candidates, self.worker_id, now,
                                                 lambda info: s.board.ref_commit(info, when=now),
                                                 lease_seconds=turn.lease)
