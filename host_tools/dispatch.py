@@ -37,6 +37,7 @@ from coordination.protocol.remote import parse_repo_url
 from coordination.protocol.view import BoardView
 from coordination.runtime.pacing.snapshot import WORKERS_SHARE
 from host_tools.alerts import AlertError, AlertLedger, Incident, Mailer, deliver
+from host_tools.volunteer_status import read_seen, write_seen
 from host_tools.volunteers import read_volunteers
 
 log = logging.getLogger("wms.dispatch")
@@ -93,6 +94,8 @@ class Dispatcher:
         self.fork_refs: dict[str, dict[str, str]] = {}  # fork -> its refs at the last fetch
         self.transports: dict[str, object] = {}
         self.last_push = float("-inf")
+        self.folder = Path(board.repo.path).parent
+        self.last_seen: dict[str, float] = read_seen(self.folder)  # fork -> when its refs last moved (for status)
 
     # ------------------------------------------------------------------ reading
     def read_forks(self, urls: list[str], report: PassReport) -> dict[str, BoardView]:
@@ -109,6 +112,7 @@ class Dispatcher:
                 if refs != self.fork_refs.get(url):
                     transport.fetch([f"+refs/wms/*:{prefix}wms/*"])
                     self.fork_refs[url] = refs
+                    self.last_seen[url] = self._now
                     report.fetched += 1
             except WmsError as exc:
                 log.warning("Could not read the fork %s: %s", url, exc.message)
@@ -132,6 +136,7 @@ class Dispatcher:
         urls = read_volunteers(view)
         report.forks = len(urls)
         forks = self.read_forks(urls, report)
+        write_seen(self.folder, self.last_seen)
         plan = dispatch.plan_pass(view, forks, self.seen, self.liveness, now, check=self.check)
         self.forget_seen(forks)
         report.waiting = plan.waiting

@@ -102,3 +102,28 @@ def test_set_mode_switches_only_a_board_that_holds_nothing(tmp_path):
     assert switched.stdout.startswith("The board is open: volunteers run wms-worker --repo-url BOARD --fork-url")
     again = host("set-mode", "--repo-url", git_dir, "open")
     assert again.stdout == "The board is open already; nothing to do.\n"
+
+
+def test_status_shows_each_volunteer(tmp_path):
+    board, forks = open_board(tmp_path)
+    host("publish", "--repo-url", str(board), "--simulate", "3", "--seconds", "0.2", "--prefix", "s")
+    host("close", "--repo-url", str(board))
+    dispatcher = subprocess.Popen([PY, "-m", "host_tools", "dispatch", "--repo-url", str(board), "--poll-seconds",
+                                   "0.5"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        worker = start_worker(str(board), tmp_path / "w0", "--fork-url", str(forks[0]), "--worker-id", "w0")
+        assert worker.wait(timeout=180) == 0
+        wait_for(lambda: len(ids_by_state(board)["completed"]) == 3, timeout=60, what="3 completed on main")
+    finally:
+        dispatcher.terminate()
+        dispatcher.wait(timeout=30)
+    report = json.loads(host("status", "--repo-url", str(board), "--json").stdout)
+    assert report["mode"] == "open"
+    rows = {v["fork"]: v for v in report["volunteers"]}
+    assert set(rows) == {str(f) for f in forks}
+    assert {k: rows[str(forks[0])][k] for k in ("holding", "done", "failed", "quarantined")} == \
+        {"holding": 0, "done": 3, "failed": 0, "quarantined": 0}
+    assert isinstance(rows[str(forks[0])]["last_seen"], float) and rows[str(forks[1])]["done"] == 0
+    shown = host("status", "--repo-url", str(board), env=dict(os.environ, COLUMNS="300")).stdout
+    assert "Mode: open (volunteers push to their own forks; `python -m host_tools dispatch` writes the board)" in shown
+    assert "Volunteers" in shown and str(forks[1]) in shown
