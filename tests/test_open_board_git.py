@@ -52,6 +52,12 @@ def test_volunteers_finish_an_open_board_pushing_only_to_their_forks(tmp_path):
         assert git_out(forks[i], "for-each-ref", "--format=%(refname)", "refs/wms/heartbeats/").split() == \
             [f"refs/wms/heartbeats/w{i}"]
     assert "Granted o-0000" in out and "Folded the result of o-0000" in out
+    # the dataset names the fork of every chapter too
+    host("collect", "--repo-url", str(board), "--out", str(tmp_path / "data"), "--format", "sqlite")
+    import sqlite3
+    rows = sqlite3.connect(tmp_path / "data" / "results.sqlite").execute(
+        "SELECT worker_id, fork FROM chapters").fetchall()
+    assert len(rows) == 8 and all(fork == str(forks[int(worker[1:])]) for worker, fork in rows)
 
 
 def test_a_worker_without_a_fork_on_an_open_board_is_told_what_to_do(tmp_path):
