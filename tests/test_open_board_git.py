@@ -133,3 +133,52 @@ def test_status_shows_each_volunteer(tmp_path):
     shown = host("status", "--repo-url", str(board), env=dict(os.environ, COLUMNS="300")).stdout
     assert "Mode: open (volunteers push to their own forks; `python -m host_tools dispatch` writes the board)" in shown
     assert "Volunteers" in shown and str(forks[1]) in shown
+
+
+def test_the_dispatcher_also_reads_the_forks_github_lists(tmp_path):
+    """A local stand-in of GitHub's `GET /repos/OWNER/REPO/forks` (two pages) names a fork that
+    volunteers.json does not: its worker's claims are granted too."""
+    import http.server
+    import threading
+
+    board, listed = open_board(tmp_path, forks=1)
+    unlisted = [make_bare(tmp_path / f"gh-{i}.git") for i in range(101)]  # more than one page of 100
+    asked = []
+
+    class Forks(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append(self.path)
+            from urllib.parse import parse_qs, urlsplit
+            page = int(parse_qs(urlsplit(self.path).query)["page"][0])
+            items = [{"clone_url": str(p)} for p in unlisted][(page - 1) * 100:page * 100]
+            body = json.dumps(items).encode()
+            self.send_response(200 if self.path.startswith("/repos/host/board/forks?") else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Forks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        host("publish", "--repo-url", str(board), "--simulate", "1", "--seconds", "0.2", "--prefix", "g")
+        host("close", "--repo-url", str(board))
+        # a volunteer who only forked: its worker claims from the last fork GitHub lists (the second page)
+        worker = start_worker(str(board), tmp_path / "w", "--fork-url", str(unlisted[-1]), "--worker-id", "gh")
+        api = f"http://127.0.0.1:{server.server_address[1]}"
+        passes = 0
+        while len(ids_by_state(board)["completed"]) < 1:  # the dispatcher from cron: a pass at a time
+            host("dispatch", "--repo-url", str(board), "--once", "--github-forks", "host/board", "--github-api", api)
+            passes += 1
+            assert passes < 30, "the unlisted fork's work was never folded"
+        assert worker.wait(timeout=120) == 0
+    finally:
+        server.shutdown()
+    assert ids_by_state(board)["completed"] == ["g-00001"]
+    record = json.loads(git_out(board, "show", "main:" + next(
+        p for p in git_out(board, "ls-tree", "-r", "--name-only", "main").split()
+        if p.startswith("completed_work/") and p.endswith(".json"))))
+    assert record["fork"] == str(unlisted[-1])
+    assert any("page=2" in p for p in asked) and all(p.startswith("/repos/host/board/forks?") for p in asked)
