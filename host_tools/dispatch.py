@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from coordination import testhooks
 from coordination.exceptions import BoardModeMismatch, WmsError
 from coordination.protocol import dispatch, openboard
 from coordination.protocol.board import Board
@@ -151,7 +152,9 @@ class Dispatcher:
             return report  # within the board's budget: the next pass writes it
         commit = self.commit(view, plan, now)
         self.last_push = now
+        testhooks.crash_point("dispatch-before-push")
         pushed = self.board.repo.push([RefUpdate(MAIN_REF, commit, view.main)])
+        testhooks.crash_point("dispatch-after-push")
         if not pushed.accepted(MAIN_REF):
             report.lost_race = True
             return report

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+
+import pytest
 
 from tests.helpers import PY, ROOT, git_out, host, ids_by_state, make_bare, start_worker, wait_for, worker_cmd
 
@@ -45,10 +48,8 @@ def test_volunteers_finish_an_open_board_pushing_only_to_their_forks(tmp_path):
     for path in (p for p in files if p.startswith("completed_work/") and p.endswith(".json")):
         record = json.loads(git_out(board, "show", f"main:{path}"))
         assert record["fork"] == str(forks[int(record["worker_id"][1:])])
-    by_worker = {}
+    assert sum((tmp_path / f"w{i}.log").read_text().count("🎉") for i in range(2)) == 8  # each processed once
     for i in range(2):
-        log = (tmp_path / f"w{i}.log").read_text()
-        by_worker[i] = log.count("✅")
         assert git_out(forks[i], "for-each-ref", "--format=%(refname)", "refs/wms/heartbeats/").split() == \
             [f"refs/wms/heartbeats/w{i}"]
     assert "Granted o-0000" in out and "Folded the result of o-0000" in out
@@ -182,3 +183,32 @@ def test_the_dispatcher_also_reads_the_forks_github_lists(tmp_path):
         if p.startswith("completed_work/") and p.endswith(".json"))))
     assert record["fork"] == str(unlisted[-1])
     assert any("page=2" in p for p in asked) and all(p.startswith("/repos/host/board/forks?") for p in asked)
+
+
+@pytest.mark.parametrize("point", ["dispatch-before-push", "dispatch-after-push"])
+def test_a_dispatcher_killed_mid_pass_is_restarted_and_nothing_is_lost_or_done_twice(tmp_path, point):
+    board, forks = open_board(tmp_path)
+    host("publish", "--repo-url", str(board), "--simulate", "6", "--seconds", "0.3", "--prefix", "k")
+    host("close", "--repo-url", str(board))
+    workers = [start_worker(str(board), tmp_path / f"w{i}", "--fork-url", str(forks[i]), "--worker-id", f"w{i}",
+                            log=tmp_path / f"w{i}.log") for i in range(2)]
+    dispatch = [PY, "-m", "host_tools", "dispatch", "--repo-url", str(board), "--poll-seconds", "0.5"]
+    crashed = 0
+    while crashed < 3:  # killed (kill -9) at that point of a pass, three times, restarted each time
+        killed = subprocess.run(dispatch, cwd=ROOT, env=dict(os.environ, WMS_TEST_CRASH_AT=point),
+                                capture_output=True, timeout=120)
+        assert killed.returncode == -signal.SIGKILL
+        crashed += 1
+    dispatcher = subprocess.Popen(dispatch, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        for w in workers:
+            assert w.wait(timeout=180) == 0
+        wait_for(lambda: len(ids_by_state(board)["completed"]) == 6, timeout=60, what="6 completed on main")
+    finally:
+        dispatcher.terminate()
+        dispatcher.wait(timeout=30)
+    states = ids_by_state(board)
+    assert sorted(states["completed"]) == [f"k-{i:05d}" for i in range(1, 7)]
+    assert not (states["active"] or states["retry"] or states["failed"])
+    done = sum((tmp_path / f"w{i}.log").read_text().count("🎉") for i in range(2))
+    assert done == 6  # each order processed once
