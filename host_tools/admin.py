@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coordination.protocol import campaign, verify as verify_lib
+from coordination.protocol import campaign, openboard, verify as verify_lib
 from coordination.protocol.archive import ArchiveIndex
 from coordination.protocol.board import Board
 from coordination.protocol.fold import BoardSettings
@@ -365,5 +365,14 @@ def board_status(board: Board, now: float | None = None, offline_after: float | 
             "retry": counts["retry"], "failed": counts["failed"], "total": total,
             "pending_refs": sum(len(v) for v in raw.claims.values()) + sum(len(v) for v in raw.results.values()),
             "workers": workers, "main": raw.main, "checked_at": now, "push_budget": raw.push_budget(),
-            "open": not campaign.is_closed(raw.policy())}
+            "open": not campaign.is_closed(raw.policy()), **open_board_status(raw, board.repo.path.parent)}
+
+
+def open_board_status(view: BoardView, folder: Path) -> dict:
+    """An open board's mode and its volunteers (`host_tools.volunteer_status`); {} for a shared board."""
+    if not openboard.is_open(view.policy()):
+        return {"mode": openboard.SHARED}
+    from host_tools.volunteer_status import volunteer_rows
+    from host_tools.volunteers import read_volunteers
+    return {"mode": openboard.OPEN, "volunteers": volunteer_rows(view, read_volunteers(view), folder)}
 

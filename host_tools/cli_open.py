@@ -2,11 +2,13 @@
 (`coordination.protocol.openboard`): the dispatcher, the list of volunteers' forks, the board's mode."""
 from __future__ import annotations
 
+import os
 import time
 
 import click
 
 from coordination.secrets import redact
+from host_tools import github_forks
 from host_tools import volunteers as volunteers_lib
 from host_tools.alerts import AlertLedger
 from host_tools.cli_base import HostContext, LIBRARY_ERRORS, cli, fail, repo_option
@@ -108,10 +110,15 @@ def volunteers_list(obj: HostContext, repo_url):
               help="Seconds of silence, by the dispatcher's clock, before a worker's orders are taken back "
                    "(default 180: three heartbeats; WMS_OFFLINE_AFTER).")
 @click.option("--poll-seconds", type=float, default=10.0, show_default=True, help="Pause between passes.")
+@click.option("--github-forks", "github_forks_of", metavar="OWNER/REPO", default=None,
+              help="Also read the forks GitHub lists for this repository (default: the board's, when it is on "
+                   "github.com).")
+@click.option("--github-api", metavar="URL", default=github_forks.API, envvar="WMS_GITHUB_API", show_default=True,
+              help="GitHub's REST API (GitHub Enterprise: https://HOST/api/v3).")
 @smtp_options
 @click.pass_obj
-def dispatch(obj: HostContext, repo_url, once, offline_after, poll_seconds, smtp_host, smtp_port, smtp_user,
-             smtp_security, smtp_ca_file, alert_to, alert_from):
+def dispatch(obj: HostContext, repo_url, once, offline_after, poll_seconds, github_forks_of, github_api, smtp_host,
+             smtp_port, smtp_user, smtp_security, smtp_ca_file, alert_to, alert_from):
     """The open board's one writer: grant volunteers' claims, fold their results, take work back from
     silent workers and email the supervisor. Run by the host, with write access to the board.
 
@@ -123,7 +130,11 @@ def dispatch(obj: HostContext, repo_url, once, offline_after, poll_seconds, smtp
     mailer = _mailer(obj, smtp_host, smtp_port, smtp_user, smtp_security, smtp_ca_file, alert_to, alert_from)
     try:
         board = obj.board(repo_url)
-        dispatcher = Dispatcher(board, offline_after, mailer=mailer, check=check_blob,
+        repo = github_forks_of or github_forks.github_repo(repo_url or obj.config.repo_url or "")
+        token = github_forks.token_of(repo_url or obj.config.repo_url or "") or os.environ.get("WMS_GITHUB_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        list_forks = (lambda: github_forks.list_forks(repo, api=github_api, headers=headers)) if repo else None
+        dispatcher = Dispatcher(board, offline_after, mailer=mailer, check=check_blob, list_forks=list_forks,
                                 ledger=AlertLedger(board.repo.path.parent / "dispatch-alerts.json"))
     except LIBRARY_ERRORS as exc:
         fail(exc)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from coordination import testhooks
 from coordination.exceptions import BoardModeMismatch, WmsError
 from coordination.protocol import dispatch, openboard
 from coordination.protocol.board import Board
@@ -37,7 +38,9 @@ from coordination.protocol.remote import parse_repo_url
 from coordination.protocol.view import BoardView
 from coordination.runtime.pacing.snapshot import WORKERS_SHARE
 from host_tools.alerts import AlertError, AlertLedger, Incident, Mailer, deliver
-from host_tools.volunteers import read_volunteers
+from host_tools.volunteer_status import read_seen, write_seen
+from host_tools.github_forks import REFRESH_SECONDS
+from host_tools.volunteers import fork_url, read_volunteers
 
 log = logging.getLogger("wms.dispatch")
 
@@ -80,19 +83,24 @@ class Dispatcher:
 
     def __init__(self, board: Board, offline_after: float, *, mailer: Mailer | None = None,
                  ledger: AlertLedger | None = None, open_fork: Callable | None = None,
-                 check: Callable[[BoardView, str, str], str | None] | None = None):
+                 check: Callable[[BoardView, str, str], str | None] | None = None,
+                 list_forks: Callable[[], list[str]] | None = None):
         self.board = board
         self.offline_after = offline_after
         self.mailer = mailer
         self.ledger = ledger or AlertLedger(Path(board.repo.path).parent / "dispatch-alerts.json")
         self.open_fork = open_fork or fork_transport
         self.check = check
+        self.list_forks = list_forks  # more forks than volunteers.json lists (GitHub's fork list)
+        self.listed: tuple[float, list[str]] = (float("-inf"), [])
         self._now = 0.0
         self.liveness = LivenessTracker(offline_after, clock=lambda: self._now)
         self.seen: dict = {}  # (fork, ref, sha) -> when first seen: first come, first granted
         self.fork_refs: dict[str, dict[str, str]] = {}  # fork -> its refs at the last fetch
         self.transports: dict[str, object] = {}
         self.last_push = float("-inf")
+        self.folder = Path(board.repo.path).parent
+        self.last_seen: dict[str, float] = read_seen(self.folder)  # fork -> when its refs last moved (for status)
 
     # ------------------------------------------------------------------ reading
     def read_forks(self, urls: list[str], report: PassReport) -> dict[str, BoardView]:
@@ -109,6 +117,7 @@ class Dispatcher:
                 if refs != self.fork_refs.get(url):
                     transport.fetch([f"+refs/wms/*:{prefix}wms/*"])
                     self.fork_refs[url] = refs
+                    self.last_seen[url] = self._now
                     report.fetched += 1
             except WmsError as exc:
                 log.warning("Could not read the fork %s: %s", url, exc.message)
@@ -129,9 +138,10 @@ class Dispatcher:
             raise BoardModeMismatch(f"{self.board.repo.remote.url} is not an open board: its workers fold their own "
                                     "results, and a dispatcher has nothing to do there (host_tools init --open makes "
                                     "an open board; set-mode open switches one with nothing held)")
-        urls = read_volunteers(view)
+        urls = read_volunteers(view) + [u for u in self.more_forks(now) if u not in read_volunteers(view)]
         report.forks = len(urls)
         forks = self.read_forks(urls, report)
+        write_seen(self.folder, self.last_seen)
         plan = dispatch.plan_pass(view, forks, self.seen, self.liveness, now, check=self.check)
         self.forget_seen(forks)
         report.waiting = plan.waiting
@@ -142,7 +152,9 @@ class Dispatcher:
             return report  # within the board's budget: the next pass writes it
         commit = self.commit(view, plan, now)
         self.last_push = now
+        testhooks.crash_point("dispatch-before-push")
         pushed = self.board.repo.push([RefUpdate(MAIN_REF, commit, view.main)])
+        testhooks.crash_point("dispatch-after-push")
         if not pushed.accepted(MAIN_REF):
             report.lost_race = True
             return report
@@ -194,6 +206,19 @@ class Dispatcher:
             files = {RESULT_FILE: dumps(dict(record, fork=r.fork))}
         return self.board.ref_commit(info, files, when=info.get("at", now))
 
+    def more_forks(self, now: float) -> list[str]:
+        """The forks ``list_forks`` finds, asked again every few minutes; the last list while it fails."""
+        if self.list_forks is None:
+            return []
+        at, urls = self.listed
+        if now - at >= REFRESH_SECONDS:
+            try:
+                urls = [u for u in (fork_url_or_none(u) for u in self.list_forks()) if u]
+            except WmsError as exc:
+                log.warning("%s; carrying on with the forks known", exc.message)
+            self.listed = (now, urls)
+        return urls
+
     def forget_seen(self, forks: dict[str, BoardView]) -> None:
         """Forget when claims were first seen once they are gone from their forks."""
         live = {(fork, note.ref, note.sha) for fork, refs in forks.items()
@@ -236,3 +261,9 @@ class Dispatcher:
             if (passes is None or n < passes) and wait(poll_seconds):
                 return
 
+
+def fork_url_or_none(url: str) -> str | None:
+    try:
+        return fork_url(url)
+    except WmsError:
+        return None

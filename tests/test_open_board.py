@@ -178,3 +178,56 @@ def test_claims_for_every_order_at_once_are_granted_only_up_to_the_forks_share(c
         holder = view.locate(ids[k]).record["fork"]
         assert holder == (list(board.forks)[0] if ids[k] in greedy_ids else list(board.forks)[k + 1])
     assert report.waiting == 40 - 10 + 3 - sum(1 for k in range(3) if ids[k] not in greedy_ids)
+
+
+def test_a_fork_that_disappears_loses_its_work_to_the_others_and_nothing_is_lost(clock, tmp_path):
+    board = OpenMemoryBoard(clock, tmp_path, forks=2, offline_after=18)
+    ids = board.publish(6, 60)
+    board.close()
+    board.start_dispatching()
+    gone = board.worker(tmp_path, "gone", 0, heartbeat_seconds=6, offline_after=18, poll_seconds=2, fold_delay=0.5)
+    gone.start()
+    while not gone.held.jobs:
+        clock.advance(gone.turn() or 0.02)
+    held = set(gone.held.jobs) | set(gone.held.ready)
+    list(board.forks.values())[0].down = True  # the volunteer deleted its fork: every read of it fails now
+    stays = board.worker(tmp_path, "stays", 1, heartbeat_seconds=6, offline_after=18, poll_seconds=2, fold_delay=0.5)
+    fleet = Fleet(clock, [stays])
+    fleet.drive(within=3600.0)
+    clock.advance(10)
+    board.stopped = True
+    done = completed_records(board)
+    assert sorted(done) == sorted(ids) and all(r["worker_id"] == "stays" for r in done.values())
+    assert {t.work_id for r in board.reports for t in r.taken_back} == held
+    assert any(list(board.forks)[0] in r.unreachable for r in board.reports)
+    view = board.host.sync()
+    assert all(view.locate(work_id).state == OrderState.COMPLETED for work_id in held)
+
+
+def test_a_result_the_hosts_check_refuses_is_a_failed_attempt_quarantined_with_the_fork(clock, tmp_path):
+    from host_tools.collect import check_blob
+    board = OpenMemoryBoard(clock, tmp_path, forks=1)
+    board.dispatcher.check = check_blob
+    ids = board.publish(1, 600)
+    board.start_dispatching()
+    w = board.worker(tmp_path, "w", 0, heartbeat_seconds=6, offline_after=18, poll_seconds=2, fold_delay=0.5)
+    w.start()
+    while not w.held.jobs:
+        clock.advance(w.turn() or 0.02)
+    job = w.held.jobs[ids[0]]
+    # the fork's own worker id and seq (granted to this fork), but a record that names another order
+    server = list(board.forks.values())[0]
+    ref = result_ref(ids[0], job.seq)
+    clone = MemoryClone(server, "/nowhere/bad.git")
+    b = Board(clone, BoardSettings(), clock=clock.now)
+    bad = {"schema": 1, "work_id": "another-order", "kind": "simulate", "worker_id": "w", "seq": job.seq,
+           "order": {}, "result": {}}
+    sha = b.ref_commit(result_info("completed", ids[0], job.seq, "w", clock.now()), {RESULT_FILE: dumps(bad)})
+    assert clone.push([RefUpdate(ref, sha, "")]).accepted(ref)
+    clock.advance(3)
+    view = board.host.sync()
+    loc = view.locate(ids[0])
+    assert loc.state == OrderState.RETRY
+    assert "result refused by the dispatcher" in loc.record["errors"][-1]["error"]
+    assert loc.record["errors"][-1]["fork"] == list(board.forks)[0]
+    assert view.has_path(quarantine_path(list(board.forks)[0], ids[0], job.seq))

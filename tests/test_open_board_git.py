@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+
+import pytest
 
 from tests.helpers import PY, ROOT, git_out, host, ids_by_state, make_bare, start_worker, wait_for, worker_cmd
 
@@ -45,13 +48,17 @@ def test_volunteers_finish_an_open_board_pushing_only_to_their_forks(tmp_path):
     for path in (p for p in files if p.startswith("completed_work/") and p.endswith(".json")):
         record = json.loads(git_out(board, "show", f"main:{path}"))
         assert record["fork"] == str(forks[int(record["worker_id"][1:])])
-    by_worker = {}
+    assert sum((tmp_path / f"w{i}.log").read_text().count("🎉") for i in range(2)) == 8  # each processed once
     for i in range(2):
-        log = (tmp_path / f"w{i}.log").read_text()
-        by_worker[i] = log.count("✅")
         assert git_out(forks[i], "for-each-ref", "--format=%(refname)", "refs/wms/heartbeats/").split() == \
             [f"refs/wms/heartbeats/w{i}"]
     assert "Granted o-0000" in out and "Folded the result of o-0000" in out
+    # the dataset names the fork of every chapter too
+    host("collect", "--repo-url", str(board), "--out", str(tmp_path / "data"), "--format", "sqlite")
+    import sqlite3
+    rows = sqlite3.connect(tmp_path / "data" / "results.sqlite").execute(
+        "SELECT worker_id, fork FROM chapters").fetchall()
+    assert len(rows) == 8 and all(fork == str(forks[int(worker[1:])]) for worker, fork in rows)
 
 
 def test_a_worker_without_a_fork_on_an_open_board_is_told_what_to_do(tmp_path):
@@ -102,3 +109,106 @@ def test_set_mode_switches_only_a_board_that_holds_nothing(tmp_path):
     assert switched.stdout.startswith("The board is open: volunteers run wms-worker --repo-url BOARD --fork-url")
     again = host("set-mode", "--repo-url", git_dir, "open")
     assert again.stdout == "The board is open already; nothing to do.\n"
+
+
+def test_status_shows_each_volunteer(tmp_path):
+    board, forks = open_board(tmp_path)
+    host("publish", "--repo-url", str(board), "--simulate", "3", "--seconds", "0.2", "--prefix", "s")
+    host("close", "--repo-url", str(board))
+    dispatcher = subprocess.Popen([PY, "-m", "host_tools", "dispatch", "--repo-url", str(board), "--poll-seconds",
+                                   "0.5"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        worker = start_worker(str(board), tmp_path / "w0", "--fork-url", str(forks[0]), "--worker-id", "w0")
+        assert worker.wait(timeout=180) == 0
+        wait_for(lambda: len(ids_by_state(board)["completed"]) == 3, timeout=60, what="3 completed on main")
+    finally:
+        dispatcher.terminate()
+        dispatcher.wait(timeout=30)
+    report = json.loads(host("status", "--repo-url", str(board), "--json").stdout)
+    assert report["mode"] == "open"
+    rows = {v["fork"]: v for v in report["volunteers"]}
+    assert set(rows) == {str(f) for f in forks}
+    assert {k: rows[str(forks[0])][k] for k in ("holding", "done", "failed", "quarantined")} == \
+        {"holding": 0, "done": 3, "failed": 0, "quarantined": 0}
+    assert isinstance(rows[str(forks[0])]["last_seen"], float) and rows[str(forks[1])]["done"] == 0
+    shown = host("status", "--repo-url", str(board), env=dict(os.environ, COLUMNS="300")).stdout
+    assert "Mode: open (volunteers push to their own forks; `python -m host_tools dispatch` writes the board)" in shown
+    assert "Volunteers" in shown and str(forks[1]) in shown
+
+
+def test_the_dispatcher_also_reads_the_forks_github_lists(tmp_path):
+    """A local stand-in of GitHub's `GET /repos/OWNER/REPO/forks` (two pages) names a fork that
+    volunteers.json does not: its worker's claims are granted too."""
+    import http.server
+    import threading
+
+    board, listed = open_board(tmp_path, forks=1)
+    unlisted = [make_bare(tmp_path / f"gh-{i}.git") for i in range(101)]  # more than one page of 100
+    asked = []
+
+    class Forks(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append(self.path)
+            from urllib.parse import parse_qs, urlsplit
+            page = int(parse_qs(urlsplit(self.path).query)["page"][0])
+            items = [{"clone_url": str(p)} for p in unlisted][(page - 1) * 100:page * 100]
+            body = json.dumps(items).encode()
+            self.send_response(200 if self.path.startswith("/repos/host/board/forks?") else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Forks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        host("publish", "--repo-url", str(board), "--simulate", "1", "--seconds", "0.2", "--prefix", "g")
+        host("close", "--repo-url", str(board))
+        # a volunteer who only forked: its worker claims from the last fork GitHub lists (the second page)
+        worker = start_worker(str(board), tmp_path / "w", "--fork-url", str(unlisted[-1]), "--worker-id", "gh")
+        api = f"http://127.0.0.1:{server.server_address[1]}"
+        passes = 0
+        while len(ids_by_state(board)["completed"]) < 1:  # the dispatcher from cron: a pass at a time
+            host("dispatch", "--repo-url", str(board), "--once", "--github-forks", "host/board", "--github-api", api)
+            passes += 1
+            assert passes < 30, "the unlisted fork's work was never folded"
+        assert worker.wait(timeout=120) == 0
+    finally:
+        server.shutdown()
+    assert ids_by_state(board)["completed"] == ["g-00001"]
+    record = json.loads(git_out(board, "show", "main:" + next(
+        p for p in git_out(board, "ls-tree", "-r", "--name-only", "main").split()
+        if p.startswith("completed_work/") and p.endswith(".json"))))
+    assert record["fork"] == str(unlisted[-1])
+    assert any("page=2" in p for p in asked) and all(p.startswith("/repos/host/board/forks?") for p in asked)
+
+
+@pytest.mark.parametrize("point", ["dispatch-before-push", "dispatch-after-push"])
+def test_a_dispatcher_killed_mid_pass_is_restarted_and_nothing_is_lost_or_done_twice(tmp_path, point):
+    board, forks = open_board(tmp_path)
+    host("publish", "--repo-url", str(board), "--simulate", "6", "--seconds", "0.3", "--prefix", "k")
+    host("close", "--repo-url", str(board))
+    workers = [start_worker(str(board), tmp_path / f"w{i}", "--fork-url", str(forks[i]), "--worker-id", f"w{i}",
+                            log=tmp_path / f"w{i}.log") for i in range(2)]
+    dispatch = [PY, "-m", "host_tools", "dispatch", "--repo-url", str(board), "--poll-seconds", "0.5"]
+    crashed = 0
+    while crashed < 3:  # killed (kill -9) at that point of a pass, three times, restarted each time
+        killed = subprocess.run(dispatch, cwd=ROOT, env=dict(os.environ, WMS_TEST_CRASH_AT=point),
+                                capture_output=True, timeout=120)
+        assert killed.returncode == -signal.SIGKILL
+        crashed += 1
+    dispatcher = subprocess.Popen(dispatch, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        for w in workers:
+            assert w.wait(timeout=180) == 0
+        wait_for(lambda: len(ids_by_state(board)["completed"]) == 6, timeout=60, what="6 completed on main")
+    finally:
+        dispatcher.terminate()
+        dispatcher.wait(timeout=30)
+    states = ids_by_state(board)
+    assert sorted(states["completed"]) == [f"k-{i:05d}" for i in range(1, 7)]
+    assert not (states["active"] or states["retry"] or states["failed"])
+    done = sum((tmp_path / f"w{i}.log").read_text().count("🎉") for i in range(2))
+    assert done == 6  # each order processed once

@@ -103,6 +103,8 @@ def failed_attempt(record: dict, error: str, now: float, worker: str | None = No
     errors = record.get("errors") if isinstance(record.get("errors"), list) else []
     errors = errors[-19:] + [{"attempt": attempts, "worker_id": worker or record.get("worker_id", "?"),
                               "at": now, "error": error}]
+    if isinstance(record.get("fork"), str):  # an open board: the fork the attempt was granted to
+        errors[-1]["fork"] = record["fork"]
     record.update(attempts=attempts, errors=errors)
     return record
 

@@ -24,12 +24,12 @@ from pathlib import Path
 from host_tools.datasets.base import DatasetError, Writer, write_atomic
 
 DB_NAME = "results.sqlite"
-LAYOUT = 1
+LAYOUT = 2  # 2: chapters.fork
 
 SCHEMA = """
 CREATE TABLE chapters (
     work_id TEXT PRIMARY KEY, series TEXT, chapter TEXT, kind TEXT, worker_id TEXT, completed_at REAL,
-    engine TEXT, engine_version TEXT, page_count INTEGER, text TEXT, accepted TEXT);
+    engine TEXT, engine_version TEXT, page_count INTEGER, text TEXT, fork TEXT, accepted TEXT);
 CREATE INDEX chapters_series ON chapters(series, chapter);
 CREATE TABLE pages (
     id INTEGER PRIMARY KEY, work_id TEXT NOT NULL REFERENCES chapters(work_id), page_index INTEGER NOT NULL,
@@ -74,6 +74,7 @@ TABLES = {
         "worker_id": "The volunteer machine that did it", "completed_at": "When it was done (Unix time)",
         "engine": "OCR engine", "engine_version": "OCR engine version", "page_count": "Number of pages",
         "text": "The chapter's text",
+        "fork": "On an open board, the volunteer's repository (fork) the result came from",
         "accepted": "How it was accepted: single (read once), quorum (two readings agreed), tie-broken (a third "
                     "reading agreed with one of two); unverified or disputed only with --include-unverified"}),
     "pages": ("One row a page, in reading order. Search: 3 or more characters (trigram index).", {
@@ -119,6 +120,11 @@ def open_db(path: Path, create: bool) -> sqlite3.Connection:
     except sqlite3.DatabaseError as exc:
         db.close()
         raise DatasetError(f"{path} is not an SQLite database ({exc}); move it away or choose another --out.") from None
+    if version == 1 and "chapters" in tables:  # layout 1 had no fork column: add it, the rest is the same
+        with db:
+            db.execute("ALTER TABLE chapters ADD COLUMN fork TEXT")
+            db.execute(f"PRAGMA user_version = {LAYOUT}")
+        version = LAYOUT
     if version == LAYOUT:
         columns = {r[1] for r in db.execute("PRAGMA table_info(chapters)")}
         if "accepted" not in columns:  # a dataset from before verification: the column is added, empty
@@ -165,9 +171,9 @@ class SqliteWriter(Writer):
             self.db.execute("DELETE FROM blocks WHERE work_id = ?", (wid,))
             self.db.execute("DELETE FROM pages WHERE work_id = ?", (wid,))
             self.db.execute("INSERT OR REPLACE INTO chapters (work_id, series, chapter, kind, worker_id, completed_at, "
-                            "engine, engine_version, page_count, text, accepted) VALUES (?,?,?,?,?,?,?,?,?,?,?)", (
+                            "engine, engine_version, page_count, text, fork, accepted) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", (
                 wid, ch["series"], ch["chapter"], ch["kind"], ch["worker_id"], ch["completed_at"], ch["engine"],
-                ch["engine_version"], len(ch["pages"]), "\n\n".join(p["text"] for p in ch["pages"]),
+                ch["engine_version"], len(ch["pages"]), "\n\n".join(p["text"] for p in ch["pages"]), ch.get("fork"),
                 ch.get("accepted")))
             for i, p in enumerate(ch["pages"]):
                 self.db.execute("INSERT INTO pages (work_id, page_index, name, img_width, img_height, lang, text) "
