@@ -29,7 +29,7 @@ LAYOUT = 2  # 2: chapters.fork
 SCHEMA = """
 CREATE TABLE chapters (
     work_id TEXT PRIMARY KEY, series TEXT, chapter TEXT, kind TEXT, worker_id TEXT, completed_at REAL,
-    engine TEXT, engine_version TEXT, page_count INTEGER, text TEXT, fork TEXT, accepted TEXT);
+    engine TEXT, engine_version TEXT, page_count INTEGER, text TEXT, fork TEXT);
 CREATE INDEX chapters_series ON chapters(series, chapter);
 CREATE TABLE pages (
     id INTEGER PRIMARY KEY, work_id TEXT NOT NULL REFERENCES chapters(work_id), page_index INTEGER NOT NULL,
@@ -126,11 +126,7 @@ def open_db(path: Path, create: bool) -> sqlite3.Connection:
             db.execute(f"PRAGMA user_version = {LAYOUT}")
         version = LAYOUT
     if version == LAYOUT:
-        columns = {r[1] for r in db.execute("PRAGMA table_info(chapters)")}
-        if "accepted" not in columns:  # a dataset from before verification: the column is added, empty
-            with db:
-                db.execute("ALTER TABLE chapters ADD COLUMN accepted TEXT")
-        return db
+        return with_accepted(db)
     if version == 0 and "chapters" in tables:
         db.close()
         raise DatasetError(f"{path} was written by an earlier collect, without the search index and block "
@@ -147,6 +143,15 @@ def open_db(path: Path, create: bool) -> sqlite3.Connection:
         path.unlink(missing_ok=True)
         raise DatasetError(f"This Python's SQLite ({sqlite3.sqlite_version}) cannot build the search index "
                            f"({exc}): SQLite 3.34 or newer is needed.") from None
+    return with_accepted(db)
+
+
+def with_accepted(db: sqlite3.Connection) -> sqlite3.Connection:
+    """``db`` with `chapters.accepted` (how a chapter was accepted: verification), added to a dataset of
+    any layout that lacks it (empty for the rows it holds)."""
+    if "accepted" not in {r[1] for r in db.execute("PRAGMA table_info(chapters)")}:
+        with db:
+            db.execute("ALTER TABLE chapters ADD COLUMN accepted TEXT")
     return db
 
 
