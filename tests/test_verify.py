@@ -279,3 +279,12 @@ def test_publish_draws_the_fraction_and_refuses_copy_ids(clock, tmp_path):
     before, after = admin.set_verify(board.host, 0.5, now=clock.now())
     assert (before, after) == (verify.Policy(0.0, 0.05), verify.Policy(0.5, 0.05))
     assert verify.read_policy(board.host.sync().policy()) == verify.Policy(0.5, 0.05)
+
+
+def test_the_end_of_queue_plan_counts_the_second_copies_still_to_come(clock, tmp_path):
+    board = MemoryBoard(clock, tmp_path, push_budget=6)
+    admin.publish(board.host, chapters(10, clock.now()), verify=0.5, rng=random.Random(2), now=clock.now())
+    worker = memory_worker(board, tmp_path, "w1", registry=reader("right"), max_failures=2, poll_seconds=5)
+    worker.start()
+    worker.turn()
+    assert worker.session.remaining == 10 + 5  # 10 on offer, and 5 verified: 5 more readings to come

@@ -116,6 +116,30 @@ def first_copy(loc: Located) -> bool:
     return info is not None and info.get("copy") == 1
 
 
+def copies_to_come(view) -> int:
+    """Second copies not on offer yet: the first copies of verified chapters on offer, waiting to be
+    retried or claimed on ``view`` (a `BoardView`), each of which offers one when it is completed. The
+    end-of-queue plan counts them as work left. Each order file is read once per blob (memo)."""
+    from coordination.protocol.records import parse_json_record
+    memo, count = view.repo.memo, 0
+    for state in (OrderState.AVAILABLE, OrderState.RETRY, OrderState.ACTIVE):
+        folder = view.repo.lookup(view.tree, state.folder) if view.tree else None
+        if folder is None or not folder.is_tree:
+            continue
+        for entry in view.repo.read_tree(folder.sha):
+            if entry.is_tree or entry.is_link or not entry.name.endswith(".json"):
+                continue
+            key = ("first-copy", entry.sha)
+            if key not in memo:
+                try:
+                    info = info_of(parse_json_record(view.repo.read_blob(entry.sha, limit=5 << 20)))
+                except ValueError:
+                    info = None
+                memo[key] = info is not None and info.get("copy") == 1
+            count += memo[key]
+    return count
+
+
 def verdict_path(group: str) -> str:
     return f"{VERDICTS}/{shard(group)}/{group}.json"
 

@@ -189,6 +189,7 @@ class Exchange:
         self.confirm_ready_jobs(s, held, view)
         started = self.start_ready()
         s.remaining = view.count(OrderState.AVAILABLE) + view.count(OrderState.RETRY)
+        s.remaining += verify.copies_to_come(view)  # verified chapters' second readings are work left too
         s.successor = policy.get("successor") or None  # a retired board names the next one
         s.closed = campaign.is_closed(policy)  # the campaign is over: a board with nothing left stops workers
         # orders that may still become work: on offer, waiting to be retried or claimed; one whose completion
