@@ -37,6 +37,7 @@ from coordination.protocol.refs import MAIN_REF, claim_ref, result_ref
 from coordination.protocol.remote import parse_repo_url
 from coordination.protocol.view import BoardView
 from coordination.runtime.pacing.snapshot import WORKERS_SHARE
+from host_tools import verification
 from host_tools.alerts import AlertError, AlertLedger, Incident, Mailer, deliver
 from host_tools.volunteer_status import read_seen, write_seen
 from host_tools.github_forks import REFRESH_SECONDS
@@ -96,6 +97,7 @@ class Dispatcher:
         self._now = 0.0
         self.liveness = LivenessTracker(offline_after, clock=lambda: self._now)
         self.seen: dict = {}  # (fork, ref, sha) -> when first seen: first come, first granted
+        self._records = verification.Reader()  # completed records the judge of verified chapters has read
         self.fork_refs: dict[str, dict[str, str]] = {}  # fork -> its refs at the last fetch
         self.transports: dict[str, object] = {}
         self.last_push = float("-inf")
@@ -145,12 +147,13 @@ class Dispatcher:
         plan = dispatch.plan_pass(view, forks, self.seen, self.liveness, now, check=self.check)
         self.forget_seen(forks)
         report.waiting = plan.waiting
-        if plan.empty:
+        judged, _ = verification.judge(self.board, view, now, self._records)  # verdicts ride in the same commit
+        if plan.empty and not judged:
             return report
         spacing = 60.0 / (WORKERS_SHARE * max(0.1, view.push_budget()))
         if now - self.last_push < spacing:
             return report  # within the board's budget: the next pass writes it
-        commit = self.commit(view, plan, now)
+        commit = self.commit(view, plan, now, judged)
         self.last_push = now
         testhooks.crash_point("dispatch-before-push")
         pushed = self.board.repo.push([RefUpdate(MAIN_REF, commit, view.main)])
@@ -165,7 +168,7 @@ class Dispatcher:
         report.alerts_sent, report.alert_error = deliver(self.incidents(plan), self.ledger, self.mailer, now)
         return report
 
-    def commit(self, view: BoardView, plan: dispatch.DispatchPlan, now: float) -> str:
+    def commit(self, view: BoardView, plan: dispatch.DispatchPlan, now: float, judged: dict | None = None) -> str:
         """One commit on main with everything of ``plan``: its grants, take-backs and results as the fold
         folds refs (records the dispatcher writes in its own clone, never pushed as refs), and its
         quarantine records."""
@@ -182,12 +185,14 @@ class Dispatcher:
         fold = BoardView(repo, view.main, refs).plan_fold(now, board.settings)
         fold.write(repo)
         changes = dict(fold.changes)
+        changes.update(judged or {})  # the judge's verdicts and copies offered (host_tools.verification)
         for q in plan.quarantined:
             changes[dispatch.quarantine_path(q.fork, q.work_id, q.seq)] = repo.write_blob(dumps(
                 {"fork": q.fork, "work_id": q.work_id, "seq": q.seq, "worker_id": q.worker_id, "reason": q.reason,
                  "ref_commit": q.sha, "at": now}))
         tree = repo.edit_tree(view.tree, changes)
         summary = fold.summary + [f"quarantined {q.work_id} from {q.fork}" for q in plan.quarantined]
+        summary += [f"verification: {path}" for path in sorted(judged or {})]
         head = f"wms dispatch: {len(summary)} change(s)"
         return repo.write_commit(tree, [view.main], head + "\n\n" + "\n".join(summary[:200]), now)
 

@@ -288,3 +288,61 @@ def test_the_end_of_queue_plan_counts_the_second_copies_still_to_come(clock, tmp
     worker.start()
     worker.turn()
     assert worker.session.remaining == 10 + 5  # 10 on offer, and 5 verified: 5 more readings to come
+
+
+def test_on_an_open_board_a_verified_chapters_copies_go_to_different_forks(clock, tmp_path):
+    from tests.memory_fleet import OpenMemoryBoard
+    board = OpenMemoryBoard(clock, tmp_path, forks=3)
+    admin.publish(board.host, chapters(6, clock.now()), verify=1.0, now=clock.now())
+    board.close()
+    # two workers share fork 0: between them they must not read both copies of a chapter
+    workers = [board.worker(tmp_path, name, fork, registry=reader(kind), heartbeat_seconds=6, offline_after=18,
+                            poll_seconds=2, fold_delay=0.5, max_failures=30)
+               for name, fork, kind in [("a1", 0, "right"), ("a2", 0, "right"), ("b1", 1, "right"),
+                                        ("c1", 2, "shuffled")]]
+    board.start_dispatching()
+    Fleet(clock, workers).drive(within=4 * 3600.0)
+    clock.advance(30)
+    board.stopped = True
+    view = board.host.sync()
+    found = verification.verdicts(view)
+    assert sorted(found) == [f"ch-{i:03d}" for i in range(6)]
+    forks = list(board.forks)
+    for v in found.values():
+        used = [c["fork"] for c in v["copies"]]
+        assert len(used) == len(set(used)) and None not in used, v  # one fork a copy
+        assert all(r["fork"] == forks[2] for r in v["rejected"])  # only the bad fork's readings rejected
+    summary = verification.summary(view)
+    bad = next(r for r in summary["forks"] if r["fork"] == forks[2])
+    assert bad["rejected"] == bad["verified"] > 0 and bad["always_verified"] == (bad["rejected"] >= 2)
+    data = dataset(tmp_path, board)
+    assert sorted(data["rows"]) == sorted(found)
+    assert all(right(r, int(r["chapter"])) for r in data["rows"].values())
+
+
+def test_on_an_open_board_a_fork_wishing_for_the_second_copy_of_its_own_chapter_is_not_granted_it(clock, tmp_path):
+    from coordination.protocol.board import Board
+    from coordination.protocol.fold import BoardSettings
+    from coordination.protocol.memory import MemoryClone
+    from tests.memory_fleet import OpenMemoryBoard
+    board = OpenMemoryBoard(clock, tmp_path, forks=2)
+    admin.publish(board.host, chapters(1, clock.now()), verify=1.0, now=clock.now())
+    a1 = board.worker(tmp_path, "a1", 0, registry=reader("right"), heartbeat_seconds=6, offline_after=18,
+                      poll_seconds=2, fold_delay=0.5, max_failures=3)
+    board.start_dispatching()
+    Fleet(clock, [a1]).drive(within=3600.0)
+    clock.advance(10)
+    view = board.host.sync()
+    assert view.list_ids(OrderState.AVAILABLE) == ["ch-000.v2"]
+    fork0 = list(board.forks)[0]
+    assert view.locate("ch-000.v2").record["verify"]["not_forks"] == [fork0]
+    # another worker of the same fork (a new id) wishes for it: never granted, pass after pass
+    forger = Board(MemoryClone(board.forks[fork0], tmp_path / "forger.git"), BoardSettings(), clock=clock.now)
+    wish = claim_updates([Candidate("ch-000.v2", 1, OrderState.AVAILABLE)], "a-new-id", clock.now(),
+                         lambda info: forger.ref_commit(info))
+    assert forger.repo.push(wish).accepted(wish[0].ref)
+    clock.advance(30)  # dispatcher passes
+    board.stopped = True
+    loc = board.host.sync().locate("ch-000.v2")
+    assert (loc.state, loc.seq) == (OrderState.AVAILABLE, 0)
+    assert not any(("ch-000.v2", fork0) in r.granted for r in board.reports)
