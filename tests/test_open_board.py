@@ -231,3 +231,29 @@ def test_a_result_the_hosts_check_refuses_is_a_failed_attempt_quarantined_with_t
     assert "result refused by the dispatcher" in loc.record["errors"][-1]["error"]
     assert loc.record["errors"][-1]["fork"] == list(board.forks)[0]
     assert view.has_path(quarantine_path(list(board.forks)[0], ids[0], job.seq))
+
+
+def test_a_claim_waiting_for_a_slow_dispatcher_is_neither_given_up_nor_polled_for_in_a_loop(clock, tmp_path):
+    board = OpenMemoryBoard(clock, tmp_path, forks=1, poll_seconds=120.0)  # a dispatcher from cron, every 2 min
+    ids = board.publish(1, 6)  # one order: the worker has room for more, and nothing else is on offer
+    board.close()
+    w = board.worker(tmp_path, "patient", 0, heartbeat_seconds=6, offline_after=18, poll_seconds=2,
+                     poll_cap_seconds=6, max_failures=3)  # fold_delay 2 s: the shortest wait for a grant
+    w.start()
+    fetches = board.server.counters["fetch"]
+    for _ in range(200):  # before the first pass: its claim waits, it does not give up, nor spin
+        wait = w.turn()
+        assert wait is not None, w.stats.stop_reason
+        clock.advance(wait)
+        if clock.now() - w.stats.started_at > 100:
+            break
+    assert w.held.ready and not w.held.jobs and w.stats.empty_polls == 0
+    # it looks at main for its grant every `grant_wait` (2 s here), and with the renewal of its lease every
+    # heartbeat (6 s), not at every turn
+    assert board.server.counters["fetch"] - fetches <= 100 / 2 + 100 / 6 + 5
+    board.start_dispatching()
+    while (wait := w.turn()) is not None:
+        clock.advance(wait)
+    clock.advance(240)
+    board.stopped = True
+    assert sorted(completed_records(board)) == sorted(ids) and w.stats.completed == 1
