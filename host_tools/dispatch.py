@@ -120,7 +120,8 @@ class Dispatcher:
                     self.counters["fetch"] += 1
                     transport.fetch([f"+refs/wms/*:{prefix}wms/*"])
                     self.fork_refs[url] = refs
-                    self.last_seen[url] = self._now
+                    if refs:  # (a fork that never pushed a ref is not "seen")
+                        self.last_seen[url] = self._now
                     report.fetched += 1
             except WmsError as exc:
                 log.warning("Could not read the fork %s: %s", url, exc.message)

@@ -130,7 +130,10 @@ def test_status_shows_each_volunteer(tmp_path):
     assert set(rows) == {str(f) for f in forks}
     assert {k: rows[str(forks[0])][k] for k in ("holding", "done", "failed", "quarantined")} == \
         {"holding": 0, "done": 3, "failed": 0, "quarantined": 0}
-    assert isinstance(rows[str(forks[0])]["last_seen"], float) and rows[str(forks[1])]["done"] == 0
+    assert isinstance(rows[str(forks[0])]["last_seen"], float)
+    assert (rows[str(forks[1])]["done"], rows[str(forks[1])]["last_seen"]) == (0, None)  # never pushed anything
+    # DESIGN.md's workers list: on an open board, a volunteer's fork each
+    assert [(w["id"], w["online"]) for w in report["workers"]] == [(str(forks[0]), True), (str(forks[1]), False)]
     shown = host("status", "--repo-url", str(board), env=dict(os.environ, COLUMNS="300")).stdout
     assert "Mode: open (volunteers push to their own forks; `python -m host_tools dispatch` writes the board)" in shown
     assert "Volunteers" in shown and str(forks[1]) in shown
