@@ -257,3 +257,44 @@ def test_a_claim_waiting_for_a_slow_dispatcher_is_neither_given_up_nor_polled_fo
     clock.advance(240)
     board.stopped = True
     assert sorted(completed_records(board)) == sorted(ids) and w.stats.completed == 1
+
+
+def test_hostile_ref_names_spoofed_heartbeats_and_huge_results_change_nothing_honest(clock, tmp_path):
+    from host_tools.collect import check_blob
+    board = OpenMemoryBoard(clock, tmp_path, forks=2, offline_after=18)
+    board.dispatcher.check = check_blob
+    ids = board.publish(20, 600)
+    board.start_dispatching()
+    honest = board.worker(tmp_path, "honest", 0, heartbeat_seconds=6, offline_after=18, poll_seconds=2,
+                          fold_delay=0.5)
+    honest.start()
+    while not honest.held.jobs:
+        clock.advance(honest.turn() or 0.02)
+    mine = next(iter(honest.held.jobs))
+    other = board.ids(OrderState.AVAILABLE)[0]  # not wished for by the honest worker
+    evil_server = list(board.forks.values())[1]
+    evil = MemoryClone(evil_server, "/nowhere/evil.git")
+    b = Board(evil, BoardSettings(), clock=clock.now)
+    # names no board ref can have, a heartbeat in the honest worker's name, and a claim of the other order
+    junk = b.ref_commit({"kind": "junk"})
+    beat = b.ref_commit({"kind": "heartbeat", "worker_id": "honest", "lease_seconds": 6 * 3600, "sent_at": clock.now()})
+    evil_server.refs.update({"refs/wms/claims/bad..id/1": junk, "refs/wms/results/x/notanumber": junk,
+                             "refs/wms/claims/" + "z" * 300 + "/1": junk, "refs/wms/heartbeats/honest": beat})
+    evil.push([RefUpdate(claim_ref(other, 1), b.ref_commit(claim_info(other, 1, "evil", clock.now())), "")])
+    clock.advance(3)
+    view = board.host.sync()
+    assert view.locate(other).record.get("fork") == list(board.forks)[1]  # granted: its claim was a fair wish
+    # a result of 51 MB for it: refused by the host's check, the attempt failed, the fork named
+    huge = b"{" + b" " * (51 * 1024 * 1024) + b"}"
+    sha = b.ref_commit(result_info("completed", other, 1, "evil", clock.now()), {RESULT_FILE: huge})
+    evil.push([RefUpdate(result_ref(other, 1), sha, "")])
+    clock.advance(3)
+    view = board.host.sync()
+    assert view.locate(other).state == OrderState.RETRY
+    assert view.has_path(quarantine_path(list(board.forks)[1], other, 1))
+    # the honest worker dies; the heartbeat the other fork forged in its name does not keep its order
+    killed_at = clock.now()
+    while board.host.sync().locate(mine).state != OrderState.RETRY:
+        clock.advance(0.5)
+        assert clock.now() - killed_at < 60, "a forged heartbeat kept a dead worker's order"
+    assert board.dispatcher.liveness.known(f"{list(board.forks)[1]} honest")  # seen, under the other fork's name
