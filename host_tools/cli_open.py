@@ -165,4 +165,6 @@ def dispatch(obj: HostContext, repo_url, once, offline_after, poll_seconds, gith
     except LIBRARY_ERRORS as exc:
         fail(exc)
     except KeyboardInterrupt:
-        click.echo("Dispatcher stopped.")
+        c = dispatcher.counters
+        click.echo(f"Dispatcher stopped after {c['passes']} pass(es): {c['ls_remote']} fork read(s) (ls-remote), "
+                   f"{c['fetch']} fork fetch(es), {c['push']} push(es) of main, {c['cpu']:.1f} s of CPU.")

@@ -101,6 +101,7 @@ class Dispatcher:
         self.fork_refs: dict[str, dict[str, str]] = {}  # fork -> its refs at the last fetch
         self.transports: dict[str, object] = {}
         self.last_push = float("-inf")
+        self.counters = {"passes": 0, "ls_remote": 0, "fetch": 0, "push": 0, "cpu": 0.0}  # what it did, for benches
         self.folder = Path(board.repo.path).parent
         self.last_seen: dict[str, float] = read_seen(self.folder)  # fork -> when its refs last moved (for status)
 
@@ -115,11 +116,14 @@ class Dispatcher:
             prefix = f"{FORKS}{openboard.fork_key(url)}/"
             report.read += 1
             try:
+                self.counters["ls_remote"] += 1
                 refs = transport.ls_remote("refs/wms/")
                 if refs != self.fork_refs.get(url):
+                    self.counters["fetch"] += 1
                     transport.fetch([f"+refs/wms/*:{prefix}wms/*"])
                     self.fork_refs[url] = refs
-                    self.last_seen[url] = self._now
+                    if refs:  # (a fork that never pushed a ref is not "seen")
+                        self.last_seen[url] = self._now
                     report.fetched += 1
             except WmsError as exc:
                 log.warning("Could not read the fork %s: %s", url, exc.message)
@@ -131,6 +135,14 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ one pass
     def pass_once(self, now: float) -> PassReport:
+        cpu = time.process_time()
+        try:
+            return self._pass(now)
+        finally:
+            self.counters["passes"] += 1
+            self.counters["cpu"] += time.process_time() - cpu
+
+    def _pass(self, now: float) -> PassReport:
         self._now = now
         report = PassReport(now)
         view = self.board.sync()
@@ -155,6 +167,7 @@ class Dispatcher:
             return report  # within the board's budget: the next pass writes it
         commit = self.commit(view, plan, now, judged)
         self.last_push = now
+        self.counters["push"] += 1
         testhooks.crash_point("dispatch-before-push")
         pushed = self.board.repo.push([RefUpdate(MAIN_REF, commit, view.main)])
         testhooks.crash_point("dispatch-after-push")

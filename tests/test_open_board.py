@@ -231,3 +231,70 @@ def test_a_result_the_hosts_check_refuses_is_a_failed_attempt_quarantined_with_t
     assert "result refused by the dispatcher" in loc.record["errors"][-1]["error"]
     assert loc.record["errors"][-1]["fork"] == list(board.forks)[0]
     assert view.has_path(quarantine_path(list(board.forks)[0], ids[0], job.seq))
+
+
+def test_a_claim_waiting_for_a_slow_dispatcher_is_neither_given_up_nor_polled_for_in_a_loop(clock, tmp_path):
+    board = OpenMemoryBoard(clock, tmp_path, forks=1, poll_seconds=120.0)  # a dispatcher from cron, every 2 min
+    ids = board.publish(1, 6)  # one order: the worker has room for more, and nothing else is on offer
+    board.close()
+    w = board.worker(tmp_path, "patient", 0, heartbeat_seconds=6, offline_after=18, poll_seconds=2,
+                     poll_cap_seconds=6, max_failures=3)  # fold_delay 2 s: the shortest wait for a grant
+    w.start()
+    fetches = board.server.counters["fetch"]
+    for _ in range(200):  # before the first pass: its claim waits, it does not give up, nor spin
+        wait = w.turn()
+        assert wait is not None, w.stats.stop_reason
+        clock.advance(wait)
+        if clock.now() - w.stats.started_at > 100:
+            break
+    assert w.held.ready and not w.held.jobs and w.stats.empty_polls == 0
+    # it looks at main for its grant every `grant_wait` (2 s here), and with the renewal of its lease every
+    # heartbeat (6 s), not at every turn
+    assert board.server.counters["fetch"] - fetches <= 100 / 2 + 100 / 6 + 5
+    board.start_dispatching()
+    while (wait := w.turn()) is not None:
+        clock.advance(wait)
+    clock.advance(240)
+    board.stopped = True
+    assert sorted(completed_records(board)) == sorted(ids) and w.stats.completed == 1
+
+
+def test_hostile_ref_names_spoofed_heartbeats_and_huge_results_change_nothing_honest(clock, tmp_path):
+    from host_tools.collect import check_blob
+    board = OpenMemoryBoard(clock, tmp_path, forks=2, offline_after=18)
+    board.dispatcher.check = check_blob
+    ids = board.publish(20, 600)
+    board.start_dispatching()
+    honest = board.worker(tmp_path, "honest", 0, heartbeat_seconds=6, offline_after=18, poll_seconds=2,
+                          fold_delay=0.5)
+    honest.start()
+    while not honest.held.jobs:
+        clock.advance(honest.turn() or 0.02)
+    mine = next(iter(honest.held.jobs))
+    other = board.ids(OrderState.AVAILABLE)[0]  # not wished for by the honest worker
+    evil_server = list(board.forks.values())[1]
+    evil = MemoryClone(evil_server, "/nowhere/evil.git")
+    b = Board(evil, BoardSettings(), clock=clock.now)
+    # names no board ref can have, a heartbeat in the honest worker's name, and a claim of the other order
+    junk = b.ref_commit({"kind": "junk"})
+    beat = b.ref_commit({"kind": "heartbeat", "worker_id": "honest", "lease_seconds": 6 * 3600, "sent_at": clock.now()})
+    evil_server.refs.update({"refs/wms/claims/bad..id/1": junk, "refs/wms/results/x/notanumber": junk,
+                             "refs/wms/claims/" + "z" * 300 + "/1": junk, "refs/wms/heartbeats/honest": beat})
+    evil.push([RefUpdate(claim_ref(other, 1), b.ref_commit(claim_info(other, 1, "evil", clock.now())), "")])
+    clock.advance(3)
+    view = board.host.sync()
+    assert view.locate(other).record.get("fork") == list(board.forks)[1]  # granted: its claim was a fair wish
+    # a result of 51 MB for it: refused by the host's check, the attempt failed, the fork named
+    huge = b"{" + b" " * (51 * 1024 * 1024) + b"}"
+    sha = b.ref_commit(result_info("completed", other, 1, "evil", clock.now()), {RESULT_FILE: huge})
+    evil.push([RefUpdate(result_ref(other, 1), sha, "")])
+    clock.advance(3)
+    view = board.host.sync()
+    assert view.locate(other).state == OrderState.RETRY
+    assert view.has_path(quarantine_path(list(board.forks)[1], other, 1))
+    # the honest worker dies; the heartbeat the other fork forged in its name does not keep its order
+    killed_at = clock.now()
+    while board.host.sync().locate(mine).state != OrderState.RETRY:
+        clock.advance(0.5)
+        assert clock.now() - killed_at < 60, "a forged heartbeat kept a dead worker's order"
+    assert board.dispatcher.liveness.known(f"{list(board.forks)[1]} honest")  # seen, under the other fork's name

@@ -100,15 +100,42 @@ def test_set_mode_switches_only_a_board_that_holds_nothing(tmp_path):
     board = make_bare(tmp_path / "board.git")
     host("init", "--repo-url", str(board))
     host("publish", "--repo-url", str(board), "--simulate", "1", "--prefix", "m")
-    git_dir = str(board)
-    # a claim held: move the order to active_work/ as a worker's fold would
-    env = dict(os.environ)
-    subprocess.run(worker_cmd(git_dir, tmp_path / "w", "--max-work", "1"), cwd=ROOT, env=env, timeout=120,
-                   capture_output=True)
-    switched = host("set-mode", "--repo-url", git_dir, "open")
-    assert switched.stdout.startswith("The board is open: volunteers run wms-worker --repo-url BOARD --fork-url")
-    again = host("set-mode", "--repo-url", git_dir, "open")
+    # a worker that dies holding its claim (kill -9 right after the push), folded by the monitor: held
+    died = subprocess.run(worker_cmd(str(board), tmp_path / "w"), cwd=ROOT, timeout=120, capture_output=True,
+                          env=dict(os.environ, WMS_TEST_CRASH_AT="claim-after-push"))
+    assert died.returncode == -signal.SIGKILL
+    host("monitor", "--repo-url", str(board), "--once")
+    assert ids_by_state(board)["active"] == ["m-00001"]
+    refused = host("set-mode", "--repo-url", str(board), "open", check=False)
+    assert (refused.returncode, refused.stderr) == (1, (
+        "Error: 1 order(s) are held (active_work/): the mode can change only when nothing is held. Close the board "
+        "(host_tools close), wait until the workers are done, then try again.\n"))
+    assert "mode" not in json.loads(git_out(board, "show", "main:board.json"))  # nothing changed
+    host("publish", "--repo-url", str(board), "--simulate", "1", "--prefix", "n")
+    fresh = make_bare(tmp_path / "fresh.git")
+    host("init", "--repo-url", str(fresh))
+    switched = host("set-mode", "--repo-url", str(fresh), "open")
+    assert switched.stdout == ("The board is open: volunteers run wms-worker --repo-url BOARD --fork-url THEIR_FORK, "
+                               "and `python -m host_tools dispatch` writes the board.\n")
+    assert json.loads(git_out(fresh, "show", "main:board.json"))["mode"] == "open"
+    again = host("set-mode", "--repo-url", str(fresh), "open")
     assert again.stdout == "The board is open already; nothing to do.\n"
+    back = host("set-mode", "--repo-url", str(fresh), "shared")
+    assert back.stdout == "The board is shared: every worker pushes to the board itself.\n"
+
+
+def test_volunteers_remove_and_urls_with_tokens(tmp_path):
+    board, forks = open_board(tmp_path)
+    removed = host("volunteers", "remove", "--repo-url", str(board), str(forks[0]), str(tmp_path / "never.git"))
+    assert removed.stdout == f"Removed {forks[0]}\n1 not listed; unchanged.\n"
+    assert host("volunteers", "list", "--repo-url", str(board)).stdout == f"{forks[1]}\n"
+    token = host("volunteers", "add", "--repo-url", str(board), "https://ghp_secret@github.com/ann/board.git",
+                 check=False)
+    assert (token.returncode, token.stderr) == (2, "Error: A fork's URL on the board must not carry a token: give it "
+                                                   "without one (https://github.com/ann/board.git).\n")
+    assert "ghp_secret" not in git_out(board, "log", "-p", "main")
+    again = host("volunteers", "add", "--repo-url", str(board), str(forks[1]))
+    assert again.stdout == "1 already listed; unchanged.\n"
 
 
 def test_status_shows_each_volunteer(tmp_path):
@@ -130,7 +157,10 @@ def test_status_shows_each_volunteer(tmp_path):
     assert set(rows) == {str(f) for f in forks}
     assert {k: rows[str(forks[0])][k] for k in ("holding", "done", "failed", "quarantined")} == \
         {"holding": 0, "done": 3, "failed": 0, "quarantined": 0}
-    assert isinstance(rows[str(forks[0])]["last_seen"], float) and rows[str(forks[1])]["done"] == 0
+    assert isinstance(rows[str(forks[0])]["last_seen"], float)
+    assert (rows[str(forks[1])]["done"], rows[str(forks[1])]["last_seen"]) == (0, None)  # never pushed anything
+    # DESIGN.md's workers list: on an open board, a volunteer's fork each
+    assert [(w["id"], w["online"]) for w in report["workers"]] == [(str(forks[0]), True), (str(forks[1]), False)]
     shown = host("status", "--repo-url", str(board), env=dict(os.environ, COLUMNS="300")).stdout
     assert "Mode: open (volunteers push to their own forks; `python -m host_tools dispatch` writes the board)" in shown
     assert "Volunteers" in shown and str(forks[1]) in shown
