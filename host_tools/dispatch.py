@@ -34,7 +34,7 @@ from coordination.protocol.git import RefUpdate, fork_transport
 from coordination.protocol.liveness import LivenessTracker
 from coordination.protocol.records import RESULT_FILE, claim_info, dumps, parse_json_record, result_info
 from coordination.protocol.refs import MAIN_REF, claim_ref, result_ref
-from coordination.protocol.remote import parse_repo_url
+from coordination.protocol.remote import related_remote
 from coordination.protocol.view import BoardView
 from coordination.runtime.pacing.snapshot import WORKERS_SHARE
 from host_tools import verification
@@ -112,7 +112,8 @@ class Dispatcher:
         for url in urls:
             transport = self.transports.get(url)
             if transport is None:
-                transport = self.transports[url] = self.open_fork(repo, parse_repo_url(url))
+                # a fork on the board's server is read with the board's credentials (a public fork needs none)
+                transport = self.transports[url] = self.open_fork(repo, related_remote(url, repo.remote))
             prefix = f"{FORKS}{openboard.fork_key(url)}/"
             report.read += 1
             try:

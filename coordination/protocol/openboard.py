@@ -99,6 +99,25 @@ class ForkedClone:
     def __getattr__(self, name):
         return getattr(self.board, name)
 
+    @property
+    def counters(self) -> dict:
+        """Fetches and pushes to the board and to the fork together."""
+        both = dict(self.board.counters)
+        for key, value in self.fork.counters.items():
+            both[key] = both.get(key, 0) + value
+        return both
+
+    @property
+    def processes(self) -> dict:
+        """git verb -> [processes run, their CPU seconds], for the board and the fork together."""
+        both = {verb: list(tally) for verb, tally in self.board.processes.items()}
+        runner = getattr(self.fork, "runner", None)  # a git Transport's; a memory clone runs none
+        for verb, (n, cpu) in (runner.processes if runner is not None else {}).items():
+            tally = both.setdefault(verb, [0, 0.0])
+            tally[0] += n
+            tally[1] += cpu
+        return both
+
     def fetch(self, refspecs, **options) -> None:
         refspecs = list(refspecs)
         main = [s for s in refspecs if s.lstrip("+").split(":", 1)[0] == MAIN_REF]

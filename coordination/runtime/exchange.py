@@ -20,8 +20,7 @@ from typing import Callable
 from coordination import testhooks
 from coordination.backoff import Backoff
 from coordination.clock import Clock
-from coordination.exceptions import BoardModeMismatch
-from coordination.protocol import campaign, claims, openboard, verify
+from coordination.protocol import campaign, claims, verify
 from coordination.protocol.claims import Candidate
 from coordination.protocol.git import RefUpdate
 from coordination.protocol.records import RESULT_FILE, dumps, order_of
@@ -164,19 +163,14 @@ class Exchange:
         take; drop what main now shows, confirm claims made ahead, start those."""
         s.board.require_main(view)
         policy = view.policy()
-        require_mode(s, policy)
-        s.fleet_seen = s.fleet_seen or s.last_push != float("-inf")  # a look after its first push
+        s.mode.require(s.remote.url, policy)
+        # a look after its first push; on an open board the fleet (of one) is known from the start
+        s.fleet_seen = s.fleet_seen or s.last_push != float("-inf") or not s.mode.folds_main
         for worker, note in view.heartbeats.items():
             s.liveness.observe(worker, note.sha, note.info)
-        if s.fork is not None:  # an open board: the fork's budget is this worker's alone, its fleet is known
-            s.budget, seen, s.fleet_seen = openboard.fork_budget(policy), set(), True
-            s.grant_wait = pacing.grant_wait(self.config, len(view.holders()))
-        else:
-            s.budget = view.push_budget()
-            # the workers pushing to the board: heartbeats still alive, holders on main, claims pending
-            seen = {w for w in view.heartbeats if s.liveness.online(w)} | view.holders()
-            seen |= {note.info.get("worker_id") for notes in view.claims.values() for note in notes.values()}
-            seen = {w for w in seen if isinstance(w, str)} - {self.worker_id}
+        s.budget = s.mode.budget(view, policy)
+        s.grant_wait = s.mode.grant_wait(self.config, view)
+        seen = s.mode.others_seen(view, s.liveness.online, self.worker_id)
         s.workers_seen = len(seen) + 1
         offered = [view.locate(i) for i in view.list_ids(OrderState.AVAILABLE)[:3]]
         guesses = [g for g in (order_seconds(order_of(loc.record), self.activity.page_seconds) for loc in offered
@@ -260,11 +254,10 @@ class Exchange:
             s.learning = s.learning or learning
             return holder
 
-        # on an open board the dispatcher takes work back from silent workers, not the workers
-        scan = s.scan_lapsed and s.fork is None
+        scan = s.scan_lapsed and s.mode.takes_over  # (on an open board the dispatcher takes work back)
         candidates = view.candidates(now, exclude=held.held_ids(), limit=turn.claims, rng=self.rng,
                                      lapsed=lapsed if scan else None, share=view.share_of(self.worker_id),
-                                     worker_id=self.worker_id, fork=s.fork.url if s.fork is not None else None)
+                                     worker_id=self.worker_id, fork=s.mode.fork.url if s.mode.fork is not None else None)
         return candidates, claims.claim_updates(candidates, self.worker_id, now,
                                                 lambda info: s.board.ref_commit(info, when=now),
                                                 lease_seconds=turn.lease)
@@ -275,7 +268,7 @@ class Exchange:
         every push; on its own it goes only when a change has waited `fold_delay` unseen on main
         (ours, or one this worker has watched that long)."""
         fold = view.plan_fold(now, s.board.settings, self.worker_id)
-        if s.fork is not None:  # an open board: main is the dispatcher's; delete the fork's refs main shows
+        if not s.mode.folds_main:  # an open board: main is the dispatcher's; delete the fork's refs main shows
             creating = {u.ref for u in updates}
             if updates or beat:
                 updates += [u for u in fold.prune if u.ref not in creating]
@@ -297,7 +290,7 @@ class Exchange:
                 continue
             held.outbox.pop(entry.key, None)
             s.spool.remove(entry)
-            if not main_ok and s.fork is None:  # (on an open board, showing it on main is the dispatcher's part)
+            if not main_ok and s.mode.folds_main:
                 held.unfolded[("result", entry.work_id, entry.seq)] = self.clock.now()
 
     def settle_claims(self, s: BoardSession, held: Holdings, view: BoardView, candidates: list[Candidate],
@@ -311,7 +304,7 @@ class Exchange:
             s.claimed_last += 1
             # if main did not move since we chose, the order was still on offer: the claim is good
             self.hold(held, view, cand, now, confirmed=main_ok)
-            if s.fork is None:
+            if s.mode.folds_main:
                 held.unfolded[("claim", cand.work_id, cand.seq)] = self.clock.now()
         return s.claimed_last
 
@@ -341,13 +334,9 @@ class Exchange:
         for work_id, job in list(held.ready.items()):
             if job.confirmed:
                 continue
-            if s.fork is not None:
-                grant = openboard.grant_state(view.locate(work_id), job.seq, self.worker_id, s.fork.url)
-                if grant == openboard.Grant.WAITING:
-                    continue
-                good = grant == openboard.Grant.GRANTED
-            else:
-                good = view.claim_holds(work_id, job.seq, self.worker_id, bool(job.takeover_of))
+            good = s.mode.claim_state(view, work_id, job.seq, self.worker_id, bool(job.takeover_of))
+            if good is None:
+                continue  # an open board's claim waiting for its grant
             if good:
                 job.confirmed = True
             else:
@@ -401,19 +390,6 @@ class Exchange:
                 "completed": self.stats.completed, "failed": self.stats.failed, "host": socket.gethostname(),
                 "pid": os.getpid(), "started_at": self.stats.started_at}
         return RefUpdate(heartbeat_ref(self.worker_id), s.board.ref_commit(info, when=now), None)
-
-
-def require_mode(s: BoardSession, policy: dict) -> None:
-    """An open board needs a fork to push to; a board every worker writes to takes none."""
-    if openboard.is_open(policy) and s.fork is None:
-        raise BoardModeMismatch(
-            f"{s.remote.url} is an open board: volunteers push only to their own copy of it. Make a fork of "
-            "the board (on GitHub: Fork, then a fine-grained token for the fork with Contents: read and write) "
-            "and run again with --fork-url YOUR_FORK_URL (or WMS_FORK_URL in .env).")
-    if s.fork is not None and not openboard.is_open(policy):
-        raise BoardModeMismatch(
-            f"--fork-url was given, but {s.remote.url} is not an open board: every worker pushes to the board "
-            "itself there. Run without --fork-url (and unset WMS_FORK_URL).")
 
 
 def holds_result(view: BoardView, entry: SpoolEntry) -> bool:

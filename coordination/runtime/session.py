@@ -31,6 +31,7 @@ from coordination.protocol.remote import Remote
 from coordination.runtime import pacing
 from coordination.runtime.config import WorkerConfig
 from coordination.runtime.jobs import Job
+from coordination.runtime.modes import SharedBoard, mode_of
 from coordination.runtime.spool import Spool, SpoolEntry
 
 
@@ -44,7 +45,7 @@ class BoardSession:
     spool: Spool
     liveness: LivenessTracker
     backoff: Backoff  # waits while the board is unreachable
-    fork: Remote | None = None  # an open board: the volunteer's own repository, the only one pushed to
+    mode: SharedBoard = field(default_factory=SharedBoard)  # the board's rules for this worker (`modes.py`)
     # what the worker last saw of the board
     budget: float = PUSH_BUDGET  # pushes a minute the board allows the whole fleet (board.json)
     workers_seen: int = 1  # workers seen pushing to it, this one included
@@ -79,7 +80,7 @@ class BoardSession:
     def observation_fields(cls) -> list[str]:
         """The fields a new session starts afresh (all but the board's objects)."""
         return [f.name for f in dataclasses.fields(cls) if f.name not in
-                ("remote", "repo", "board", "spool", "liveness", "backoff", "fork")]
+                ("remote", "repo", "board", "spool", "liveness", "backoff", "mode")]
 
     def known(self) -> bool:
         """Has this workdir's clone ever fetched the board (a board once reached, now down)?"""
@@ -101,7 +102,7 @@ def open_session(remote: Remote, base: Path, config: WorkerConfig, settings: Boa
     return BoardSession(remote=remote, repo=repo, board=board, spool=Spool(base / "spool"),
                         liveness=LivenessTracker(config.offline_after, clock=clock.monotonic),
                         backoff=Backoff(config.poll_seconds, config.poll_cap_seconds, spread=(0.75, 1.25), rng=rng),
-                        reached=reached, fork=getattr(repo, "fork_remote", None))
+                        reached=reached, mode=mode_of(repo))
 
 
 @dataclass

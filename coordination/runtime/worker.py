@@ -180,8 +180,8 @@ class Worker:
                 return 0.0  # there may be more slots to fill, or claims to confirm
             if step.claim and not held.ready and s.found_nothing:
                 self.handle_empty_poll()
-            elif s.fork is not None and s.found_nothing:  # an open board: nothing more on offer while claims
-                s.next_poll_at = self.clock.now() + s.grant_wait  # wait for their grants: look again with them
+            elif s.grant_wait and s.found_nothing:  # an open board: nothing more on offer while claims wait
+                s.next_poll_at = self.clock.now() + s.grant_wait  # for their grants: look again with them
         elif step.step is Step.RENEW:
             self.talk(lambda: self.exchange.run(s, held, 0, heartbeat=True, renew=True))
         return pacing.next_timeout(self.config, self.snapshot(), self.clock.now())
