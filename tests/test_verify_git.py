@@ -169,3 +169,43 @@ def test_at_five_percent_the_bad_worker_is_found_and_its_chapters_checked_again(
         assert row["accepted"] == "tie-broken" and row["worker_id"] != "bad"
         assert [p["text"] for p in row["pages"]] == chapter_text(row["series"], row["chapter"], 1)
     assert ids_by_state(bare)["completed"] == [] and ids_by_state(bare)["failed"] == []
+
+
+def test_set_verify_and_publish_verify_on_a_board_and_their_failures(board, tmp_path):
+    from tests.test_host_support import invoke
+    url = str(board)
+    assert read_board_json(board, "board.json")["verify"] == {"fraction": 0.0, "threshold": 0.05}  # testing preset
+    r = invoke("set-verify", "--repo-url", url, "--verify", "0.5")
+    assert (r.exit_code, r.output) == (0, "Verification: 0 -> 0.5 of new chapters; agreement at CER <= 0.05 -> 0.05.\n")
+    r = invoke("set-verify", "--repo-url", url, "--verify", "0.5")
+    assert (r.exit_code, r.output) == (0, "Verification already 0.5 of new chapters, agreement at CER <= 0.05; "
+                                          "nothing to do.\n")
+    assert read_board_json(board, "board.json")["verify"] == {"fraction": 0.5, "threshold": 0.05}
+    r = invoke("set-verify", "--repo-url", url)
+    assert r.exit_code == 2 and "Error: Give --verify FRACTION, --threshold CER, or both." in r.output
+    r = invoke("set-verify", "--repo-url", url, "--threshold", "1.5")
+    assert r.exit_code == 2 and "Invalid value for '--threshold': 1.5 is not in the range 0.0<=x<=1.0." in r.output
+    r = invoke("publish", "--repo-url", url, "--simulate", "3", "--verify", "-0.1")
+    assert r.exit_code == 2 and "Invalid value for '--verify': -0.1 is not in the range 0.0<=x<=1.0." in r.output
+    r = invoke("publish", "--repo-url", url, "--simulate", "2", "--prefix", "ch.v2", "--verify", "0")
+    assert r.exit_code == 0  # ch.v2-00001: a copy's suffix only at the end of an id
+    # publish without --verify takes the board's share: half of 4
+    r = invoke("publish", "--repo-url", url, "--simulate", "4", "--prefix", "half")
+    assert r.exit_code == 0 and "Verified: 2 of them are read by two different workers" in r.output
+    marked = [i for i in ids_by_state(board)["available"]
+              if "verify" in read_board_json(board, f"available_work/{i}.json")]
+    assert len(marked) == 2 and all(i.startswith("half-") for i in marked)
+    # an id that names a copy is refused, before anything is pushed
+    orders = [{"schema": 1, "work_id": "ch-1.v2", "kind": "simulate", "seconds": 0}]
+    with pytest.raises(ValueError) as err:
+        admin.publish(admin.open_board(url, tmp_path / "h"), orders)
+    assert str(err.value) == "invalid work id 'ch-1.v2': ids ending in .v2 to .v9 name the copies of verified chapters"
+    # a board.json that is not JSON: set-verify says what to do, exit 1
+    subprocess.run(["git", "clone", "-q", str(board), str(tmp_path / "edit")], check=True)
+    (tmp_path / "edit" / "board.json").write_text("{not json")
+    for cmd in (["add", "board.json"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "break"],
+                ["push", "-q", "origin", "main"]):
+        subprocess.run(["git", "-C", str(tmp_path / "edit"), *cmd], check=True)
+    r = invoke("set-verify", "--repo-url", url, "--verify", "0.1")
+    assert (r.exit_code, r.output) == (1, "Error: board.json on main is not valid JSON; fix it by hand before "
+                                          "changing verification\n")
