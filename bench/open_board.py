@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -228,10 +229,10 @@ def git_run(mode: str, workers: int, orders: int, tmp: Path, delay: float) -> di
     keeper_log = (root / "keeper.log").read_text(errors="replace")
     reads = None
     if mode == "open":
-        counts = [line for line in keeper_log.splitlines() if line.startswith("Dispatcher stopped after")]
-        if counts:
-            words = counts[-1].split()
-            reads = (int(words[4]) + int(words[8])) / (ended - started)
+        found = re.search(r"Dispatcher stopped after \d+ pass\(es\): (\d+) fork read\(s\) \(ls-remote\), (\d+) fork "
+                          r"fetch\(es\)", keeper_log)
+        if found:
+            reads = (int(found.group(1)) + int(found.group(2))) / (ended - started)
     return {"mode": mode, "W": workers, "orders": orders,
             "efficiency": orders * SECONDS / workers / max(last - first, 1e-9), "makespan": last - first,
             "busiest60": busiest(board_pushes), "lost": orders - len(states["completed"]),
@@ -244,7 +245,7 @@ def done_count(root: Path, workers: int) -> int:
     total = 0
     for i in range(workers):
         try:
-            total += (root / f"w{i}.log").read_text(errors="replace").count("Completed work:")
+            total += (root / f"w{i}" / "worker.log").read_text(errors="replace").count("Completed work:")
         except OSError:
             pass
     return total
