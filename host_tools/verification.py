@@ -130,7 +130,12 @@ def judge(board: Board, view: BoardView, now: float, reader: Reader | None = Non
             report.offered.append(work_id)
 
     for group, copies in sorted(groups.items()):
-        if group in found or 1 not in copies:
+        if group in found:
+            continue
+        if 1 not in copies:
+            if view.locate(group).state == OrderState.FAILED:  # the first reading was refused (quarantined)
+                new_verdicts[group] = verdict_record(group, verify.UNVERIFIED, [], None, [], {}, policy, now,
+                                                     note=f"{group}: the first copy failed")
             continue
         later = view.locate(verify.copy_id(group, 2))
         if 2 not in copies:
@@ -201,7 +206,7 @@ def verdict_record(group: str, how: str, copies: list, accepted: str | None, rej
                           "agreed": True if c.work_id in (agreed or []) else (False if c.work_id in rejected_ids
                                                                                 else None)}
                          for c in copies],
-              "rejected": rejected, "cer": rates}
+              "rejected": rejected, "cer": {pair: round(rate, 4) for pair, rate in rates.items()}}
     if note:
         record["note"] = note
     return record

@@ -112,7 +112,10 @@ def test_shuffled_and_empty_texts_disagree_and_a_slightly_different_reading_agre
     assert verify.agreement([text], [""], 0.05) == 1.0
     assert verify.agreement([text, text], [text], 0.05) == 1.0  # a page missing
     one_off = text[:10] + "X" + text[11:]
-    assert verify.agreement([text], [one_off], 0.05) == round(1 / len(text), 4)
+    assert verify.agreement([text], [one_off], 0.05) == pytest.approx(1 / len(text))
+    # just past the threshold is past it, however little
+    long = "あ" * 10001
+    assert verify.agreement([long], ["い" * 501 + long[501:]], 0.05) > 0.05
 
 
 def test_the_fold_refuses_the_second_copy_to_the_worker_of_the_first_and_a_worker_trying_is_refused(clock, tmp_path):

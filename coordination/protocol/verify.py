@@ -234,7 +234,8 @@ def bounded_distance(a: str, b: str, bound: int) -> int:
 def agreement(pages_a: Sequence[str], pages_b: Sequence[str], threshold: float) -> float:
     """The character error rate between two readings of a chapter, page by page: edits over the
     characters of the longer text of each page, summed over the pages. Exact up to ``threshold``
-    (enough to decide); a rate past it is reported as at least the bound (1.0 when the page counts differ).
+    (enough to decide); past it, a lower bound that is still past it (1.0 when the page counts differ
+    or one reading is empty).
 
     >>> agreement(["abcdefghij", "klmnopqrst"], ["abcdefghij", "klmnopqrsX"], 0.1)
     0.05
@@ -250,9 +251,9 @@ def agreement(pages_a: Sequence[str], pages_b: Sequence[str], threshold: float) 
     edits = 0
     for a, b in zip(pages_a, pages_b):
         edits += bounded_distance(a, b, budget - edits if budget >= edits else 0)
-        if edits > budget:
-            return 1.0 if not any(pages_a) or not any(pages_b) else round(max(edits / total, threshold + 1e-9), 4)
-    return round(edits / total, 4)
+        if edits > budget:  # edits > int(threshold x total): the rate is past the threshold
+            return 1.0 if not any(pages_a) or not any(pages_b) else edits / total
+    return edits / total
 
 
 # ------------------------------------------------------------------ deciding a chapter
