@@ -63,12 +63,13 @@ def choose(offers: list[tuple[OrderState, list[str]]], locate: Callable[[str], L
            pending: Callable[[str, int], bool], now: float, *, exclude: Iterable[str] = (), limit: int = 1,
            rng: random.Random | None = None, lapsed: Callable[[str, Located], str | None] | None = None,
            share: Callable[[str], bool] | None = None, worker_id: str | None = None,
-           fork: str | None = None) -> list[Candidate]:
+           fork: str | None = None, urgency: Callable[[OrderState, str], int] | None = None) -> list[Candidate]:
     """Orders to try to claim, at most ``limit``, from ``offers`` (state, ids listed in its folder).
 
     ``pending(work_id, seq)``: a claim past ``seq`` is pending; ``lapsed(work_id, loc)``: the
     silent holder of an active order (only with ``lapsed`` are active orders considered).
     ``worker_id`` (``fork``): never a copy of a verified chapter that names it (`verify.refuses`).
+    ``urgency(state, work_id)``: lower first (`verify.urgency`), before this worker's share.
 
     >>> loc = {"a": Located(OrderState.AVAILABLE, "available_work/a.json", None, {}),
     ...        "r": Located(OrderState.RETRY, "retry_queue/r.json", None, {"seq": 1, "not_before": 50})}
@@ -86,6 +87,8 @@ def choose(offers: list[tuple[OrderState, list[str]]], locate: Callable[[str], L
         rng.shuffle(ids)
         if share is not None:
             ids.sort(key=lambda i: not share(i))  # stable: still random within each part
+        if urgency is not None:
+            ids.sort(key=lambda i: urgency(state, i))  # stable: the share, then random, within each
         for work_id in ids:
             if len(chosen) >= limit:
                 return chosen

@@ -120,24 +120,38 @@ def copies_to_come(view) -> int:
     """Second copies not on offer yet: the first copies of verified chapters on offer, waiting to be
     retried or claimed on ``view`` (a `BoardView`), each of which offers one when it is completed. The
     end-of-queue plan counts them as work left. Each order file is read once per blob (memo)."""
-    from coordination.protocol.records import parse_json_record
-    memo, count = view.repo.memo, 0
+    count = 0
     for state in (OrderState.AVAILABLE, OrderState.RETRY, OrderState.ACTIVE):
         folder = view.repo.lookup(view.tree, state.folder) if view.tree else None
         if folder is None or not folder.is_tree:
             continue
         for entry in view.repo.read_tree(folder.sha):
-            if entry.is_tree or entry.is_link or not entry.name.endswith(".json"):
-                continue
-            key = ("first-copy", entry.sha)
-            if key not in memo:
-                try:
-                    info = info_of(parse_json_record(view.repo.read_blob(entry.sha, limit=5 << 20)))
-                except ValueError:
-                    info = None
-                memo[key] = info is not None and info.get("copy") == 1
-            count += memo[key]
+            if not entry.is_tree and not entry.is_link and entry.name.endswith(".json"):
+                count += _first_copy_blob(view, entry.sha)
     return count
+
+
+def _first_copy_blob(view, sha: str) -> bool:
+    from coordination.protocol.records import parse_json_record
+    key = ("first-copy", sha)
+    if key not in view.repo.memo:
+        try:
+            info = info_of(parse_json_record(view.repo.read_blob(sha, limit=5 << 20)))
+        except ValueError:
+            info = None
+        view.repo.memo[key] = info is not None and info.get("copy") == 1
+    return view.repo.memo[key]
+
+
+def urgency(view, state: OrderState, work_id: str) -> int:
+    """The order in which a worker tries orders on offer: a verified chapter's later copies first (0),
+    then its first copy (1), then the rest (2), so that second readings do not pile up at the end of
+    the queue, where they would come one after another."""
+    if parse_copy(work_id)[1] > 1:
+        return 0
+    from coordination.protocol.states import state_path
+    entry = view.repo.lookup(view.tree, state_path(state, work_id)) if view.tree else None
+    return 1 if entry is not None and not entry.is_tree and _first_copy_blob(view, entry.sha) else 2
 
 
 def verdict_path(group: str) -> str:
