@@ -7,8 +7,9 @@ For each verified chapter whose later copy is completed and that has no verdict 
 - copies 1 and 2 agree (CER between them at most board.json's threshold): verdict "quorum";
 - they disagree: copy 3 goes on offer (`available_work/G.v3.json`, for neither worker), and once it
   is done the copy it agrees with wins ("tie-broken"); the other is rejected, the verdict naming its
-  work id and worker id (and fork) and the two ids it disagreed with; a third that agrees with both
-  or neither leaves the chapter "disputed" (a person decides);
+  work id and worker id (and fork) and the two ids it disagreed with; while no two readings agree
+  (two bad workers, say) one more is offered, up to `verify.MAX_COPIES`, then the chapter is
+  "disputed" (a person decides);
 - a copy that failed for good leaves the chapter "unverified".
 
 A worker rejected `verify.SUSPECT_AFTER` times (adaptive replication) has every completed chapter of
@@ -151,20 +152,20 @@ def judge(board: Board, view: BoardView, now: float, reader: Reader | None = Non
                 break  # not a valid result: quarantined by the monitor or collect first
             read.append((verify.Copy(n, copies[n][0], str(rec.get("worker_id", "?")), _fork(rec), texts), rec))
         else:
-            decision = verify.decide([c for c, _ in read][:3], policy.threshold)
-            if decision.how is None:
-                third = verify.copy_id(group, 3)
-                loc = view.locate(third)
+            decision = verify.decide([c for c, _ in read], policy.threshold)
+            if decision.how is None:  # no two readings agree yet: one more, by a worker that read none
+                nxt = verify.copy_id(group, max(copies) + 1)
+                loc = view.locate(nxt)
                 if loc.state is None:
                     first = read[0][1]
                     order = order_of(first.get("order") if isinstance(first.get("order"), dict) else {})
                     if order.get("work_id") is None:
                         order["work_id"] = group
-                    offer(third, verify.mark(order, 3, [c.worker_id for c, _ in read],
-                                             [c.fork for c, _ in read if c.fork]))
+                    offer(nxt, verify.mark(order, max(copies) + 1, [c.worker_id for c, _ in read],
+                                           [c.fork for c, _ in read if c.fork]))
                 elif loc.state == OrderState.FAILED:
                     new_verdicts[group] = verdict_record(group, verify.DISPUTED, [c for c, _ in read], None, [],
-                                                         decision.rates, policy, now, note="the third copy failed")
+                                                         decision.rates, policy, now, note=f"{nxt} failed")
                 continue
             new_verdicts[group] = verdict_record(group, decision.how, [c for c, _ in read], decision.accepted,
                                                  decision.rejected, decision.rates, policy, now,

@@ -47,6 +47,7 @@ DEFAULT_FRACTION = 0.05
 DEFAULT_THRESHOLD = 0.05
 VERDICTS = "verified"  # verified/<shard>/<group>.json on main
 SUSPECT_AFTER = 2  # rejections that make a worker's every chapter verified
+MAX_COPIES = 5  # readings of one chapter at most: no two of five agreeing leaves it "disputed"
 _COPY = re.compile(r"^(?P<group>.+)\.v(?P<n>[2-9])$")
 
 # how a chapter was accepted (collect's `accepted`, the SQLite column)
@@ -290,7 +291,10 @@ class Decision:
 
 
 def decide(copies: Sequence[Copy], threshold: float) -> Decision:
-    """The verdict on a verified chapter from its completed copies (two or three).
+    """The verdict on a verified chapter from its completed copies: accepted once two of them agree
+    (the earlier of the first agreeing pair is the text taken; "quorum" when they are copies 1 and 2,
+    "tie-broken" after more readings), every copy that disagrees with it rejected, naming the pair;
+    None while no two agree (another copy is needed), "disputed" once `MAX_COPIES` never agreed.
 
     >>> a, b = Copy(1, "c", "w1", None, ["ねこ"]), Copy(2, "c.v2", "w2", None, ["ねこ"])
     >>> d = decide([a, b], 0.05); d.how, d.accepted, d.rejected
@@ -301,28 +305,29 @@ def decide(copies: Sequence[Copy], threshold: float) -> Decision:
     >>> d = decide([a, bad, Copy(3, "c.v3", "w3", None, ["ねこ"])], 0.05)
     >>> d.how, d.accepted, d.rejected
     ('tie-broken', 'c', [{'work_id': 'c.v2', 'worker_id': 'w2', 'fork': None, 'against': ['c', 'c.v3']}])
+    >>> decide([a, bad, Copy(3, "c.v3", "w3", None, ["いぬ"])], 0.05).how is None  # two bad readings: a fourth
+    True
     """
     copies = sorted(copies, key=lambda c: c.n)
     rates: dict = {}
 
     def agree(x: Copy, y: Copy) -> bool:
-        rate = agreement(x.pages, y.pages, threshold)
-        rates[f"{x.work_id}|{y.work_id}"] = rate
-        return rate <= threshold
+        key = f"{x.work_id}|{y.work_id}"
+        if key not in rates:
+            rates[key] = agreement(x.pages, y.pages, threshold)
+        return rates[key] <= threshold
 
-    first, second = copies[0], copies[1]
-    if agree(first, second):
-        return Decision(QUORUM, first.work_id, [], [first.work_id, second.work_id], rates)
-    if len(copies) < 3:
-        return Decision(None, rates=rates)
-    third = copies[2]
-    with_first, with_second = agree(first, third), agree(second, third)
-    if with_first == with_second:  # agrees with both or with neither: no majority
-        return Decision(DISPUTED, rates=rates)
-    winner, loser = (first, second) if with_first else (second, first)
-    rejected = [{"work_id": loser.work_id, "worker_id": loser.worker_id, "fork": loser.fork,
-                 "against": [winner.work_id, third.work_id]}]
-    return Decision(TIE_BROKEN, winner.work_id, rejected, [winner.work_id, third.work_id], rates)
+    for j in range(1, len(copies)):
+        for i in range(j):
+            if not agree(copies[i], copies[j]):
+                continue
+            winner, partner = copies[i], copies[j]
+            agreed = [c for c in copies if c is winner or c is partner or agree(winner, c)]
+            rejected = [{"work_id": c.work_id, "worker_id": c.worker_id, "fork": c.fork,
+                         "against": [winner.work_id, partner.work_id]} for c in copies if c not in agreed]
+            how = QUORUM if len(copies) == 2 else TIE_BROKEN
+            return Decision(how, winner.work_id, rejected, [c.work_id for c in agreed], rates)
+    return Decision(DISPUTED if len(copies) >= MAX_COPIES else None, rates=rates)
 
 
 def tally(verdicts: Iterable[dict]) -> dict[str, dict]:
