@@ -145,10 +145,11 @@ def claim_holds(loc: Located, note: RefNote | None, seq: int, worker_id: str, ta
     """
     if loc.state == OrderState.ACTIVE and loc.seq == seq and loc.record.get("worker_id") == worker_id:
         return True
-    if verify.refuses(loc.record, worker_id):  # the fold refuses it: a verified chapter's other copy
-        return False
     if note is None or note.info.get("worker_id") != worker_id or loc.seq != seq - 1:
         return False
+    if loc.state in (OrderState.AVAILABLE, OrderState.RETRY, OrderState.ACTIVE) \
+            and verify.refuses(loc.record, worker_id):
+        return False  # the fold refuses it: this worker read another copy of the verified chapter
     return loc.state in (OrderState.AVAILABLE, OrderState.RETRY) or (loc.state == OrderState.ACTIVE and takeover)
 
 
