@@ -192,7 +192,8 @@ def git_run(mode: str, workers: int, orders: int, tmp: Path, delay: float) -> di
                                                                               "--offline-after", str(OFFLINE)]
         keeper_proc = subprocess.Popen([PY, "-m", "host_tools", *keeper, "--repo-url", url], cwd=ROOT, env=env,
                                        stdout=open(root / "keeper.log", "w"), stderr=subprocess.STDOUT)
-        procs = [start_worker(url, root / f"w{i}", "--max-failures", "3", "--max-work", "100000", "--jobs", "1",
+        # workers stay for a few empty polls (about 50 s), so the one killed has its order taken back and done
+        procs = [start_worker(url, root / f"w{i}", "--max-failures", "12", "--max-work", "100000", "--jobs", "1",
                               "--worker-id", f"w{i}",
                               *(["--fork-url", server.url(forks[i].name)] if forks else []),
                               env=env, log=root / f"w{i}.log") for i in range(workers)]
@@ -218,14 +219,10 @@ def git_run(mode: str, workers: int, orders: int, tmp: Path, delay: float) -> di
     records = [json.loads(git_out(bare, "show", f"main:{f}")) for f in files]
     first = min(r["claimed_at"] for r in records) if records else 0.0
     last = max(r["completed_at"] for r in records) if records else 0.0
-    logs = [(root / f"w{i}.log").read_text(errors="replace") for i in range(workers)]
+    logs = [(root / f"w{i}" / "worker.log").read_text(errors="replace") for i in range(workers)]
     completions = Counter(line.rsplit(" ", 1)[-1] for text in logs for line in text.splitlines()
                           if "Completed work:" in line)
-    back = None
-    if killed_at is not None:
-        took = [int(line.split(" ", 1)[0]) for line in git_out(bare, "log", "--format=%ct %B", "main").splitlines()
-                if line[:1].isdigit() and ("took back" in line or "lease lapsed" in line)]
-        back = min((t for t in took if t >= int(killed_at)), default=None)
+    back = taken_again(root, workers, killed_at) if killed_at is not None else None
     keeper_log = (root / "keeper.log").read_text(errors="replace")
     reads = None
     if mode == "open":
@@ -236,9 +233,31 @@ def git_run(mode: str, workers: int, orders: int, tmp: Path, delay: float) -> di
     return {"mode": mode, "W": workers, "orders": orders,
             "efficiency": orders * SECONDS / workers / max(last - first, 1e-9), "makespan": last - first,
             "busiest60": busiest(board_pushes), "lost": orders - len(states["completed"]),
-            "twice": sum(n - 1 for n in completions.values() if n > 1),
-            "kill_to_offer": (back - killed_at) if back is not None else None,
+            # processed twice: as in memory, not counting the killed worker's results that never left its spool
+            "twice": sum(completions.values()) - completions_of(logs[0]) + sum(1 for r in records
+                                                                            if r.get("worker_id") == "w0")
+            - len(states["completed"]),
+            "kill_to_offer": (back - killed_at) if back is not None else None,  # taken by another, git runs
             "cpu_per_order": keeper_cpu / orders if mode == "open" else None, "reads_s": reads}
+
+
+def completions_of(log: str) -> int:
+    return sum(1 for line in log.splitlines() if "Completed work:" in line)
+
+
+def taken_again(root: Path, workers: int, killed_at: float) -> float | None:
+    """When another worker claimed an order the killed one (w0) held: from the workers' logs (the same
+    measure for both modes; on an open board it includes the grant after the take-back)."""
+    def events(i: int, word: str) -> list[tuple[float, str]]:
+        out = []
+        for line in (root / f"w{i}" / "worker.log").read_text(errors="replace").splitlines():
+            if f"{word} work: " in line:
+                stamp = time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S")) + float("0." + line[20:23])
+                out.append((stamp, line.rsplit(" ", 1)[-1]))
+        return out
+    held = {w for _, w in events(0, "Claimed")} - {w for _, w in events(0, "Completed")}
+    times = [t for i in range(1, workers) for t, w in events(i, "Claimed") if w in held and t >= killed_at]
+    return min(times) if times else None
 
 
 def done_count(root: Path, workers: int) -> int:
