@@ -110,33 +110,39 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ reading
     def read_forks(self, urls: list[str], report: PassReport) -> dict[str, BoardView]:
-        """Each fork's refs: listed in parallel (`READERS` at once: a round trip each, mostly waiting), then
-        fetched one at a time into this clone where they moved."""
+        """Each fork's refs: listed, then fetched where they moved, `READERS` forks at a time (a round trip
+        each, mostly waiting; concurrent fetches into one clone write different refs)."""
         repo = self.board.repo
         listed = dict(zip(urls, self.pool().map(self.list_refs, urls))) if urls else {}
         self.counters["ls_remote"] += len(urls)
+        moved = [u for u in urls if not isinstance(listed[u], WmsError) and listed[u] != self.fork_refs.get(u)]
+        fetched = dict(zip(moved, self.pool().map(self.fetch_refs, moved))) if moved else {}
+        self.counters["fetch"] += len(moved)
         views = {}
         for url in urls:
             report.read += 1
-            refs = listed[url]
-            prefix = f"{FORKS}{openboard.fork_key(url)}/"
-            try:
-                if isinstance(refs, WmsError):
-                    raise refs
-                if refs != self.fork_refs.get(url):
-                    self.counters["fetch"] += 1
-                    self.transports[url].fetch([f"+refs/wms/*:{prefix}wms/*"])
-                    self.fork_refs[url] = refs
-                    if refs:  # (a fork that never pushed a ref is not "seen")
-                        self.last_seen[url] = self._now
-                    report.fetched += 1
-            except WmsError as exc:
-                log.warning("Could not read the fork %s: %s", url, exc.message)
+            failure = listed[url] if isinstance(listed[url], WmsError) else fetched.get(url)
+            if failure is not None:
+                log.warning("Could not read the fork %s: %s", url, failure.message)
                 report.unreachable.append(url)
                 continue
+            if url in fetched:
+                self.fork_refs[url] = listed[url]
+                if listed[url]:  # (a fork that never pushed a ref is not "seen")
+                    self.last_seen[url] = self._now
+                report.fetched += 1
+            prefix = f"{FORKS}{openboard.fork_key(url)}/"
             local = {"refs/" + ref[len(prefix):]: sha for ref, sha in repo.refs(prefix).items()}
             views[url] = BoardView(repo, None, local)
         return views
+
+    def fetch_refs(self, url: str) -> WmsError | None:
+        """Fetch the fork's `refs/wms/*` into `refs/forks/<key>/`; the error, if it failed."""
+        try:
+            self.transports[url].fetch([f"+refs/wms/*:{FORKS}{openboard.fork_key(url)}/wms/*"])
+        except WmsError as exc:
+            return exc
+        return None
 
     def list_refs(self, url: str):
         """The fork's `refs/wms/*` (one `git ls-remote`), or the error that kept them from us."""
