@@ -209,3 +209,42 @@ def test_set_verify_and_publish_verify_on_a_board_and_their_failures(board, tmp_
     r = invoke("set-verify", "--repo-url", url, "--verify", "0.1")
     assert (r.exit_code, r.output) == (1, "Error: board.json on main is not valid JSON; fix it by hand before "
                                           "changing verification\n")
+
+
+def test_open_board_a_verified_chapter_is_read_by_two_forks_and_the_bad_forks_reading_rejected(tmp_path):
+    from tests.helpers import make_bare, wait_for
+    board = make_bare(tmp_path / "board.git")
+    host("init", "--repo-url", str(board), "--open")
+    forks = [make_bare(tmp_path / f"fork-{i}.git") for i in range(3)]
+    host("volunteers", "add", "--repo-url", str(board), *map(str, forks))
+    lib = chapter_tree(tmp_path / "lib", {"Alpha": {"ch1": 1, "ch2": 2}})
+    assert "Verified: 2 of them" in host("publish", "--repo-url", str(board), str(lib), "--verify", "1").stdout
+    host("close", "--repo-url", str(board))
+    dispatcher = subprocess.Popen([PY, "-m", "host_tools", "dispatch", "--repo-url", str(board), "--poll-seconds",
+                                   "0.5"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        # the bad fork's worker first: it reads both chapters; the second copies are for the other forks only
+        run_worker(str(board), tmp_path, "bad", "empty", "--fork-url", str(forks[2]))
+        wait_for(lambda: len(ids_by_state(board)["available"]) == 2, timeout=60, what="the second copies")
+        with cf.ThreadPoolExecutor(2) as pool:  # then the two good forks, until the board is done
+            list(pool.map(lambda i: run_worker(str(board), tmp_path, f"good-{i}", "right", "--fork-url",
+                                               str(forks[i]), "--max-failures", "20"), range(2)))
+        wait_for(lambda: len(git_out_lines(board, "verified/")) == 2, timeout=60, what="two verdicts")
+    finally:
+        dispatcher.terminate()
+        dispatcher.communicate(timeout=30)
+    for path in git_out_lines(board, "verified/"):
+        verdict = read_board_json(board, path)
+        assert verdict["how"] == "tie-broken"
+        assert verdict["rejected"][0]["fork"] == str(forks[2]) and verdict["rejected"][0]["worker_id"] == "bad"
+        assert sorted(c["fork"] for c in verdict["copies"]) == sorted(map(str, forks))  # one fork a reading
+    host("collect", "--repo-url", str(board), "--out", str(tmp_path / "data"), "--format", "sqlite")
+    rows = sqlite3.connect(tmp_path / "data" / "results.sqlite").execute(
+        "SELECT series, chapter, fork, accepted, page_count FROM chapters ORDER BY chapter").fetchall()
+    assert [(r[1], r[3]) for r in rows] == [("ch1", "tie-broken"), ("ch2", "tie-broken")]
+    assert all(r[2] != str(forks[2]) for r in rows)
+
+
+def git_out_lines(bare: Path, folder: str) -> list[str]:
+    return subprocess.run(["git", "--git-dir", str(bare), "ls-tree", "-r", "--name-only", "main", folder],
+                          capture_output=True, text=True, check=True).stdout.split()
