@@ -62,18 +62,20 @@ def run_worker(url: str, workdir: Path, name: str, kind: str, *extra: str) -> su
     return proc
 
 
-def settle(url: str, bare: Path, workdir: Path, good: list[str], rounds: int = 8) -> int:
+def settle(url: str, bare: Path, workdir: Path, good: list[str], rounds: int = 8) -> list[str]:
     """Rounds of the good workers (at once), then one monitor pass (the judge), until nothing is left
-    to read and no verdict waits. Returns the rounds it took."""
+    to read and no verdict waits. Returns the monitor's lines."""
+    said = []
     for n in range(1, rounds + 1):
         with cf.ThreadPoolExecutor(len(good)) as pool:
             list(pool.map(lambda name: run_worker(url, workdir, name, "right"), good))
         out = host("monitor", "--repo-url", url, "--once").stdout
         assert "Error" not in out
+        said += out.splitlines()
         states = ids_by_state(bare)
         summary = json.loads(host("status", "--repo-url", url, "--json").stdout)["verification"]
         if not (states["available"] or states["active"] or states["retry"]) and summary["awaiting"] == 0:
-            return n
+            return said
     raise AssertionError(f"not settled after {rounds} rounds: {ids_by_state(bare)}")
 
 
@@ -95,7 +97,9 @@ def test_verify_all_rejects_every_bad_result_and_the_dataset_is_right(daemon_boa
     second = read_board_json(bare, f"available_work/{states['available'][0]}.json")
     assert second["verify"]["not_by"] == ["bad"] and second["verify"]["copy"] == 2
 
-    settle(url, bare, tmp_path, ["good-1", "good-2"])
+    said = settle(url, bare, tmp_path, ["good-1", "good-2"])
+    assert sum(line.startswith("Verification: offered ") for line in said) == 4  # the third readings
+    assert sum(line.startswith("Verification: verified ") and line.endswith(": tie-broken") for line in said) == 4
     status = json.loads(host("status", "--repo-url", url, "--json").stdout)
     rows = {r["worker"]: r for r in status["verification"]["workers"]}
     assert rows["bad"] == {"worker": "bad", "verified": 4, "agreed": 0, "rejected": 4, "always_verified": True}
