@@ -149,6 +149,7 @@ def render(report: dict, console: Console) -> None:
                       soft_wrap=True)
     if report.get("mode") == "open":
         render_volunteers(report, console)
+        render_verification(report.get("verification"), console)  # agreement per fork
         return render_throughput(report, console)
     workers = Table(title="Workers")
     for col in ("worker", "state", "last heartbeat", "online", "completed", "lease", "orders taken back"):

@@ -242,6 +242,8 @@ def test_open_board_a_verified_chapter_is_read_by_two_forks_and_the_bad_forks_re
         assert verdict["how"] == "tie-broken"
         assert verdict["rejected"][0]["fork"] == str(forks[2]) and verdict["rejected"][0]["worker_id"] == "bad"
         assert sorted(c["fork"] for c in verdict["copies"]) == sorted(map(str, forks))  # one fork a reading
+    table = host("status", "--repo-url", str(board)).stdout
+    assert "Agreement per fork" in table  # (a long fork path wraps in the table)
     host("collect", "--repo-url", str(board), "--out", str(tmp_path / "data"), "--format", "sqlite")
     rows = sqlite3.connect(tmp_path / "data" / "results.sqlite").execute(
         "SELECT series, chapter, fork, accepted, page_count FROM chapters ORDER BY chapter").fetchall()
