@@ -19,8 +19,10 @@ Rules (all geometric; no per-page tuning):
 5. **Order inside a block**: vertical columns right to left, horizontal lines
    top to bottom.
 6. **Order of blocks**: panels first (`find_panels`: the page cut along
-   rows, then columns, blank or dark across the whole region; tiers top to
-   bottom, panels right to left on Japanese pages), each block in the panel
+   rows, then columns, blank or dark across the whole region, and where no
+   straight one crosses a region holding two blocks, along slanted blank
+   gutters framed by the panels' borders; tiers top to bottom, panels right
+   to left on Japanese pages), each block in the panel
    holding most of it; inside a panel (or on a page without panels) a
    recursive XY-cut. At each step the region is cut
    along a gap between blocks. Cuts that run along a panel separator win: a

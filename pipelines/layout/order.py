@@ -31,7 +31,8 @@ def order_blocks(blocks: list[Block], width: int, height: int, lang: str, gray: 
     if gray is None or len(blocks) <= 1:
         return order_in_region(blocks, width, height, lang, gray)
     gutters = _Gutters(gray, blocks)
-    panels = find_panels(gutters.blank, gutters.dark, rtl)
+    centres = [((b.box[0] + b.box[2]) / 2, (b.box[1] + b.box[3]) / 2) for b in blocks]
+    panels = find_panels(gutters.blank, gutters.dark, rtl, centres=centres)
     if len(panels) <= 1:
         return order_in_region(blocks, width, height, lang, gray)
     groups: dict[int, list[Block]] = {}
