@@ -46,6 +46,11 @@ REC_MODEL = "PP-OCRv6_rec_small.onnx"
 #: detection and recognition (text on a 2400x3400 page stays ~40 px tall).
 MAX_SIDE = 1600
 DET_SIDE = 1024
+#: Recognition pads each batch of line crops (48 px tall) to at least this width. RapidOCR's
+#: default, 320, pads a manga column of 3-8 characters to 2-3 times its width: 160 read the
+#: dev pages in 0.53 s of recognition a page instead of 0.98, with F1, CER and block recall
+#: the same or better on both halves; 128 and 96 lost held-out block recall (0.89).
+REC_MIN_WIDTH = 160
 DEFAULT_TIMEOUT = 120.0
 PRECISIONS = ("int8", "fp32")
 INT8_DIR = int8_model.MODELS_DIR
@@ -132,6 +137,7 @@ class RapidOcrEngine:
             "Det.model_path": str(det_model),
             "Rec.model_path": str(paths["rec"]),
             "Rec.rec_batch_num": 8,
+            "Rec.rec_img_shape": [3, 48, REC_MIN_WIDTH],
             # Detection runs on a copy scaled to at most det_side on the long side;
             # lines are cut for recognition from the max_side image.
             "Det.limit_type": "max",
