@@ -125,3 +125,7 @@ class WorkdirError(WmsError):
 class BoardRefusesPushes(BoardPermissionError):
     """The board's server refuses every push to main for a reason no retry changes (a non-bare
     repository with main checked out)."""
+
+
+class BoardModeMismatch(ConfigurationError):
+    """An open board run without --fork-url, or --fork-url given for a board every worker writes to."""

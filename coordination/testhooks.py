@@ -22,6 +22,8 @@ CRASH_POINTS = (
     "submit-before-spool", # the order is processed; its result is only in memory
     "submit-before-push",  # the result is in the spool; nothing pushed yet
     "submit-after-push",   # the server holds the result ref; the spool entry is not removed yet
+    "dispatch-before-push",  # an open board's dispatcher wrote its pass's commit; main not pushed yet
+    "dispatch-after-push",   # main holds the pass; the dispatcher has not sent its alerts nor noted the push
 )
 
 

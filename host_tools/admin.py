@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coordination.protocol import campaign
+from coordination.protocol import campaign, openboard
 from coordination.protocol.archive import ArchiveIndex
 from coordination.protocol.board import Board
 from coordination.protocol.fold import BoardSettings
@@ -313,5 +313,21 @@ def board_status(board: Board, now: float | None = None, offline_after: float | 
             "retry": counts["retry"], "failed": counts["failed"], "total": total,
             "pending_refs": sum(len(v) for v in raw.claims.values()) + sum(len(v) for v in raw.results.values()),
             "workers": workers, "main": raw.main, "checked_at": now, "push_budget": raw.push_budget(),
-            "open": not campaign.is_closed(raw.policy())}
+            "open": not campaign.is_closed(raw.policy()),
+            **open_board_status(raw, board.repo.path.parent, now, offline_after)}
+
+
+def open_board_status(view: BoardView, folder: Path, now: float, offline_after: float) -> dict:
+    """An open board's mode and its volunteers (`host_tools.volunteer_status`), who are its `workers` too
+    (a fork each: last heard of when the dispatcher last saw its refs move); the mode alone for a shared
+    board."""
+    if not openboard.is_open(view.policy()):
+        return {"mode": openboard.SHARED}
+    from host_tools.volunteer_status import volunteer_rows
+    from host_tools.volunteers import read_volunteers
+    rows = volunteer_rows(view, read_volunteers(view), folder)
+    workers = [{"id": v["fork"], "last_heartbeat": v["last_seen"], "state": None, "completed": v["done"],
+                "online": v["last_seen"] is not None and now - v["last_seen"] < offline_after,
+                "holding": [], "lease_seconds": None, "lease_basis": None, "takes_back_at": None} for v in rows]
+    return {"mode": openboard.OPEN, "volunteers": rows, "workers": workers}
 

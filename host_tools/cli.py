@@ -23,6 +23,7 @@ from host_tools import admin
 from host_tools import page_store as page_store_lib
 from host_tools import status as status_lib
 from host_tools import succession
+from host_tools import volunteers as volunteers_lib
 from host_tools.cli_base import (console, HostContext, fail, LIBRARY_ERRORS, repo_option, describe_order,
                                   progress_bar, cli, budget_option)
 from host_tools.sources import build_orders
@@ -31,19 +32,26 @@ from host_tools.sources import build_orders
 @cli.command()
 @repo_option
 @budget_option
+@click.option("--open", "open_board", is_flag=True,
+              help="An open board: volunteers push only to their own forks; `dispatch` writes the board.")
 @click.pass_obj
-def init(obj: HostContext, repo_url, push_budget):
+def init(obj: HostContext, repo_url, push_budget, open_board):
     """Lay out an empty repository as a board.
 
     Example: git init --bare /tmp/board.git && python -m host_tools init --repo-url /tmp/board.git
     """
     try:
         budget = obj.config.push_budget if push_budget is None else push_budget
-        outcome = admin.init_board(obj.board(repo_url), push_budget=budget)
-    except WmsError as exc:
+        board = obj.board(repo_url)
+        outcome = admin.init_board(board, push_budget=budget)
+        opened = open_board and volunteers_lib.set_mode(board, "open", fork_budget=budget)
+    except LIBRARY_ERRORS as exc:
         fail(exc)
     click.echo({"created": "Board created.", "completed": "Board folders added to the existing repository.",
                 "exists": "Board already initialised; nothing to do."}[outcome])
+    if opened:
+        click.echo("It is an open board: add volunteers' forks with `python -m host_tools volunteers add`, and "
+                   "run `python -m host_tools dispatch` to write the board.")
     if outcome == "exists" and push_budget is not None:
         click.echo("Its push budget is unchanged: use `python -m host_tools set-budget` to change it.")
 
@@ -233,7 +241,7 @@ def status(obj: HostContext, repo_url, as_json, write_status_page, offline_after
 
 
 # the other commands register on the same group
-from host_tools import cli_results, cli_watch  # noqa: E402,F401
+from host_tools import cli_open, cli_results, cli_watch  # noqa: E402,F401
 
 
 def main() -> None:

@@ -42,6 +42,23 @@ def _summary(report: PollReport, monitor: Monitor) -> str:
             f"{len(report.offline)} worker(s) offline.")
 
 
+def smtp_options(command):
+    """The mail server and addresses of the supervisor's alerts (monitor, dispatch)."""
+    for option in reversed([
+        click.option("--smtp-host", default=None, help="Mail server for alerts (WMS_SMTP_HOST)."),
+        click.option("--smtp-port", type=int, default=None, help="Its port (WMS_SMTP_PORT; 587 for STARTTLS, 465 for SSL)."),
+        click.option("--smtp-user", default=None, help="Login (WMS_SMTP_USER); the password only from WMS_SMTP_PASSWORD."),
+        click.option("--smtp-security", type=click.Choice(["starttls", "ssl", "none"]), default=None,
+                     help="WMS_SMTP_SECURITY (default starttls)."),
+        click.option("--smtp-ca-file", type=click.Path(exists=True, dir_okay=False), envvar="WMS_SMTP_CA_FILE",
+                     default=None, help="Trust this CA certificate (a self-hosted mail server)."),
+        click.option("--alert-to", default=None, help="Supervisor's address(es), comma-separated (WMS_ALERT_TO)."),
+        click.option("--alert-from", default=None, help="Sender address (WMS_ALERT_FROM)."),
+    ]):
+        command = option(command)
+    return command
+
+
 MONITOR_HELP = f"""Take back work from silent workers, repair the board, email the supervisor.
 
 {TAKEBACK_RULE}
@@ -57,15 +74,7 @@ Example: python -m host_tools monitor --repo-url /tmp/board.git --once --smtp-ho
               help="The least silence, in seconds, before a worker's work is taken back, whatever its lease "
                    "(default 180: three missed heartbeats; WMS_OFFLINE_AFTER).")
 @click.option("--poll-seconds", type=float, default=60.0, show_default=True, help="Pause between passes.")
-@click.option("--smtp-host", default=None, help="Mail server for alerts (WMS_SMTP_HOST).")
-@click.option("--smtp-port", type=int, default=None, help="Its port (WMS_SMTP_PORT; 587 for STARTTLS, 465 for SSL).")
-@click.option("--smtp-user", default=None, help="Login (WMS_SMTP_USER); the password only from WMS_SMTP_PASSWORD.")
-@click.option("--smtp-security", type=click.Choice(["starttls", "ssl", "none"]), default=None,
-              help="WMS_SMTP_SECURITY (default starttls).")
-@click.option("--smtp-ca-file", type=click.Path(exists=True, dir_okay=False), envvar="WMS_SMTP_CA_FILE",
-              default=None, help="Trust this CA certificate (a self-hosted mail server).")
-@click.option("--alert-to", default=None, help="Supervisor's address(es), comma-separated (WMS_ALERT_TO).")
-@click.option("--alert-from", default=None, help="Sender address (WMS_ALERT_FROM).")
+@smtp_options
 @click.pass_obj
 def monitor(obj: HostContext, repo_url, once, offline_after, poll_seconds, smtp_host, smtp_port, smtp_user,
             smtp_security, smtp_ca_file, alert_to, alert_from):

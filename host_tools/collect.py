@@ -142,6 +142,7 @@ def validate_record(work_id: str, data: bytes) -> dict:
         "series": str(record.get("series", order.get("series", ""))),
         "chapter": str(record.get("chapter", order.get("chapter", ""))),
         "worker_id": record.get("worker_id"),
+        "fork": record.get("fork") if isinstance(record.get("fork"), str) else None,  # an open board's volunteer
         "completed_at": completed_at if isinstance(completed_at, (int, float)) else None,
         "engine": result.get("engine"), "engine_version": result.get("engine_version"),
         "pages": pages,

@@ -32,7 +32,8 @@ from coordination.protocol.board import Board
 from coordination.protocol.fold import max_attempts
 from coordination.protocol.records import dumps
 from coordination.protocol.view import BoardView
-from coordination.exceptions import BoardUnreachable
+from coordination.exceptions import BoardModeMismatch, BoardUnreachable
+from coordination.protocol import openboard
 from coordination.protocol.git import RefUpdate
 from coordination.protocol.leases import Lapsed, lapsed_claims, take_back
 from coordination.protocol.liveness import LivenessTracker, read_snapshot, write_snapshot
@@ -108,6 +109,9 @@ class Monitor:
             self._blind = False
             self.tracker.refresh_all()
         self.board.require_main(view)
+        if openboard.is_open(view.policy()):
+            raise BoardModeMismatch(f"{self.board.repo.remote.url} is an open board: its dispatcher takes work "
+                                    "back and writes the board. Run python -m host_tools dispatch instead.")
 
         # a worker first seen now is only starting to be watched: this pass cannot judge its silence
         visible = set(view.heartbeats) | {str(view.locate(w).record.get("worker_id", ""))

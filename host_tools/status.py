@@ -140,6 +140,9 @@ def render(report: dict, console: Console) -> None:
         console.print("Campaign: open (workers with nothing to do wait for the next wave)" if report["open"] else
                       "Campaign: closed (workers with nothing to do stop; `publish` or `reopen` opens it again)",
                       soft_wrap=True)
+    if report.get("mode") == "open":
+        render_volunteers(report, console)
+        return render_throughput(report, console)
     workers = Table(title="Workers")
     for col in ("worker", "state", "last heartbeat", "online", "completed", "lease", "orders taken back"):
         workers.add_column(col)
@@ -151,10 +154,32 @@ def render(report: dict, console: Console) -> None:
         console.print(workers)
     else:
         console.print("No worker has sent a heartbeat yet.")
+    render_throughput(report, console)
+
+
+def render_throughput(report: dict, console: Console) -> None:
     tp = report.get("throughput")
     if tp:
         console.print(f"Throughput: {tp['chapters_per_hour']:g} chapters/hour over the last hour; "
                       f"{tp['remaining']} to go; ETA: {fmt_duration(tp['eta_seconds'])}")
+
+
+def render_volunteers(report: dict, console: Console) -> None:
+    """An open board: one row a volunteer's fork."""
+    console.print("Mode: open (volunteers push to their own forks; `python -m host_tools dispatch` writes the board)",
+                  soft_wrap=True)
+    rows = report.get("volunteers") or []
+    if not rows:
+        console.print("No volunteers listed yet: python -m host_tools volunteers add --repo-url BOARD FORK_URL")
+        return
+    table = Table(title="Volunteers")
+    for col in ("fork", "holding", "done", "failed", "quarantined", "last seen"):
+        table.add_column(col)
+    for v in rows:
+        table.add_row(v["fork"] + ("" if v["listed"] else " (not listed)"), str(v["holding"]), str(v["done"]),
+                      str(v["failed"]), str(v["quarantined"]),
+                      fmt_time(v["last_seen"]) if v["last_seen"] else "- (the dispatcher runs elsewhere)")
+    console.print(table)
 
 
 def fmt_lease(seconds: float | None, basis: str | None) -> str:

@@ -14,7 +14,7 @@ from tests.servers import GitDaemon, GitHttpServer  # noqa: E402
 # with no git, no server and no subprocess (tests/test_tiers.py runs it with git off the PATH). Every
 # other test module is marked slow here: real git, servers, OCR engines, whole processes. The default
 # test command runs both tiers.
-FAST_MODULES = {"test_architecture", "test_backoff", "test_claims", "test_config", "test_fold", "test_ocr_layout",
+FAST_MODULES = {"test_architecture", "test_backoff", "test_claims", "test_config", "test_fold", "test_ocr_layout", "test_open_board",
                 "test_pacing", "test_stopping", "test_worker_decisions", "test_worker_turns"}
 
 

@@ -15,6 +15,7 @@ from coordination.clock import ManualClock
 from coordination.protocol.board import Board
 from coordination.protocol.fold import BoardSettings
 from coordination.protocol.memory import MemoryClone, MemoryServer
+from coordination.protocol.records import dumps
 from coordination.protocol.states import OrderState
 from coordination.runtime.config import WorkerConfig
 from coordination.runtime.jobs import JobRunner
@@ -93,9 +94,11 @@ class MemoryBoard:
 
 
 def memory_worker(board: MemoryBoard, workdir: Path, name: str, seed: int = 0,
-                  boards: dict[str, MemoryBoard] | None = None, **settings) -> Worker:
+                  boards: dict[str, MemoryBoard] | None = None, forks: dict[str, MemoryServer] | None = None,
+                  **settings) -> Worker:
     """A `Worker` on ``board`` (and on the boards of ``boards`` by URL, for successors), its orders run
-    by a `ClockedRunner` on the board's clock."""
+    by a `ClockedRunner` on the board's clock. ``forks``: the volunteers' forks of an open board by
+    URL (give ``fork_url=`` in ``settings``)."""
     servers = {b.url: b.server for b in (boards or {}).values()} | {board.url: board.server}
     values = dict(repo_url=board.url, workdir=Path(workdir) / name, worker_id=name, prevent_sleep=False,
                   pause_on_battery=False, nice=0)
@@ -103,7 +106,8 @@ def memory_worker(board: MemoryBoard, workdir: Path, name: str, seed: int = 0,
     clock = board.clock
     return Worker(WorkerConfig(**values), instant_registry(), clock=clock, rng=random.Random(seed),
                   open_repo=lambda path, remote: MemoryClone(servers[remote.url], path, remote),
-                  make_runner=lambda *args, **kwargs: ClockedRunner(clock, *args, **kwargs))
+                  make_runner=lambda *args, **kwargs: ClockedRunner(clock, *args, **kwargs),
+                  open_fork=lambda repo, remote: repo.beside((forks or {})[remote.url]))
 
 
 class Fleet:
@@ -147,3 +151,43 @@ class Fleet:
                 self.workers[i].shutdown()
             else:
                 due[i] = clock.now() + wait
+
+
+class OpenMemoryBoard(MemoryBoard):
+    """An open board on a `MemoryServer`, its volunteers' forks (servers sharing its objects, as a
+    fork on GitHub shares its network's) and a `Dispatcher` whose passes run on the clock."""
+
+    def __init__(self, clock: ManualClock, folder: Path, forks: int, *, push_budget: float = 60.0,
+                 fork_budget: float = 60.0, poll_seconds: float = 1.0, offline_after: float = 18.0):
+        super().__init__(clock, folder, push_budget=push_budget)
+        from coordination.protocol.openboard import FORK_BUDGET_KEY
+        from host_tools import volunteers
+        from host_tools.alerts import AlertLedger
+        from host_tools.dispatch import Dispatcher
+        volunteers.set_mode(self.host, "open", now=clock.now())
+        self.host.update_main(lambda view: ({"board.json": self.host.repo.write_blob(dumps(
+            dict(view.policy(), **{FORK_BUDGET_KEY: fork_budget})))}, "fork budget"), now=clock.now)
+        self.forks = {f"https://memory.test/fork-{i}.git": MemoryServer(f"https://memory.test/fork-{i}.git",
+                                                                       now=clock.now, objects=self.server.objects)
+                      for i in range(forks)}
+        volunteers.change_volunteers(self.host, add=list(self.forks), now=clock.now())
+        board = Board(MemoryClone(self.server, Path(folder) / "dispatch" / "board.git"), BoardSettings(),
+                      clock=clock.now, sleep=clock.sleep)
+        self.dispatcher = Dispatcher(board, offline_after, open_fork=lambda repo, remote: repo.beside(
+            self.forks[remote.url]), ledger=AlertLedger(Path(folder) / "dispatch" / "alerts.json"))
+        self.poll_seconds = poll_seconds
+        self.reports = []
+        self.stopped = False
+
+    def start_dispatching(self) -> None:
+        """A dispatcher pass now and every ``poll_seconds`` of the clock after (until `stopped`)."""
+        def one_pass():
+            if self.stopped:
+                return
+            self.reports.append(self.dispatcher.pass_once(self.clock.now()))
+            self.clock.call_at(self.clock.now() + self.poll_seconds, one_pass)
+        self.clock.call_at(self.clock.now(), one_pass)
+
+    def worker(self, folder: Path, name: str, fork: int, **settings) -> Worker:
+        url = list(self.forks)[fork]
+        return memory_worker(self, folder, name, forks=self.forks, fork_url=url, **settings)

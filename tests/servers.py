@@ -309,6 +309,7 @@ class GitHubLikeServer(GitHttpServer):
         self.push_window = push_window
         self.governor = governor
         self.events: list[tuple[float, str]] = []
+        self.repo_events: list[tuple[float, str, str]] = []  # (time, "read" | "push", the repository's folder)
         self.throttled: list[float] = []  # when the governor refused a push
         self._admitted: list[float] = []  # pushes let through, for the governor
         self._lock = threading.Lock()
@@ -347,9 +348,11 @@ class GitHubLikeServer(GitHttpServer):
     def admit(self, command: str, path: str, query: str) -> tuple[int, str] | None:
         if self.delay:
             time.sleep(self.delay)  # the round trip a remote server adds
+        repo = path.strip("/").split("/", 1)[0]
         if command == "GET" and path.endswith("/info/refs") and "service=git-upload-pack" in query:
             with self._lock:
                 self.events.append((time.monotonic(), "read"))
+                self.repo_events.append((time.monotonic(), "read", repo))
         if not (command == "GET" and path.endswith("/info/refs") and "service=git-receive-pack" in query):
             return None
         if self.push_limit is None:
@@ -382,6 +385,7 @@ class GitHubLikeServer(GitHttpServer):
         if command == "POST" and path.endswith("/git-receive-pack"):
             with self._lock:
                 self.events.append((time.monotonic(), "push"))
+                self.repo_events.append((time.monotonic(), "push", path.strip("/").split("/", 1)[0]))
 
 
 def busiest(times: list[float], window: float) -> int:

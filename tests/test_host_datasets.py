@@ -305,3 +305,20 @@ def test_docs_show_the_queries_the_library_runs():
     host = (ROOT / "docs" / "HOST.md").read_text(encoding="utf-8")
     assert ds_sqlite.SEARCH_SQL.replace(":q", "'\"がすき\"'") in host
     assert ds_sqlite.SHORT_SQL.replace(":q", "'すき'") in host
+
+
+def test_a_dataset_of_layout_1_gains_the_fork_column_and_keeps_its_rows(tmp_path):
+    import sqlite3
+
+    from host_tools.datasets import sqlite as ds
+    path = tmp_path / "results.sqlite"
+    db = sqlite3.connect(path)
+    old_schema = ds.SCHEMA.replace(", fork TEXT);", ");", 1)
+    db.executescript("BEGIN;" + old_schema + ds._SYNC.format(t="pages") + ds._SYNC.format(t="blocks")
+                     + "PRAGMA user_version = 1; COMMIT;")
+    db.execute("INSERT INTO chapters (work_id, series) VALUES ('a', 'S')")
+    db.commit()
+    db.close()
+    db = ds.open_db(path, create=False)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert db.execute("SELECT work_id, series, fork FROM chapters").fetchall() == [("a", "S", None)]

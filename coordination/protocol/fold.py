@@ -102,6 +102,8 @@ def failed_attempt(record: dict, error: str, now: float, worker: str | None = No
     errors = record.get("errors") if isinstance(record.get("errors"), list) else []
     errors = errors[-19:] + [{"attempt": attempts, "worker_id": worker or record.get("worker_id", "?"),
                               "at": now, "error": error}]
+    if isinstance(record.get("fork"), str):  # an open board: the fork the attempt was granted to
+        errors[-1]["fork"] = record["fork"]
     record.update(attempts=attempts, errors=errors)
     return record
 
@@ -149,6 +151,8 @@ def _apply_claim(f: Folding, work_id: str, ev: Event, now: float, settings: Boar
     f.record.update(seq=ev.seq, worker_id=holder, claimed_at=claimed_at,
                     lease_until=float(claimed_at) + lease,
                     attempt=(attempts if isinstance(attempts, int) else 0) + 1)
+    if isinstance(ev.info.get("fork"), str):  # an open board's grant names the fork it went to
+        f.record["fork"] = ev.info["fork"]
     f.state, f.seq, f.record_blob = OrderState.ACTIVE, ev.seq, None
     _audit(f, work_id, ev)
     f.summary.append(f"claimed {work_id} by {holder}")

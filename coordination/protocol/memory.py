@@ -39,11 +39,13 @@ class MemoryServer:
     """The server: refs and objects in dicts, a counter of pushes and fetches, and when each push
     came (``pushes``, by ``now``). ``down``: every request fails as an unreachable server's would."""
 
-    def __init__(self, url: str = "https://memory.test/board.git", now: Callable[[], float] = lambda: 0.0):
+    def __init__(self, url: str = "https://memory.test/board.git", now: Callable[[], float] = lambda: 0.0,
+                 objects: dict | None = None):
         self.url = url
         self.now = now
         self.refs: dict[str, str] = {}
-        self.objects: dict[str, tuple[str, bytes]] = {}
+        # content-addressed, so servers may share one dict (a fork and its board): a push then needs no copying
+        self.objects: dict[str, tuple[str, bytes]] = {} if objects is None else objects
         self.counters = {"fetch": 0, "push": 0, "push_rejected_refs": 0}
         self.pushes: list[float] = []
         self.down = False
@@ -96,6 +98,13 @@ class MemoryClone(ObjectStore):
         self.local_refs: dict[str, str] = {}
         self.counters = {"fetch": 0, "push": 0, "push_rejected_refs": 0, "fetch_objects": 0}
         self.processes: dict[str, list] = {}
+
+    def beside(self, server: MemoryServer) -> "MemoryClone":
+        """A transport to ``server`` (a fork) that fetches into this clone's own refs
+        (`coordination.protocol.openboard.ForkedClone`); the servers must share their objects."""
+        other = MemoryClone(server, self.path, parse_repo_url(server.url))
+        other.local_refs = self.local_refs
+        return other
 
     # -- objects -------------------------------------------------------------------------------
     def read_raw(self, sha: str) -> tuple[str, bytes]:
@@ -150,6 +159,11 @@ class MemoryClone(ObjectStore):
         result = self.server.update(updates, atomic)
         self.counters["push_rejected_refs"] += sum(1 for v in result.ok.values() if not v)
         return result
+
+    def ls_remote(self, prefix: str) -> dict[str, str]:
+        self.server.answer()
+        self.server.counters["ls_remote"] = self.server.counters.get("ls_remote", 0) + 1
+        return dict(sorted((r, s) for r, s in self.server.refs.items() if r.startswith(prefix)))
 
     def fetch_objects(self, shas: Iterable[str]) -> None:
         pass  # every object is at hand

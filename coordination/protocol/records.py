@@ -14,7 +14,8 @@ from coordination.protocol.states import OrderState
 
 RESULT_FILE = "record.json"
 RECORD_SCHEMA = 1  # of the completion record
-CLAIM_FIELDS = ("worker_id", "claimed_at", "lease_until", "attempt")  # on main while an order is claimed
+CLAIM_FIELDS = ("worker_id", "claimed_at", "lease_until", "attempt", "fork")  # on main while an order is claimed
+# ("fork": on an open board, the volunteer's repository the dispatcher granted the claim to)
 BOARD_FIELDS = ("seq", "attempts", "errors", "not_before", *CLAIM_FIELDS, "failed_at")  # the board's, not the order's
 
 

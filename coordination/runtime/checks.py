@@ -10,7 +10,9 @@ from rich.console import Console
 from coordination.protocol.board import Board
 from coordination import portable
 from coordination.exceptions import BoardNotInitialized, BoardPermissionError, BoardUnreachable, GitTooOld, WmsError
-from coordination.protocol.git import LocalRepo, RefUpdate
+from coordination.protocol import openboard
+from coordination.protocol.git import LocalRepo, RefUpdate, fork_transport
+from coordination.protocol.openboard import ForkedClone
 from coordination.protocol.git.run import (MIN_GIT_VERSION, REFTABLE_GIT_VERSION, git_available, git_version, ref_format,
                                   require_git_version)
 from coordination.runtime.processors import ProcessorRegistry
@@ -91,16 +93,12 @@ def iter_checks(config, registry: ProcessorRegistry):
         yield Check("work", waiting > 0, f"{waiting} order(s) waiting" if waiting else
                     "the board has no work right now: a worker would look again --max-failures times (20: "
                     "about 18 minutes) and then stop; try later", required=False)
-        now = board.clock()
-        ref = heartbeat_ref(f"check-{int(now)}")
-        sha = board.ref_commit({"kind": "check", "sent_at": now})
-        pushed = repo.push([RefUpdate(ref, sha, "")])
-        if pushed.accepted(ref):
-            repo.push([RefUpdate(ref, None, sha)])
-            yield Check("board write", True, "this machine may push to the board")
+        open_board = openboard.is_open(view.policy())
+        if open_board or config.fork_url:
+            yield from fork_checks(config, board, open_board, workdir)
         else:
-            yield Check("board write", False, f"the board refused a test push ({pushed.messages.get(ref, '')}); "
-                        "ask the host for write access (a token with Contents: read and write)")
+            yield write_check(board, repo, "board write", "this machine may push to the board",
+                              "ask the host for write access (a token with Contents: read and write)")
     except BoardPermissionError as exc:
         yield Check("board access", False, f"Permission denied: {exc.message}")
     except (BoardUnreachable, BoardNotInitialized) as exc:
@@ -125,3 +123,44 @@ def iter_checks(config, registry: ProcessorRegistry):
         yield Check("sleep prevention", True, "available", required=False)
     else:
         yield Check("sleep prevention", False, sleeper.warning or "not available", required=False)
+
+
+def write_check(board: Board, repo, name: str, good: str, fix: str, required: bool = True) -> Check:
+    """A test push of a ref (deleted again) to ``repo``'s remote."""
+    now = board.clock()
+    ref = heartbeat_ref(f"check-{int(now)}")
+    sha = board.ref_commit({"kind": "check", "sent_at": now})
+    pushed = repo.push([RefUpdate(ref, sha, "")])
+    if pushed.accepted(ref):
+        repo.push([RefUpdate(ref, None, sha)])
+        return Check(name, True, good, required)
+    return Check(name, False, f"refused a test push ({pushed.messages.get(ref, '')}); {fix}", required)
+
+
+def fork_checks(config, board: Board, open_board: bool, workdir: Path):
+    """An open board: the mode, whether the fork may be written, and that the board need not be."""
+    if not open_board:
+        yield Check("mode", False, "the board is not an open board: every worker pushes to the board itself "
+                    "there; run without --fork-url (and unset WMS_FORK_URL)")
+        return
+    if not config.fork_url:
+        yield Check("mode", False, "the board is an open board: make a fork of it and run with --fork-url "
+                    "YOUR_FORK_URL (or WMS_FORK_URL in .env)")
+        return
+    fork = parse_repo_url(config.fork_url)
+    yield Check("mode", True, f"open board: this worker reads the board and pushes only to {fork.url}")
+    try:
+        repo = ForkedClone(board.repo, fork_transport(board.repo, fork), fork)
+        yield write_check(board, repo, "fork write", f"this machine may push to {fork.url}",
+                          "check the fork's URL and that its token may write there (Contents: read and write)")
+    except BoardPermissionError as exc:
+        yield Check("fork write", False, f"Permission denied: {exc.message}")
+    except WmsError as exc:
+        yield Check("fork write", False, exc.message)
+    try:
+        writes = write_check(board, board.repo, "board write", "", "")
+    except WmsError:
+        writes = Check("board write", False, "")
+    yield Check("board write", True, "this machine may push to the board too; it will not: on an open board "
+                "only the dispatcher writes there" if writes.ok else "this machine cannot push to the board, "
+                "and needs not: on an open board only the dispatcher writes there", required=False)

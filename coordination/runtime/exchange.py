@@ -97,6 +97,7 @@ class Exchange:
         timed = self.stats.timed
         with timed("fetch"):
             view = s.board.sync(heartbeats=True)
+            s.looked_at = self.clock.now()
         with timed("look"):
             started = self.look(s, held, view)
         with timed("prepare"):
@@ -161,14 +162,15 @@ class Exchange:
         """Take in a fresh view: the board's push budget and the workers pushing to it, what orders
         take; drop what main now shows, confirm claims made ahead, start those."""
         s.board.require_main(view)
-        s.fleet_seen = s.fleet_seen or s.last_push != float("-inf")  # a look after its first push
+        policy = view.policy()
+        s.mode.require(s.remote.url, policy)
+        # a look after its first push; on an open board the fleet (of one) is known from the start
+        s.fleet_seen = s.fleet_seen or s.last_push != float("-inf") or not s.mode.folds_main
         for worker, note in view.heartbeats.items():
             s.liveness.observe(worker, note.sha, note.info)
-        s.budget = view.push_budget()
-        # the workers pushing to the board: heartbeats still alive, holders on main, claims pending
-        seen = {w for w in view.heartbeats if s.liveness.online(w)} | view.holders()
-        seen |= {note.info.get("worker_id") for notes in view.claims.values() for note in notes.values()}
-        seen = {w for w in seen if isinstance(w, str)} - {self.worker_id}
+        s.budget = s.mode.budget(view, policy)
+        s.grant_wait = s.mode.grant_wait(self.config, view)
+        seen = s.mode.others_seen(view, s.liveness.online, self.worker_id)
         s.workers_seen = len(seen) + 1
         offered = [view.locate(i) for i in view.list_ids(OrderState.AVAILABLE)[:3]]
         guesses = [g for g in (order_seconds(order_of(loc.record), self.activity.page_seconds) for loc in offered
@@ -178,10 +180,9 @@ class Exchange:
         elif self.activity.last_busy is not None:
             s.order_seconds = self.activity.last_busy
         self.forget_reflected(held, view)
-        self.confirm_ready_jobs(held, view)
+        self.confirm_ready_jobs(s, held, view)
         started = self.start_ready()
         s.remaining = view.count(OrderState.AVAILABLE) + view.count(OrderState.RETRY)
-        policy = view.policy()
         s.successor = policy.get("successor") or None  # a retired board names the next one
         s.closed = campaign.is_closed(policy)  # the campaign is over: a board with nothing left stops workers
         # orders that may still become work: on offer, waiting to be retried or claimed; one whose completion
@@ -248,8 +249,9 @@ class Exchange:
             s.learning = s.learning or learning
             return holder
 
+        scan = s.scan_lapsed and s.mode.takes_over  # (on an open board the dispatcher takes work back)
         candidates = view.candidates(now, exclude=held.held_ids(), limit=turn.claims, rng=self.rng,
-                                     lapsed=lapsed if s.scan_lapsed else None, share=view.share_of(self.worker_id))
+                                     lapsed=lapsed if scan else None, share=view.share_of(self.worker_id))
         return candidates, claims.claim_updates(candidates, self.worker_id, now,
                                                 lambda info: s.board.ref_commit(info, when=now),
                                                 lease_seconds=turn.lease)
@@ -260,6 +262,11 @@ class Exchange:
         every push; on its own it goes only when a change has waited `fold_delay` unseen on main
         (ours, or one this worker has watched that long)."""
         fold = view.plan_fold(now, s.board.settings, self.worker_id)
+        if not s.mode.folds_main:  # an open board: main is the dispatcher's; delete the fork's refs main shows
+            creating = {u.ref for u in updates}
+            if updates or beat:
+                updates += [u for u in fold.prune if u.ref not in creating]
+            return False
         if not (self.fold_needed(s, held, fold) or updates or beat):
             return False
         _, fold_updates = s.board.fold_update(view, now, worker_id=self.worker_id, fold=fold)
@@ -277,7 +284,7 @@ class Exchange:
                 continue
             held.outbox.pop(entry.key, None)
             s.spool.remove(entry)
-            if not main_ok:
+            if not main_ok and s.mode.folds_main:
                 held.unfolded[("result", entry.work_id, entry.seq)] = self.clock.now()
 
     def settle_claims(self, s: BoardSession, held: Holdings, view: BoardView, candidates: list[Candidate],
@@ -291,7 +298,8 @@ class Exchange:
             s.claimed_last += 1
             # if main did not move since we chose, the order was still on offer: the claim is good
             self.hold(held, view, cand, now, confirmed=main_ok)
-            held.unfolded[("claim", cand.work_id, cand.seq)] = self.clock.now()
+            if s.mode.folds_main:
+                held.unfolded[("claim", cand.work_id, cand.seq)] = self.clock.now()
         return s.claimed_last
 
     def hold(self, held: Holdings, view: BoardView, cand: Candidate, now: float, *, confirmed: bool) -> Job:
@@ -310,15 +318,20 @@ class Exchange:
         """A fetch only: confirm the orders claimed ahead (`confirm_ready_jobs`)."""
         with self.stats.timed("confirm"):
             view = s.board.sync()
+            s.looked_at = self.clock.now()
             self.forget_reflected(held, view)
-            self.confirm_ready_jobs(held, view)
+            self.confirm_ready_jobs(s, held, view)
 
-    def confirm_ready_jobs(self, held: Holdings, view: BoardView) -> None:
-        """Check claims made while main moved: keep those main still agrees with, drop the others."""
+    def confirm_ready_jobs(self, s: BoardSession, held: Holdings, view: BoardView) -> None:
+        """Check claims made while main moved: keep those main still agrees with, drop the others. On an
+        open board a claim holds once the dispatcher granted it on main; until then it waits."""
         for work_id, job in list(held.ready.items()):
             if job.confirmed:
                 continue
-            if view.claim_holds(work_id, job.seq, self.worker_id, bool(job.takeover_of)):
+            good = s.mode.claim_state(view, work_id, job.seq, self.worker_id, bool(job.takeover_of))
+            if good is None:
+                continue  # an open board's claim waiting for its grant
+            if good:
                 job.confirmed = True
             else:
                 del held.ready[work_id]

@@ -31,6 +31,7 @@ from coordination.protocol.remote import Remote
 from coordination.runtime import pacing
 from coordination.runtime.config import WorkerConfig
 from coordination.runtime.jobs import Job
+from coordination.runtime.modes import SharedBoard, mode_of
 from coordination.runtime.spool import Spool, SpoolEntry
 
 
@@ -44,6 +45,7 @@ class BoardSession:
     spool: Spool
     liveness: LivenessTracker
     backoff: Backoff  # waits while the board is unreachable
+    mode: SharedBoard = field(default_factory=SharedBoard)  # the board's rules for this worker (`modes.py`)
     # what the worker last saw of the board
     budget: float = PUSH_BUDGET  # pushes a minute the board allows the whole fleet (board.json)
     workers_seen: int = 1  # workers seen pushing to it, this one included
@@ -69,6 +71,8 @@ class BoardSession:
     scan_lapsed: bool = False  # the last claim found nothing: look for lapsed leases next time
     found_nothing: bool = False  # the last claim found nothing on offer
     claimed_last: int = 0  # claims the last exchange won
+    looked_at: float = float("-inf")  # the last fetch of the board
+    grant_wait: float = 0.0  # an open board: seconds between looks for the dispatcher's grants (0: not open)
     reached: bool = False  # the board answered during this run
     unreachable_since: float | None = None
 
@@ -76,7 +80,7 @@ class BoardSession:
     def observation_fields(cls) -> list[str]:
         """The fields a new session starts afresh (all but the board's objects)."""
         return [f.name for f in dataclasses.fields(cls) if f.name not in
-                ("remote", "repo", "board", "spool", "liveness", "backoff")]
+                ("remote", "repo", "board", "spool", "liveness", "backoff", "mode")]
 
     def known(self) -> bool:
         """Has this workdir's clone ever fetched the board (a board once reached, now down)?"""
@@ -91,13 +95,14 @@ def open_session(remote: Remote, base: Path, config: WorkerConfig, settings: Boa
                  reached: bool = False) -> BoardSession:
     """A session on the board at ``remote``, with its clone and spool under ``base``. ``reached``: the
     board counts as reached already (a successor a reached board named), so an outage at the first
-    look is waited out instead of read as a wrong URL."""
+    look is waited out instead of read as a wrong URL. On an open board ``open_repo`` gives a
+    `ForkedClone` (`coordination.protocol.openboard`): the session then pushes to its fork only."""
     repo = open_repo(base / "board.git", remote)
     board = Board(repo, settings, clock=clock.now, rng=rng, sleep=clock.sleep)
     return BoardSession(remote=remote, repo=repo, board=board, spool=Spool(base / "spool"),
                         liveness=LivenessTracker(config.offline_after, clock=clock.monotonic),
                         backoff=Backoff(config.poll_seconds, config.poll_cap_seconds, spread=(0.75, 1.25), rng=rng),
-                        reached=reached)
+                        reached=reached, mode=mode_of(repo))
 
 
 @dataclass
@@ -142,4 +147,4 @@ def snapshot_of(s: BoardSession, held: Holdings, activity: Activity, *, work_don
         last_busy=activity.last_busy, last_heartbeat=s.last_heartbeat, next_poll_at=s.next_poll_at,
         rest_until=activity.rest_until, budget=s.budget, workers=s.workers_seen, order_seconds=s.order_seconds,
         last_push=s.last_push, push_jitter=s.push_jitter, lease=s.lease, slots=s.fleet_slots,
-        others_backlog=s.others_backlog, fleet_seen=s.fleet_seen)
+        others_backlog=s.others_backlog, fleet_seen=s.fleet_seen, looked_at=s.looked_at, grant_wait=s.grant_wait)

@@ -93,6 +93,9 @@ SETTINGS: dict[str, Setting] = _table(
     Setting("max_cpu_percent", float, 100.0,
             "Rest between orders so processing takes at most this share of the time (default {default}).",
             flag="--max-cpu-percent", env=("WMS_MAX_CPU_PERCENT",)),
+    Setting("fork_url", str, None, "An open board: your own repository (your fork of the board), the only one "
+            "this worker pushes to; the board itself is only read.",
+            flag="--fork-url", env=("WMS_FORK_URL",)),
     # set through the environment or .env only
     Setting("poll_cap_seconds", float, defaults.POLL_CAP_SECONDS,
             "Longest wait between polls that find no work: the wait grows by half from the first one up to this.",

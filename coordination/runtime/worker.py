@@ -34,7 +34,8 @@ from coordination.backoff import Backoff
 from coordination.clock import Clock
 from coordination.exceptions import BoardPermissionError, BoardThrottled, BoardUnreachable, WmsError, WorkdirError
 from coordination.protocol.fold import BoardSettings
-from coordination.protocol.git import LocalRepo, TreeFileReader
+from coordination.protocol.git import LocalRepo, TreeFileReader, fork_transport
+from coordination.protocol.openboard import ForkedClone
 from coordination.protocol.remote import Remote, parse_repo_url
 from coordination.runtime import pacing
 from coordination.runtime.config import WorkerConfig
@@ -60,6 +61,20 @@ def make_worker_id() -> str:
     return f"{host}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
 
 
+def forked(open_repo: Callable[[Path, Remote], object], fork_url: str | None,
+           open_fork: Callable[[object, Remote], object]) -> Callable[[Path, Remote], object]:
+    """``open_repo`` as it opens the clone of an open board's worker: fetching `main` from the board,
+    its own refs from its fork ``fork_url``, pushing to the fork only (`ForkedClone`)."""
+    if not fork_url:
+        return open_repo
+    fork = parse_repo_url(fork_url)
+
+    def open_forked(path: Path, remote: Remote) -> ForkedClone:
+        repo = open_repo(path, remote)
+        return ForkedClone(repo, open_fork(repo, fork), fork)
+    return open_forked
+
+
 class Worker:
     """``clock``: the wall clock (written into records), this process's own clock and the waits
     (`coordination.clock`); ``rng``: every random choice; ``open_repo(path, remote)``: the clone of a
@@ -67,15 +82,17 @@ class Worker:
 
     def __init__(self, config: WorkerConfig, registry: ProcessorRegistry, *, remote: Remote | None = None,
                  clock: Clock | None = None, rng: random.Random | None = None,
-                 open_repo: Callable[[Path, Remote], object] | None = None, make_runner=JobRunner):
+                 open_repo: Callable[[Path, Remote], object] | None = None, make_runner=JobRunner,
+                 open_fork: Callable[[object, Remote], object] | None = None):
         self.config = config
         self.registry = registry
         self.worker_id = config.worker_id or make_worker_id()
         self.clock = clock or Clock(now=testhooks.wall_clock())
         self.rng = rng or random.Random()
         self.workdir = portable.absolute(config.workdir)  # relative ones (the default) from the current folder
-        self.open_repo = open_repo or (lambda path, rem: LocalRepo.open(path, rem, timeout=config.git_timeout,
-                                                                         lean=config.lean_clone))
+        open_repo = open_repo or (lambda path, rem: LocalRepo.open(path, rem, timeout=config.git_timeout,
+                                                                    lean=config.lean_clone))
+        self.open_repo = forked(open_repo, config.fork_url, open_fork or fork_transport)
         self.make_runner = make_runner
         self.boards: list[Remote] = [remote or parse_repo_url(config.repo_url)]  # the boards of this run, in turn
         self.stats = WorkerStats(started_at=self.clock.now())
@@ -163,6 +180,8 @@ class Worker:
                 return 0.0  # there may be more slots to fill, or claims to confirm
             if step.claim and not held.ready and s.found_nothing:
                 self.handle_empty_poll()
+            elif s.grant_wait and s.found_nothing:  # an open board: nothing more on offer while claims wait
+                s.next_poll_at = self.clock.now() + s.grant_wait  # for their grants: look again with them
         elif step.step is Step.RENEW:
             self.talk(lambda: self.exchange.run(s, held, 0, heartbeat=True, renew=True))
         return pacing.next_timeout(self.config, self.snapshot(), self.clock.now())

@@ -24,12 +24,12 @@ from pathlib import Path
 from host_tools.datasets.base import DatasetError, Writer, write_atomic
 
 DB_NAME = "results.sqlite"
-LAYOUT = 1
+LAYOUT = 2  # 2: chapters.fork
 
 SCHEMA = """
 CREATE TABLE chapters (
     work_id TEXT PRIMARY KEY, series TEXT, chapter TEXT, kind TEXT, worker_id TEXT, completed_at REAL,
-    engine TEXT, engine_version TEXT, page_count INTEGER, text TEXT);
+    engine TEXT, engine_version TEXT, page_count INTEGER, text TEXT, fork TEXT);
 CREATE INDEX chapters_series ON chapters(series, chapter);
 CREATE TABLE pages (
     id INTEGER PRIMARY KEY, work_id TEXT NOT NULL REFERENCES chapters(work_id), page_index INTEGER NOT NULL,
@@ -73,7 +73,8 @@ TABLES = {
         "chapter": "Chapter name, as published", "kind": "Order kind (ocr_chapter; simulate for load tests)",
         "worker_id": "The volunteer machine that did it", "completed_at": "When it was done (Unix time)",
         "engine": "OCR engine", "engine_version": "OCR engine version", "page_count": "Number of pages",
-        "text": "The chapter's text"}),
+        "text": "The chapter's text",
+        "fork": "On an open board, the volunteer's repository (fork) the result came from"}),
     "pages": ("One row a page, in reading order. Search: 3 or more characters (trigram index).", {
         "id": "Row id (the search index's rowid)", "work_id": "The chapter (chapters.work_id)",
         "page_index": "Page number, from 0", "name": "The page's image name", "img_width": "Image width (px)",
@@ -119,6 +120,11 @@ def open_db(path: Path, create: bool) -> sqlite3.Connection:
         raise DatasetError(f"{path} is not an SQLite database ({exc}); move it away or choose another --out.") from None
     if version == LAYOUT:
         return db
+    if version == 1 and "chapters" in tables:  # layout 1 had no fork column: add it, the rest is the same
+        with db:
+            db.execute("ALTER TABLE chapters ADD COLUMN fork TEXT")
+            db.execute(f"PRAGMA user_version = {LAYOUT}")
+        return db
     if version == 0 and "chapters" in tables:
         db.close()
         raise DatasetError(f"{path} was written by an earlier collect, without the search index and block "
@@ -158,9 +164,10 @@ class SqliteWriter(Writer):
         with self.db:
             self.db.execute("DELETE FROM blocks WHERE work_id = ?", (wid,))
             self.db.execute("DELETE FROM pages WHERE work_id = ?", (wid,))
-            self.db.execute("INSERT OR REPLACE INTO chapters VALUES (?,?,?,?,?,?,?,?,?,?)", (
+            self.db.execute("INSERT OR REPLACE INTO chapters (work_id, series, chapter, kind, worker_id, completed_at, "
+                            "engine, engine_version, page_count, text, fork) VALUES (?,?,?,?,?,?,?,?,?,?,?)", (
                 wid, ch["series"], ch["chapter"], ch["kind"], ch["worker_id"], ch["completed_at"], ch["engine"],
-                ch["engine_version"], len(ch["pages"]), "\n\n".join(p["text"] for p in ch["pages"])))
+                ch["engine_version"], len(ch["pages"]), "\n\n".join(p["text"] for p in ch["pages"]), ch.get("fork")))
             for i, p in enumerate(ch["pages"]):
                 self.db.execute("INSERT INTO pages (work_id, page_index, name, img_width, img_height, lang, text) "
                                 "VALUES (?,?,?,?,?,?,?)",

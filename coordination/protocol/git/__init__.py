@@ -13,11 +13,11 @@ Failure policy (every message passes through `redact` before it leaves this pack
 - authentication / permission denied -> BoardPermissionError (stop: a person must fix access)
 - a ref's expected old value failed  -> reported per ref in PushResult (the caller re-reads and chooses again)
 """
-from coordination.protocol.git.clone import CLONE_MARKER, LocalRepo
+from coordination.protocol.git.clone import CLONE_MARKER, LocalRepo, fork_transport
 from coordination.protocol.git.objects import EMPTY_TREE, TreeEntry, blob_sha
 from coordination.protocol.git.reader import TreeFileReader
 from coordination.protocol.git.run import git_available
 from coordination.protocol.git.transport import PushResult, RefUpdate
 
-__all__ = ["CLONE_MARKER", "EMPTY_TREE", "LocalRepo", "PushResult", "RefUpdate", "TreeEntry", "TreeFileReader",
+__all__ = ["CLONE_MARKER", "EMPTY_TREE", "LocalRepo", "fork_transport", "PushResult", "RefUpdate", "TreeEntry", "TreeFileReader",
            "blob_sha", "git_available"]

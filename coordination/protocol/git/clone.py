@@ -193,3 +193,9 @@ class LocalRepo(ObjectStore, Transport):
             log.warning("Could not tidy the local clone (git: %s); carrying on", last_lines(err))
             return False
         return True
+
+
+def fork_transport(repo: "LocalRepo", fork: Remote) -> Transport:
+    """Fetch from and push to ``fork`` (an open board's volunteer repository, reached by URL with its
+    own credentials) into ``repo``'s local refs and objects (`coordination.protocol.openboard`)."""
+    return Transport(GitRunner(repo.path, fork.url, fork.env, repo.timeout), remote_name=fork.url)

@@ -66,8 +66,9 @@ def parse_push_porcelain(out: str) -> tuple[dict, dict]:
 class Transport:
     """Fetch from and push to ``origin`` through ``runner``; counts what it did in ``counters``."""
 
-    def __init__(self, runner: GitRunner):
+    def __init__(self, runner: GitRunner, remote_name: str = "origin"):
         self.runner = runner
+        self.remote_name = remote_name  # the configured remote, or a URL (an open board's fork)
         self.counters = {"fetch": 0, "push": 0, "push_rejected_refs": 0, "fetch_objects": 0}
 
     def fetch(self, refspecs: Iterable[str], *, depth: int | None = None, filter_spec: str | None = None,
@@ -81,7 +82,7 @@ class Transport:
         if filter_spec:
             args.append(f"--filter={filter_spec}")
         args += [f"--negotiation-tip={tip}" for tip in negotiation_tips]
-        code, _, err = self.runner.run(args + ["origin", *refspecs])
+        code, _, err = self.runner.run(args + [self.remote_name, *refspecs])
         self.counters["fetch"] += 1
         if code != 0:
             raise BoardUnreachable(f"git fetch failed: {last_lines(err)}")
@@ -117,7 +118,7 @@ class Transport:
         for u in updates:
             if u.expect is not None:
                 args.append(f"--force-with-lease={u.ref}:{u.expect}")
-        args += ["origin"] + [u.refspec() for u in updates]
+        args += [self.remote_name] + [u.refspec() for u in updates]
         code, out, err = self.runner.run(args, classify=False)
         self.counters["push"] += 1
         ok, messages = parse_push_porcelain(out)
@@ -136,6 +137,19 @@ class Transport:
                 "repository), and git refuses every push to a checked-out branch. Use a bare repository as the "
                 "board: git init --bare NEW.git (or git clone --bare THIS NEW.git), then --repo-url NEW.git.")
         return PushResult(ok, messages)
+
+    def ls_remote(self, prefix: str) -> dict[str, str]:
+        """The server's refs under ``prefix`` and their shas, without fetching anything (one request)."""
+        code, out, err = self.runner.run(["ls-remote", "--refs", self.remote_name, prefix + "*"])
+        self.counters["ls_remote"] = self.counters.get("ls_remote", 0) + 1
+        if code != 0:
+            raise BoardUnreachable(f"git ls-remote failed: {last_lines(err)}")
+        found = {}
+        for line in out.splitlines():
+            sha, _, ref = line.partition("\t")
+            if len(sha) == 40 and ref.startswith(prefix):
+                found[ref] = sha
+        return dict(sorted(found.items()))
 
     # -- local refs --------------------------------------------------------------------------
     def delete_local_ref(self, ref: str) -> None:

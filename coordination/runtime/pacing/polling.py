@@ -5,7 +5,7 @@ from coordination.backoff import Backoff
 from coordination.runtime.config import WorkerConfig
 from coordination.runtime.pacing.snapshot import IDLE_READS_PER_SECOND, Snapshot
 
-__all__ = ['idle_backoff', 'poll_wait', 'idle_wait', 'fleet_idle_reads']
+__all__ = ['idle_backoff', 'poll_wait', 'idle_wait', 'fleet_idle_reads', 'grant_wait', 'awaiting_grant']
 
 
 def idle_backoff(poll_seconds: float, cap_seconds: float, rng=None) -> Backoff:
@@ -41,3 +41,20 @@ def fleet_idle_reads(config: WorkerConfig, idle_workers: int, seen: int = 1, spr
     """
     shortest = idle_wait(config, Snapshot(workers=seen), config.poll_seconds * spread)
     return idle_workers / shortest
+
+
+def grant_wait(config: WorkerConfig, holders: int) -> float:
+    """An open board: seconds between a worker's looks at main for the dispatcher's grant of its claims.
+    Long enough that the volunteers seen holding work there (``holders``, this one too) read the board at
+    most `IDLE_READS_PER_SECOND` times a second together; at least `fold_delay`, at most `poll_seconds`.
+
+    >>> from coordination.runtime.config import WorkerConfig
+    >>> [grant_wait(WorkerConfig(fold_delay=2.0, poll_seconds=20.0), n) for n in (0, 24, 400)]
+    [2.0, 5.0, 20.0]
+    """
+    return min(config.poll_seconds, max(config.fold_delay, (holders + 1) / IDLE_READS_PER_SECOND))
+
+
+def awaiting_grant(s: Snapshot, now: float) -> bool:
+    """An open board's worker whose claims wait for a grant, and looked at main too recently to look again."""
+    return s.grant_wait > 0 and bool(s.unconfirmed) and now < s.looked_at + s.grant_wait

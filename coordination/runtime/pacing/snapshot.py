@@ -50,6 +50,8 @@ class Snapshot:
     slots: int = 0  # threads of the workers seen, this one's included (0: not counted yet)
     others_backlog: float = 0.0  # thread-seconds of orders the other workers hold and have not finished, as estimated
     fleet_seen: bool = False  # this worker has looked at the board since its first push (it has seen the fleet)
+    looked_at: float = float("-inf")  # the last fetch of the board
+    grant_wait: float = 0.0  # an open board: seconds between looks for the dispatcher's grants (0: not open)
 
     @property
     def held(self) -> int:

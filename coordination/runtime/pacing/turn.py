@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace  # noqa: F401  (doctests)
 from coordination.runtime.config import WorkerConfig
 from coordination.runtime.pacing.heartbeats import lease_seconds, renewal_due, renewal_interval
 from coordination.runtime.pacing.holding import batch, claims_wanted, flush_due
+from coordination.runtime.pacing.polling import awaiting_grant
 from coordination.runtime.pacing.pushes import confirm_wait, fold_due, fold_wait, may_push, next_push_at, turn_at
 from coordination.runtime.pacing.snapshot import Snapshot
 
@@ -63,7 +64,7 @@ def next_step(config: WorkerConfig, s: Snapshot, now: float) -> Next:
     claim = may_claim and (want >= batch(config, s) or not s.ready)
     flush = push and flush_due(config, s, now)
     # nothing claimed ahead is confirmed yet: the next free slot would have nothing to start
-    unconfirmed = bool(s.ready) and len(s.unconfirmed) >= s.ready
+    unconfirmed = bool(s.ready) and len(s.unconfirmed) >= s.ready and not awaiting_grant(s, now)
     if unconfirmed and not (claim or flush or s.jobs < config.jobs):
         # the current order is running: confirm the next one before it ends (a fetch only), so it
         # can start the moment a slot frees instead of waiting for a round trip then; not at once,
@@ -125,6 +126,8 @@ def next_timeout(config: WorkerConfig, s: Snapshot, now: float) -> float:
         timeouts.append(max(s.next_poll_at, next_push_at(config, s)) - now)
     if s.jobs:
         timeouts.append(confirm_wait(config, s, now))
+    if s.grant_wait and s.unconfirmed:  # an open board: look for the grants again
+        timeouts.append(s.looked_at + s.grant_wait - now)
     if s.paused or s.jobs:
         timeouts.append(1.0)
     if now < s.rest_until:

@@ -1,0 +1,290 @@
+"""An open board (volunteers push to their own forks, a dispatcher writes the board) beside today's
+shared board, at GitHub's limits in 10x time: the board's budget 60 pushes a minute (GitHub's 6), each
+fork's the same, 6-s orders (60-s chapters), heartbeats every 6 s, offline after 18 s.
+
+    python bench/open_board.py                          # in memory: 100 forks x 2000 orders, shared 24
+    python bench/open_board.py --git 24:480             # real git on the GitHub-like server, open beside shared
+    python bench/open_board.py --memory 100:2000 --git 100:2000
+
+``--memory W:ORDERS``: the real worker and dispatcher code on in-memory servers with a manual clock
+(tests/memory_fleet.py): the protocol and the pacing, no git process, no second of real time.
+``--git W:ORDERS``: the board and W forks served by tests/servers.GitHubLikeServer (smart HTTP with a
+token, a ruleset on main, 50 ms a request), W worker processes with --fork-url, the dispatcher
+(`host_tools dispatch`) as a process; then today's mode with W workers and the monitor on a new board.
+
+Printed per run: parallel efficiency (ideal makespan orders x seconds / W over the measured one), the
+board's busiest 60 s of pushes (target: within the budget + 10 %), the time from a worker's kill to its
+order back on offer (one worker is killed once the run is a third done: SIGKILL for processes; in memory
+its turns stop), the dispatcher's CPU per order and the reads a second it makes (fork ref listings and
+fetches), orders lost and done twice.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import workspace  # noqa: E402
+
+SECONDS, BUDGET, HEARTBEAT, OFFLINE = 6.0, 60.0, 6.0, 18.0
+FAST_ENV = {"WMS_POLL_SECONDS": "2", "WMS_POLL_CAP_SECONDS": "6", "WMS_OFFLINE_AFTER": "18",
+            "WMS_HEARTBEAT_SECONDS": "6"}
+
+
+# ------------------------------------------------------------------ in memory
+def memory_run(mode: str, workers: int, orders: int, tmp: Path) -> dict:
+    from coordination.clock import ManualClock
+    from coordination.protocol.states import OrderState
+    from tests.memory_fleet import Fleet, MemoryBoard, OpenMemoryBoard, memory_worker
+
+    clock = ManualClock()
+    folder = Path(tempfile.mkdtemp(prefix=f"mem-{mode}-{workers}-", dir=tmp))
+    settings = dict(heartbeat_seconds=HEARTBEAT, offline_after=OFFLINE, poll_seconds=2.0, poll_cap_seconds=6.0,
+                    max_failures=3, max_work=100000)
+    if mode == "open":
+        board = OpenMemoryBoard(clock, folder, workers, push_budget=BUDGET, fork_budget=BUDGET, poll_seconds=1.0,
+                                offline_after=OFFLINE)
+    else:
+        board = MemoryBoard(clock, folder, push_budget=BUDGET)
+    ids = board.publish(orders, SECONDS)
+    board.close()
+    if mode == "open":
+        fleet_workers = [board.worker(folder, f"w{i}", i, seed=i, **settings) for i in range(workers)]
+        board.start_dispatching()
+    else:
+        fleet_workers = [memory_worker(board, folder, f"w{i}", seed=i, **settings) for i in range(workers)]
+    fleet = KillingFleet(clock, fleet_workers, victim=0, kill_after=orders // 3)
+    started = clock.now()
+    pushes_before = len(board.server.pushes)
+    fleet.drive(within=12 * 3600.0)
+    if mode == "open":
+        clock.advance(30.0)
+        board.stopped = True
+    else:
+        board.fold()
+    view = board.host.sync()
+    done = view.list_ids(OrderState.COMPLETED)
+    board_pushes = board.server.pushes[pushes_before:]
+    # done twice: completed on the board by one worker and processed by another too (the dead worker's results
+    # that never left its spool are redone by others: that is not counted; restarted, it would push them late)
+    by = Counter(json.loads(view.repo.read_blob(view.locate(i).blob)).get("worker_id") for i in done)
+    twice = sum(w.stats.completed for w in fleet_workers[1:]) + by.get("w0", 0) - len(done)
+    makespan = fleet.makespan()
+    report = {"mode": mode, "W": workers, "orders": orders, "efficiency": orders * SECONDS / workers / makespan,
+              "makespan": makespan, "busiest60": busiest(board_pushes), "lost": orders - len(done), "twice": twice,
+              "kill_to_offer": None, "cpu_per_order": None, "reads_s": None}
+    if fleet.killed_at is not None:
+        back = back_on_offer(board, fleet, mode)
+        report["kill_to_offer"] = back - fleet.killed_at if back is not None else None
+    if mode == "open":
+        c = board.dispatcher.counters
+        report["cpu_per_order"] = c["cpu"] / orders
+        report["reads_s"] = (c["ls_remote"] + c["fetch"]) / (clock.now() - started)
+    return report
+
+
+class KillingFleet:
+    """`tests.memory_fleet.Fleet` whose ``victim`` stops taking turns (a machine that died) once the
+    fleet has finished ``kill_after`` orders, while it holds one."""
+
+    def __new__(cls, clock, workers, victim: int, kill_after: int):
+        from tests.memory_fleet import Fleet
+
+        class _Fleet(Fleet):
+            def drive(self, *, within=24 * 3600.0, most_turns=2_000_000):
+                clock, end = self.clock, self.clock.now() + within
+                self.started_at = clock.now()
+                for w in self.workers:
+                    w.start()
+                due = {i: clock.now() for i in range(len(self.workers))}
+                while due:
+                    assert clock.now() <= end and self.turns < most_turns, "the fleet did not stop"
+                    for i in due:
+                        if self.workers[i].wake.is_set():
+                            self.workers[i].wake.clear()
+                            due[i] = min(due[i], clock.now())
+                    i = min(due, key=lambda k: (due[k], k))
+                    callback_at = clock.next_due()
+                    if callback_at is not None and callback_at < due[i]:
+                        clock.advance(callback_at - clock.now())
+                        continue
+                    clock.advance(due[i] - clock.now())
+                    if i == victim and self.killed_at is None and self.done() >= kill_after \
+                            and self.workers[i].held.jobs:
+                        self.killed_at, self.killed_holding = clock.now(), set(self.workers[i].held.jobs)
+                        self.workers[i].runner.released.update(id(j) for j in self.workers[i].held.jobs.values())
+                        del due[i]
+                        continue
+                    self.turns += 1
+                    wait = self.workers[i].turn()
+                    if self.killed_at is not None and self.back_at is None and \
+                            self.killed_holding & self.workers[i].held.held_ids():
+                        self.back_at = clock.now()  # another worker holds the dead one's order
+                    if wait is None:
+                        del due[i]
+                        self.workers[i].shutdown()
+                    else:
+                        due[i] = clock.now() + wait
+
+            def done(self) -> int:
+                return sum(len(w.runner.finished_at) for w in self.workers if w.runner is not None)
+
+            def makespan(self) -> float:
+                ends = [t for w in self.workers if w.runner is not None for t in w.runner.finished_at]
+                return max(ends) - self.started_at
+
+        fleet = _Fleet(clock, workers)
+        fleet.killed_at, fleet.killed_holding, fleet.back_at = None, set(), None
+        return fleet
+
+
+def back_on_offer(board, fleet, mode: str) -> float | None:
+    """When the dead worker's order was back on offer: the dispatcher's take-back (open board); on a
+    shared board, where an idle worker takes a lapsed order over directly, when another worker held it."""
+    if mode == "open":
+        times = [r.now for r in board.reports for t in r.taken_back if t.work_id in fleet.killed_holding]
+        return min(times) if times else None
+    return fleet.back_at
+
+
+def busiest(times: list[float], window: float = 60.0) -> int:
+    times, most, first = sorted(times), 0, 0
+    for last, t in enumerate(times):
+        while t - times[first] > window:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
+# ------------------------------------------------------------------ real git
+def git_run(mode: str, workers: int, orders: int, tmp: Path, delay: float) -> dict:
+    from tests.helpers import PY, git_out, host, ids_by_state, make_bare, start_worker
+    from tests.servers import GitHubLikeServer, tree_cpu_seconds
+
+    root = Path(tempfile.mkdtemp(prefix=f"git-{mode}-{workers}-", dir=tmp))
+    bare = make_bare(root / "board.git")
+    forks = [make_bare(root / f"fork-{i}.git") for i in range(workers)] if mode == "open" else []
+    env = dict(os.environ, ENVIRONMENT="testing", WMS_HOST_WORKDIR=str(root / "host"), **FAST_ENV)
+    with GitHubLikeServer(root, delay=delay) as server:
+        url = server.url("board.git")
+        host("init", "--repo-url", url, "--push-budget", str(BUDGET), *(["--open"] if mode == "open" else []),
+             env=env)
+        if forks:
+            host("volunteers", "add", "--repo-url", url, *[server.url(f.name, with_token=False) for f in forks],
+                 env=env)
+        host("publish", "--repo-url", url, "--simulate", str(orders), "--seconds", str(SECONDS), "--prefix", "gh",
+             env=env)
+        host("close", "--repo-url", url, env=env)
+        started = time.monotonic()
+        keeper = ["dispatch", "--poll-seconds", "1"] if mode == "open" else ["monitor", "--poll-seconds", "6",
+                                                                              "--offline-after", str(OFFLINE)]
+        keeper_proc = subprocess.Popen([PY, "-m", "host_tools", *keeper, "--repo-url", url], cwd=ROOT, env=env,
+                                       stdout=open(root / "keeper.log", "w"), stderr=subprocess.STDOUT)
+        procs = [start_worker(url, root / f"w{i}", "--max-failures", "3", "--max-work", "100000", "--jobs", "1",
+                              "--worker-id", f"w{i}",
+                              *(["--fork-url", server.url(forks[i].name)] if forks else []),
+                              env=env, log=root / f"w{i}.log") for i in range(workers)]
+        killed_at = None
+        while any(p.poll() is None for p in procs):
+            if killed_at is None and done_count(root, workers) >= orders // 3:
+                procs[0].send_signal(signal.SIGKILL)
+                killed_at = time.time()
+            time.sleep(0.5)
+        ended = time.monotonic()
+        keeper_cpu = tree_cpu_seconds([keeper_proc.pid])
+        keeper_proc.send_signal(signal.SIGINT)
+        try:
+            keeper_proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            keeper_proc.kill()
+            keeper_proc.wait()
+        board_pushes = [t - started for t, kind, repo in server.repo_events
+                        if kind == "push" and repo == "board.git" and t >= started]
+    states = ids_by_state(bare)
+    files = [f for f in git_out(bare, "ls-tree", "-r", "--name-only", "main").split()
+             if f.startswith("completed_work/") and f.endswith(".json")]
+    records = [json.loads(git_out(bare, "show", f"main:{f}")) for f in files]
+    first = min(r["claimed_at"] for r in records) if records else 0.0
+    last = max(r["completed_at"] for r in records) if records else 0.0
+    logs = [(root / f"w{i}.log").read_text(errors="replace") for i in range(workers)]
+    completions = Counter(line.rsplit(" ", 1)[-1] for text in logs for line in text.splitlines()
+                          if "Completed work:" in line)
+    back = None
+    if killed_at is not None:
+        took = [int(line.split(" ", 1)[0]) for line in git_out(bare, "log", "--format=%ct %B", "main").splitlines()
+                if line[:1].isdigit() and ("took back" in line or "lease lapsed" in line)]
+        back = min((t for t in took if t >= int(killed_at)), default=None)
+    keeper_log = (root / "keeper.log").read_text(errors="replace")
+    reads = None
+    if mode == "open":
+        counts = [line for line in keeper_log.splitlines() if line.startswith("Dispatcher stopped after")]
+        if counts:
+            words = counts[-1].split()
+            reads = (int(words[4]) + int(words[8])) / (ended - started)
+    return {"mode": mode, "W": workers, "orders": orders,
+            "efficiency": orders * SECONDS / workers / max(last - first, 1e-9), "makespan": last - first,
+            "busiest60": busiest(board_pushes), "lost": orders - len(states["completed"]),
+            "twice": sum(n - 1 for n in completions.values() if n > 1),
+            "kill_to_offer": (back - killed_at) if back is not None else None,
+            "cpu_per_order": keeper_cpu / orders if mode == "open" else None, "reads_s": reads}
+
+
+def done_count(root: Path, workers: int) -> int:
+    total = 0
+    for i in range(workers):
+        try:
+            total += (root / f"w{i}.log").read_text(errors="replace").count("Completed work:")
+        except OSError:
+            pass
+    return total
+
+
+def parse_run(text: str) -> tuple[int, int]:
+    workers, orders = text.split(":")
+    return int(workers), int(orders)
+
+
+def show(where: str, r: dict) -> None:
+    def fmt(v, spec):
+        return "-" if v is None else format(v, spec)
+    print(f"{where:>6} {r['mode']:>6} {r['W']:>4} {r['orders']:>6} {r['efficiency']:>6.3f} {r['makespan']:>8.0f}s "
+          f"{r['busiest60']:>9} {fmt(r['kill_to_offer'], '>13.1f')} {fmt(r['cpu_per_order'], '>11.4f')} "
+          f"{fmt(r['reads_s'], '>7.1f')} {r['lost']:>4} {r['twice']:>5}", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--memory", type=parse_run, nargs="*", default=None, help="W:ORDERS runs in memory")
+    ap.add_argument("--git", type=parse_run, nargs="*", default=None, help="W:ORDERS runs on real git")
+    ap.add_argument("--shared-workers", type=int, default=24, help="workers of today's mode beside each run")
+    ap.add_argument("--delay", type=float, default=0.05, help="seconds added to every request (git runs)")
+    workspace.add_argument(ap)
+    args = ap.parse_args()
+    memory = args.memory if args.memory is not None else ([] if args.git else [(100, 2000)])
+    with workspace.folder(args.tmp) as tmp:
+        print(f"Budget {BUDGET:g} pushes a minute (GitHub's 6 at 10x time), {SECONDS:g}-s orders, heartbeats every "
+              f"{HEARTBEAT:g} s, offline after {OFFLINE:g} s; files in {workspace.describe(tmp)}")
+        print(f"{'where':>6} {'mode':>6} {'W':>4} {'orders':>6} {'effic.':>6} {'makespan':>9} {'busiest60':>9} "
+              f"{'kill->offer s':>13} {'cpu/order s':>11} {'reads/s':>7} {'lost':>4} {'twice':>5}")
+        for workers, orders in memory:
+            show("memory", memory_run("open", workers, orders, Path(tmp)))
+            show("memory", memory_run("shared", args.shared_workers, orders, Path(tmp)))
+        for workers, orders in args.git or []:
+            show("git", git_run("open", workers, orders, Path(tmp), args.delay))
+            show("git", git_run("shared", args.shared_workers, orders, Path(tmp), args.delay))
+
+
+if __name__ == "__main__":
+    random.seed(0)
+    main()
