@@ -2,6 +2,7 @@
 
     python bench/github.py                              # W = 24 and 48, time 10x fast, then production
     python bench/github.py --runs fast:6:60 --tmp /dev/shm   # a small run: W=6, 60 orders, time 10x fast
+    python bench/github.py --runs fast:24:480 --verify 0 0.05 1.0   # what verification costs
 
 The board is served by tests/servers.GitHubLikeServer: smart HTTP with a token, `main` protected
 by a ruleset (no force push, no deletion), a round trip added to every request, every push and
@@ -19,6 +20,11 @@ mean pushes a minute over the run, the most reads in any second, parallel effici
 makespan orders x seconds / W over the measured one, first claim to last completion, from the
 board's records), orders lost (not completed at the end), orders processed twice (completed by
 more than one worker, from the workers' logs), and pushes the ruleset refused.
+
+``--verify F...`` runs each run once per fraction F of orders published with `publish --verify F`
+(the monitor judges them): ``readings`` counts every completed copy, ``chapters/min`` the orders
+(chapters) whose verdict is in, or that need none, a minute of makespan; the efficiency stays the
+ideal of the orders alone (no second readings) over the makespan, so it shows what reading twice costs.
 
 WMS_BENCH_KEEP=DIR keeps each run's board, logs and clones in DIR, with every push's refs in
 board.git/pushed-refs.log (time, ref, the ruleset's verdict, old and new ids); WMS_BENCH_VERBOSE=1
@@ -63,7 +69,7 @@ def completion_records(bare: Path) -> list[dict]:
     return [json.loads(git_out(bare, "show", f"main:{f}")) for f in files]
 
 
-def run_once(kind: str, workers: int, orders: int, tmp: Path, delay: float) -> dict:
+def run_once(kind: str, workers: int, orders: int, tmp: Path, delay: float, verify: float = 0.0) -> dict:
     setting = SETTINGS[kind]
     root = Path(tempfile.mkdtemp(prefix=f"gh-{kind}-{workers}-", dir=tmp))
     bare = make_bare(root / "board.git")
@@ -79,7 +85,7 @@ def run_once(kind: str, workers: int, orders: int, tmp: Path, delay: float) -> d
                             '>> "$GIT_DIR/pushed-refs.log"\nrm -f "$GIT_DIR/push.tmp.$$"\nexit $s\n')
             hook.chmod(0o755)
         host("publish", "--repo-url", url, "--simulate", str(orders), "--seconds", str(setting["seconds"]),
-             "--prefix", "gh", env=env)
+             "--prefix", "gh", "--verify", str(verify), env=env)
         host("close", "--repo-url", url, env=env)  # one wave: workers stop once it is done
         started = time.monotonic()
         monitor = subprocess.Popen([PY, "-m", "host_tools", "monitor", "--repo-url", url, "--poll-seconds",
@@ -117,10 +123,15 @@ def run_once(kind: str, workers: int, orders: int, tmp: Path, delay: float) -> d
     makespan = max(last - first, 1e-9)
     ideal = orders * setting["seconds"] / workers
     wall = ended - started
-    return {"kind": kind, "workers": workers, "orders": orders, "budget": setting["budget"],
+    chapters = [i for i in states["completed"] if ".v" not in i]  # first copies: the chapters themselves
+    verdicts = len([f for f in git_out(bare, "ls-tree", "-r", "--name-only", "main").split()
+                    if f.startswith("verified/")])
+    return {"kind": kind, "workers": workers, "orders": orders, "budget": setting["budget"], "verify": verify,
+            "readings": len(states["completed"]), "verdicts": verdicts,
+            "chapters_per_min": len(chapters) / makespan * 60,
             "busiest60": busiest(pushes, 60.0), "pushes": len(pushes), "pushes_per_min": len(pushes) / (wall / 60),
             "busiest_read_s": busiest(reads, 1.0), "reads": len(reads), "efficiency": ideal / makespan,
-            "makespan": makespan, "ideal": ideal, "wall": wall, "lost": orders - len(states["completed"]),
+            "makespan": makespan, "ideal": ideal, "wall": wall, "lost": orders - len(chapters),
             "twice": sum(n - 1 for n in completions.values() if n > 1), "refused": refused,
             "throttled": throttled, "exit_ok": codes == [0] * workers, "worker_pushes": worker_pushes,
             "lost_races": lost_races,
@@ -161,6 +172,8 @@ def main() -> None:
                     help="KIND:WORKERS:ORDERS each (KIND fast or prod); default fast:24:480 fast:48:960 prod:6:24")
     ap.add_argument("--delay", type=float, default=0.05, help="seconds added to every request (a round trip)")
     ap.add_argument("--timeline", action="store_true", help="also print the pushes in each 10 s of every run")
+    ap.add_argument("--verify", type=float, nargs="+", default=[0.0], metavar="F",
+                    help="publish each run's orders with --verify F, one run per F (default 0)")
     workspace.add_argument(ap)
     args = ap.parse_args()
     keep = os.environ.get("WMS_BENCH_KEEP")
@@ -168,12 +181,14 @@ def main() -> None:
         print(f"GitHub-like server (smart HTTP, token, ruleset on main, {args.delay * 1000:.0f} ms a request); "
               f"boards and clones in {workspace.describe(tmp)}")
         print(f"{'run':>5} {'W':>3} {'orders':>6} {'budget':>6} {'busiest60':>9} {'push/min':>8} {'reads/s':>7} "
-              f"{'effic.':>6} {'makespan':>8} {'ideal':>6} {'lost':>4} {'twice':>5} {'refused':>7}")
-        for kind, workers, orders in args.runs:
-            r = run_once(kind, workers, orders, Path(tmp), args.delay)
+              f"{'effic.':>6} {'makespan':>8} {'ideal':>6} {'lost':>4} {'twice':>5} {'refused':>7} {'verify':>6} "
+              f"{'readings':>8} {'ch/min':>6}")
+        for (kind, workers, orders), verify in [(run, f) for run in args.runs for f in args.verify]:
+            r = run_once(kind, workers, orders, Path(tmp), args.delay, verify)
             print(f"{kind:>5} {workers:>3} {orders:>6} {r['budget']:>6} {r['busiest60']:>9} "
                   f"{r['pushes_per_min']:>8.1f} {r['busiest_read_s']:>7} {r['efficiency']:>6.3f} "
-                  f"{r['makespan']:>7.0f}s {r['ideal']:>5.0f}s {r['lost']:>4} {r['twice']:>5} {r['refused']:>7}"
+                  f"{r['makespan']:>7.0f}s {r['ideal']:>5.0f}s {r['lost']:>4} {r['twice']:>5} {r['refused']:>7} "
+                  f"{verify:>6g} {r['readings']:>8} {r['chapters_per_min']:>6.1f}"
                   + ("" if r["exit_ok"] else "  (a worker exited non-zero)"), flush=True)
             if args.timeline:
                 print(f"      pushes per 10 s: {' '.join(map(str, r['timeline']))}; by the workers "

@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -38,8 +39,10 @@ sys.path.insert(0, str(ROOT))
 from bench import workspace  # noqa: E402
 
 SECONDS, BUDGET, HEARTBEAT, OFFLINE = 6.0, 60.0, 6.0, 18.0
+# every wait divided by 10, as bench/github.py does, and the fold delay too (an open board's worker looks for
+# the grant of its claims no sooner than that)
 FAST_ENV = {"WMS_POLL_SECONDS": "2", "WMS_POLL_CAP_SECONDS": "6", "WMS_OFFLINE_AFTER": "18",
-            "WMS_HEARTBEAT_SECONDS": "6"}
+            "WMS_HEARTBEAT_SECONDS": "6", "WMS_FOLD_DELAY": "0.2"}
 
 
 # ------------------------------------------------------------------ in memory
@@ -51,7 +54,7 @@ def memory_run(mode: str, workers: int, orders: int, tmp: Path) -> dict:
     clock = ManualClock()
     folder = Path(tempfile.mkdtemp(prefix=f"mem-{mode}-{workers}-", dir=tmp))
     settings = dict(heartbeat_seconds=HEARTBEAT, offline_after=OFFLINE, poll_seconds=2.0, poll_cap_seconds=6.0,
-                    max_failures=3, max_work=100000)
+                    fold_delay=0.2, max_failures=12, max_work=100000)
     if mode == "open":
         board = OpenMemoryBoard(clock, folder, workers, push_budget=BUDGET, fork_budget=BUDGET, poll_seconds=1.0,
                                 offline_after=OFFLINE)
@@ -191,7 +194,8 @@ def git_run(mode: str, workers: int, orders: int, tmp: Path, delay: float) -> di
                                                                               "--offline-after", str(OFFLINE)]
         keeper_proc = subprocess.Popen([PY, "-m", "host_tools", *keeper, "--repo-url", url], cwd=ROOT, env=env,
                                        stdout=open(root / "keeper.log", "w"), stderr=subprocess.STDOUT)
-        procs = [start_worker(url, root / f"w{i}", "--max-failures", "3", "--max-work", "100000", "--jobs", "1",
+        # workers stay for a few empty polls (about 50 s), so the one killed has its order taken back and done
+        procs = [start_worker(url, root / f"w{i}", "--max-failures", "12", "--max-work", "100000", "--jobs", "1",
                               "--worker-id", f"w{i}",
                               *(["--fork-url", server.url(forks[i].name)] if forks else []),
                               env=env, log=root / f"w{i}.log") for i in range(workers)]
@@ -217,37 +221,95 @@ def git_run(mode: str, workers: int, orders: int, tmp: Path, delay: float) -> di
     records = [json.loads(git_out(bare, "show", f"main:{f}")) for f in files]
     first = min(r["claimed_at"] for r in records) if records else 0.0
     last = max(r["completed_at"] for r in records) if records else 0.0
-    logs = [(root / f"w{i}.log").read_text(errors="replace") for i in range(workers)]
+    logs = [(root / f"w{i}" / "worker.log").read_text(errors="replace") for i in range(workers)]
     completions = Counter(line.rsplit(" ", 1)[-1] for text in logs for line in text.splitlines()
                           if "Completed work:" in line)
-    back = None
-    if killed_at is not None:
-        took = [int(line.split(" ", 1)[0]) for line in git_out(bare, "log", "--format=%ct %B", "main").splitlines()
-                if line[:1].isdigit() and ("took back" in line or "lease lapsed" in line)]
-        back = min((t for t in took if t >= int(killed_at)), default=None)
+    back = taken_again(root, workers, killed_at) if killed_at is not None else None
     keeper_log = (root / "keeper.log").read_text(errors="replace")
     reads = None
     if mode == "open":
-        counts = [line for line in keeper_log.splitlines() if line.startswith("Dispatcher stopped after")]
-        if counts:
-            words = counts[-1].split()
-            reads = (int(words[4]) + int(words[8])) / (ended - started)
+        found = re.search(r"Dispatcher stopped after \d+ pass\(es\): (\d+) fork read\(s\) \(ls-remote\), (\d+) fork "
+                          r"fetch\(es\)", keeper_log)
+        if found:
+            reads = (int(found.group(1)) + int(found.group(2))) / (ended - started)
     return {"mode": mode, "W": workers, "orders": orders,
             "efficiency": orders * SECONDS / workers / max(last - first, 1e-9), "makespan": last - first,
             "busiest60": busiest(board_pushes), "lost": orders - len(states["completed"]),
-            "twice": sum(n - 1 for n in completions.values() if n > 1),
-            "kill_to_offer": (back - killed_at) if back is not None else None,
+            # processed twice: as in memory, not counting the killed worker's results that never left its spool
+            "twice": sum(completions.values()) - completions_of(logs[0]) + sum(1 for r in records
+                                                                            if r.get("worker_id") == "w0")
+            - len(states["completed"]),
+            "kill_to_offer": (back - killed_at) if back is not None else None,  # taken by another, git runs
             "cpu_per_order": keeper_cpu / orders if mode == "open" else None, "reads_s": reads}
+
+
+def completions_of(log: str) -> int:
+    return sum(1 for line in log.splitlines() if "Completed work:" in line)
+
+
+def taken_again(root: Path, workers: int, killed_at: float) -> float | None:
+    """When another worker claimed an order the killed one (w0) held: from the workers' logs (the same
+    measure for both modes; on an open board it includes the grant after the take-back)."""
+    def events(i: int, word: str) -> list[tuple[float, str]]:
+        out = []
+        for line in (root / f"w{i}" / "worker.log").read_text(errors="replace").splitlines():
+            if f"{word} work: " in line:
+                stamp = time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S")) + float("0." + line[20:23])
+                out.append((stamp, line.rsplit(" ", 1)[-1]))
+        return out
+    held = {w for _, w in events(0, "Claimed")} - {w for _, w in events(0, "Completed")}
+    times = [t for i in range(1, workers) for t, w in events(i, "Claimed") if w in held and t >= killed_at]
+    return min(times) if times else None
 
 
 def done_count(root: Path, workers: int) -> int:
     total = 0
     for i in range(workers):
         try:
-            total += (root / f"w{i}.log").read_text(errors="replace").count("Completed work:")
+            total += (root / f"w{i}" / "worker.log").read_text(errors="replace").count("Completed work:")
         except OSError:
             pass
     return total
+
+
+def pass_cost(forks: int, tmp: Path, delay: float) -> dict:
+    """One dispatcher's pass over ``forks`` forks on the GitHub-like server: the first fetches every fork
+    (each holds a heartbeat), the next ones only list them (nothing moved): seconds and CPU a pass, the
+    dispatcher's git processes included."""
+    import resource
+
+    from coordination.protocol.board import Board
+    from coordination.protocol.git import LocalRepo, RefUpdate
+    from coordination.protocol.remote import parse_repo_url
+    from host_tools.dispatch import Dispatcher
+    from tests.helpers import host, make_bare
+    from tests.servers import GitHubLikeServer
+
+    root = Path(tempfile.mkdtemp(prefix=f"pass-{forks}-", dir=tmp))
+    make_bare(root / "board.git")
+    paths = [make_bare(root / f"fork-{i}.git") for i in range(forks)]
+    env = dict(os.environ, ENVIRONMENT="testing", WMS_HOST_WORKDIR=str(root / "host"))
+    with GitHubLikeServer(root, delay=delay) as server:
+        url = server.url("board.git")
+        host("init", "--repo-url", url, "--open", env=env)
+        host("volunteers", "add", "--repo-url", url, *[server.url(p.name, with_token=False) for p in paths], env=env)
+        for p in paths:  # a heartbeat in each fork, pushed to the bare repository directly
+            fork = Board(LocalRepo.open(root / "seed" / p.name, parse_repo_url(str(p))))
+            sha = fork.ref_commit({"kind": "heartbeat", "worker_id": "w", "sent_at": time.time()})
+            fork.repo.push([RefUpdate("refs/wms/heartbeats/w", sha, None)])
+        board = Board(LocalRepo.open(root / "dispatcher" / "board.git", parse_repo_url(url)))
+        dispatcher = Dispatcher(board, OFFLINE)
+        costs = []
+        for _ in range(4):
+            wall, cpu = time.monotonic(), time.process_time()
+            children = resource.getrusage(resource.RUSAGE_CHILDREN)
+            dispatcher.pass_once(time.time())
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            costs.append((time.monotonic() - wall, time.process_time() - cpu + after.ru_utime - children.ru_utime
+                          + after.ru_stime - children.ru_stime))
+    first, rest = costs[0], costs[1:]
+    return {"forks": forks, "first_wall": first[0], "first_cpu": first[1],
+            "wall": sum(c[0] for c in rest) / len(rest), "cpu": sum(c[1] for c in rest) / len(rest)}
 
 
 def parse_run(text: str) -> tuple[int, int]:
@@ -268,13 +330,16 @@ def main() -> None:
     ap.add_argument("--memory", type=parse_run, nargs="*", default=None, help="W:ORDERS runs in memory")
     ap.add_argument("--git", type=parse_run, nargs="*", default=None, help="W:ORDERS runs on real git")
     ap.add_argument("--shared-workers", type=int, default=24, help="workers of today's mode beside each run")
+    ap.add_argument("--pass-cost", type=int, nargs="*", default=None, metavar="FORKS",
+                    help="the cost of one dispatcher pass over FORKS forks (real git), e.g. 25 100")
     ap.add_argument("--delay", type=float, default=0.05, help="seconds added to every request (git runs)")
     workspace.add_argument(ap)
     args = ap.parse_args()
-    memory = args.memory if args.memory is not None else ([] if args.git else [(100, 2000)])
+    memory = args.memory if args.memory is not None else ([] if args.git or args.pass_cost else [(100, 2000)])
     with workspace.folder(args.tmp) as tmp:
         print(f"Budget {BUDGET:g} pushes a minute (GitHub's 6 at 10x time), {SECONDS:g}-s orders, heartbeats every "
-              f"{HEARTBEAT:g} s, offline after {OFFLINE:g} s; files in {workspace.describe(tmp)}")
+              f"{HEARTBEAT:g} s, offline after {OFFLINE:g} s, polls from 2 s, fold delay 0.2 s; files in "
+              f"{workspace.describe(tmp)}")
         print(f"{'where':>6} {'mode':>6} {'W':>4} {'orders':>6} {'effic.':>6} {'makespan':>9} {'busiest60':>9} "
               f"{'kill->offer s':>13} {'cpu/order s':>11} {'reads/s':>7} {'lost':>4} {'twice':>5}")
         for workers, orders in memory:
@@ -283,6 +348,11 @@ def main() -> None:
         for workers, orders in args.git or []:
             show("git", git_run("open", workers, orders, Path(tmp), args.delay))
             show("git", git_run("shared", args.shared_workers, orders, Path(tmp), args.delay))
+        for forks in args.pass_cost or []:
+            c = pass_cost(forks, Path(tmp), args.delay)
+            print(f"dispatcher pass over {forks} forks: first (fetching all) {c['first_wall']:.2f} s, "
+                  f"{c['first_cpu']:.2f} s CPU; then (nothing moved) {c['wall']:.2f} s, {c['cpu']:.2f} s CPU a pass "
+                  f"({c['cpu'] / forks * 1000:.1f} ms CPU a fork)", flush=True)
 
 
 if __name__ == "__main__":

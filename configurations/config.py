@@ -52,6 +52,7 @@ class HostConfig:
     alert_from: str = "wms-monitor@localhost"
     alert_to: str | None = None
     push_budget: float = defaults.PUSH_BUDGET  # what `init` writes into board.json
+    verify_fraction: float = 0.05  # the share of published chapters read twice, as `init` writes it
 
 
 _PRESETS = {
@@ -63,7 +64,7 @@ _PRESETS = {
 }
 
 # the host's own presets: a test board on this machine is given more pushes than GitHub allows
-_HOST_PRESETS = {"testing": dict(push_budget=1200.0)}
+_HOST_PRESETS = {"testing": dict(push_budget=1200.0, verify_fraction=0.0)}
 
 # environment variable -> (field, type): the worker's from its table of settings
 _ENV_WORKER = env_names()
@@ -81,6 +82,7 @@ _ENV_HOST = {
     "WMS_ALERT_FROM": ("alert_from", str),
     "WMS_ALERT_TO": ("alert_to", str),
     "WMS_PUSH_BUDGET": ("push_budget", float),
+    "WMS_VERIFY": ("verify_fraction", float),
 }
 
 

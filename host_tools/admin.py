@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coordination.protocol import campaign, openboard
+from coordination.protocol import campaign, openboard, verify as verify_lib
 from coordination.protocol.archive import ArchiveIndex
 from coordination.protocol.board import Board
 from coordination.protocol.fold import BoardSettings
@@ -56,12 +56,15 @@ def open_board(repo_url: str, workdir: Path | None = None, settings: BoardSettin
 
 
 # ------------------------------------------------------------------ init
-def init_board(board: Board, now: float | None = None, push_budget: float = PUSH_BUDGET) -> str:
+def init_board(board: Board, now: float | None = None, push_budget: float = PUSH_BUDGET,
+               verify_fraction: float = 0.0) -> str:
     """Lay out the board on ``main``. Returns 'created', 'completed' (folders added) or 'exists'.
 
-    ``push_budget``: pushes a minute the whole fleet may make (board.json; see coordination.protocol.budget)."""
+    ``push_budget``: pushes a minute the whole fleet may make (board.json; see coordination.protocol.budget).
+    ``verify_fraction``: the share of each published batch read twice (coordination.protocol.verify)."""
     now = now or time.time()
     push_budget = check_budget(push_budget)
+    verify_fraction = verify_lib.check_fraction(verify_fraction)
     created = {"value": "exists"}
 
     def mutate(view: BoardView):
@@ -74,7 +77,8 @@ def init_board(board: Board, now: float | None = None, push_budget: float = PUSH
         if not view.has_path("board.json"):
             policy = {"wms_board": 1, "created_at": now, "max_attempts": board.settings.max_attempts,
                       "retry_backoff": board.settings.retry_backoff,
-                      "retry_backoff_cap": board.settings.retry_backoff_cap, BUDGET_KEY: push_budget}
+                      "retry_backoff_cap": board.settings.retry_backoff_cap, BUDGET_KEY: push_budget,
+                      verify_lib.KEY: {"fraction": verify_fraction, "threshold": verify_lib.DEFAULT_THRESHOLD}}
             changes["board.json"] = board.repo.write_blob(dumps(policy))
         if not changes:
             return None
@@ -131,6 +135,35 @@ def set_open(board: Board, open_: bool, now: float | None = None) -> bool:
     return changed["value"]
 
 
+def set_verify(board: Board, fraction: float | None, threshold: float | None = None,
+               now: float | None = None) -> tuple[verify_lib.Policy, verify_lib.Policy]:
+    """Change the verification policy of a live board (board.json's `verify`; other keys kept).
+    Returns (the policy before, the policy now)."""
+    fraction = None if fraction is None else verify_lib.check_fraction(fraction, "--verify")
+    threshold = None if threshold is None else verify_lib.check_fraction(threshold, "--threshold")
+    out = {}
+
+    def mutate(view: BoardView):
+        board.require_main(view)
+        policy = view.policy()
+        found = view.read_path("board.json", limit=64 * 1024)
+        if found and not policy:
+            raise ValueError("board.json on main is not valid JSON; fix it by hand before changing verification")
+        before = verify_lib.read_policy(policy)
+        after = verify_lib.Policy(before.fraction if fraction is None else fraction,
+                                  before.threshold if threshold is None else threshold)
+        out["before"], out["after"] = before, after
+        if before == after and isinstance(policy.get(verify_lib.KEY), dict):
+            return None
+        policy = dict(policy or {"wms_board": 1},
+                      **{verify_lib.KEY: {"fraction": after.fraction, "threshold": after.threshold}})
+        return {"board.json": board.repo.write_blob(dumps(policy))}, \
+            f"wms: verify {after.fraction:g} of new chapters (agreement: CER <= {after.threshold:g})"
+
+    board.update_main(mutate, now=(lambda: now) if now is not None else None)
+    return out["before"], out["after"]
+
+
 # ------------------------------------------------------------------ publish
 @dataclass
 class PageFile:
@@ -158,6 +191,8 @@ class PublishReport:
     repo_bytes: int = 0  # the board's size (packed objects of the host's clone) before this publish
     commit: str | None = None
     reopens: bool = False  # the board was closed: this publish opens it for more work again
+    verified: list[str] = field(default_factory=list)  # published ids drawn to be read twice
+    board_verify: float = 0.0  # the board's share of chapters to verify (board.json)
 
     @property
     def projected_bytes(self) -> int:
@@ -215,13 +250,21 @@ def simulate_orders(count: int, seconds: float, now: float | None = None, prefix
 
 
 def publish(board: Board, orders: list[dict], files: dict[str, bytes] | None = None,
-            dry_run: bool = False, now: float | None = None) -> PublishReport:
-    """Add orders to ``available_work/``; an id already on the board in any state is skipped."""
+            dry_run: bool = False, now: float | None = None, verify: float | None = None,
+            rng=None) -> PublishReport:
+    """Add orders to ``available_work/``; an id already on the board in any state is skipped.
+
+    ``verify``: the share of the published orders, drawn at random, that are read by two different
+    workers (`coordination.protocol.verify`); None: none (the command passes the board's share)."""
     files = files or {}
     now = now or time.time()
+    fraction = 0.0 if verify is None else verify_lib.check_fraction(verify)
     for order in orders:
         if not valid_work_id(str(order.get("work_id", ""))):
             raise ValueError(f"invalid work id {order.get('work_id')!r}")
+        if verify_lib.parse_copy(str(order["work_id"]))[1] > 1:
+            raise ValueError(f"invalid work id {order['work_id']!r}: ids ending in .v2 to .v9 name the copies "
+                             "of verified chapters")
     report = PublishReport()
 
     by_id: dict[str, list[str]] = {}
@@ -235,6 +278,7 @@ def publish(board: Board, orders: list[dict], files: dict[str, bytes] | None = N
         report.published, report.skipped, report.bytes_added, report.largest_file = [], [], 0, None
         policy = view.policy()
         report.reopens = campaign.is_closed(policy)
+        report.board_verify = verify_lib.read_policy(policy).fraction if policy else 0.0
         archived = ArchiveIndex(view)
         report.repo_bytes = repo_size(board)
         changes, seen = {}, set()
@@ -253,7 +297,7 @@ def publish(board: Board, orders: list[dict], files: dict[str, bytes] | None = N
                 report.skipped.append((work_id, f"archived {month}"))
                 continue
             data = dumps(order)
-            changes[state_path(OrderState.AVAILABLE, work_id)] = board.repo.write_blob(data)
+            changes[state_path(OrderState.AVAILABLE, work_id)] = data
             report.bytes_added += len(data)
             for path in by_id.get(work_id, []):
                 blob = files[path]
@@ -264,6 +308,14 @@ def publish(board: Board, orders: list[dict], files: dict[str, bytes] | None = N
             report.published.append(work_id)
         if not report.published:
             report.reopens = False  # nothing new: the board stays as the host left it
+        report.verified = sorted(verify_lib.select(report.published, fraction, rng)) if fraction else []
+        order_by_id = {o["work_id"]: o for o in orders}
+        for work_id in report.published:
+            order = order_by_id[work_id]
+            order = verify_lib.mark(order) if work_id in report.verified else order
+            data = dumps(order)
+            report.bytes_added += len(data) - len(changes[state_path(OrderState.AVAILABLE, work_id)])
+            changes[state_path(OrderState.AVAILABLE, work_id)] = board.repo.write_blob(data)
         if dry_run or not changes:
             return None
         if report.reopens:

@@ -26,6 +26,7 @@ from host_tools import succession
 from host_tools import volunteers as volunteers_lib
 from host_tools.cli_base import (console, HostContext, fail, LIBRARY_ERRORS, repo_option, describe_order,
                                   progress_bar, cli, budget_option)
+from host_tools.cli_verify import verify_option
 from host_tools.sources import build_orders
 
 
@@ -43,7 +44,7 @@ def init(obj: HostContext, repo_url, push_budget, open_board):
     try:
         budget = obj.config.push_budget if push_budget is None else push_budget
         board = obj.board(repo_url)
-        outcome = admin.init_board(board, push_budget=budget)
+        outcome = admin.init_board(board, push_budget=budget, verify_fraction=obj.config.verify_fraction)
         opened = open_board and volunteers_lib.set_mode(board, "open", fork_budget=budget)
     except LIBRARY_ERRORS as exc:
         fail(exc)
@@ -126,9 +127,10 @@ def reopen(obj: HostContext, repo_url):
                    "(WMS_PAGE_STORE; see docs/HOST.md).")
 @click.option("--store-limit", type=click.FloatRange(min=0, min_open=True), default=page_store_lib.DEFAULT_LIMIT / 1e9,
               show_default=True, metavar="GB", help="Move on to the next page store once one holds this much.")
+@verify_option
 @click.pass_obj
 def publish(obj: HostContext, repo_url, sources, simulate, seconds, prefix, engine, lang, dry_run, yes, page_store,
-            store_limit):
+            store_limit, verify):
     """Publish chapters (folders, .cbz, .csv/.json URL manifests) or load-test orders.
 
     A chapter already on the board, in any state or archived, is reported and skipped.
@@ -162,7 +164,8 @@ def publish(obj: HostContext, repo_url, sources, simulate, seconds, prefix, engi
                 for line in page_store_lib.put_pages(page_store, obj.config.workdir, orders, files, report.published,
                                                      limit_gb=store_limit, git_timeout=obj.config.git_timeout):
                     click.echo(line)
-            report = admin.publish(board, orders, board_files, now=now)
+            report = admin.publish(board, orders, board_files, now=now,
+                                   verify=report.board_verify if verify is None else verify)
     except LIBRARY_ERRORS as exc:
         fail(exc)
     verb = "Would publish" if dry_run else "Published"
@@ -174,6 +177,9 @@ def publish(obj: HostContext, repo_url, sources, simulate, seconds, prefix, engi
         click.echo(f"Skipped {work_id}: already on the board ({state})")
     click.echo(f"{verb} {len(report.published)} order(s), {report.bytes_added / 1e6:.1f} MB"
                + (f"; skipped {len(report.skipped)}" if report.skipped else ""))
+    if report.verified:
+        click.echo(f"Verified: {len(report.verified)} of them are read by two different workers "
+                   "(a third breaks a tie); collect takes them once they agree.")
     if report.reopens:
         click.echo(f"The board was closed; publishing {'would reopen' if dry_run else 'reopened'} it: workers with "
                    "nothing to do wait for more work again (`close` when the campaign is over).")
@@ -241,7 +247,7 @@ def status(obj: HostContext, repo_url, as_json, write_status_page, offline_after
 
 
 # the other commands register on the same group
-from host_tools import cli_open, cli_results, cli_watch  # noqa: E402,F401
+from host_tools import cli_open, cli_results, cli_verify, cli_watch  # noqa: E402,F401
 
 
 def main() -> None:

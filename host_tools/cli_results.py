@@ -21,8 +21,10 @@ from host_tools.datasets import sqlite as datasets_sqlite
 @click.option("--prune-pages", is_flag=True, help="Delete page images of completed chapters from the board.")
 @click.option("--no-archive", is_flag=True, help="Leave the records in completed_work/ (do not archive them).")
 @click.option("--include-archived", is_flag=True, help="Also export records archived earlier (e.g. into a new format).")
+@click.option("--include-unverified", is_flag=True,
+              help="Also write chapters still waiting to be verified, as they are (they stay on the board).")
 @click.pass_obj
-def collect(obj: HostContext, repo_url, out_dir, fmt, prune_pages, no_archive, include_archived):
+def collect(obj: HostContext, repo_url, out_dir, fmt, prune_pages, no_archive, include_archived, include_unverified):
     """Write completed results into a dataset, then archive them on the board.
 
     Formats: jsonl (OUT/results.jsonl), text (OUT/SERIES/CHAPTER [ID].txt), mokuro (OUT/SERIES/CHAPTER [ID].mokuro,
@@ -35,7 +37,7 @@ def collect(obj: HostContext, repo_url, out_dir, fmt, prune_pages, no_archive, i
         with progress_bar() as progress:
             task = progress.add_task("Collecting", total=None)
             report = collect_lib.collect(board, out_dir, fmt, archive=not no_archive, prune_pages=prune_pages,
-                                         include_archived=include_archived,
+                                         include_archived=include_archived, include_unverified=include_unverified,
                                          on_progress=lambda n, total, _: progress.update(task, completed=n, total=total))
     except LIBRARY_ERRORS as exc:
         fail(exc)
@@ -48,6 +50,10 @@ def collect(obj: HostContext, repo_url, out_dir, fmt, prune_pages, no_archive, i
                    "needs every page's image.", err=True)
     click.echo(f"Collected {len(report.written)} new chapter(s) into {out_dir} ({fmt}); "
                f"{len(report.already)} already there; {len(report.without_pages)} without pages skipped.")
+    if report.unverified:
+        click.echo(f"{len(report.unverified)} chapter(s) wait to be verified and stay on the board"
+                   + (" (written as they are: --include-unverified)." if include_unverified else
+                      ": collect again later, or take them as they are with --include-unverified."))
     if report.archived:
         click.echo(f"Archived {len(report.archived)} result(s) on the board.")
     if report.pages_pruned:

@@ -15,6 +15,12 @@ Steps, each safe to repeat:
 4. move the collected records to `archive/YYYY-MM/` (one commit) and, with
    `prune_pages`, delete `pages/<id>/` of every completed or archived chapter.
 
+Verified chapters (`host_tools.verification`): the judge runs first; a chapter is written once it is
+accepted (``accepted``: "single", "quorum" or "tie-broken"), as the copy its verdict accepted, under
+the chapter's own id, and every copy of it is archived then. A chapter still waiting for its other
+reading, or whose worker is being checked, stays on the board ("unverified"); ``include_unverified``
+writes those too, as they are, without archiving them.
+
 Results of orders without pages (the `simulate` kind) are included in `jsonl` and
 `sqlite` with an empty page list, and skipped by `text` and `mokuro` (nothing to read).
 """
@@ -39,6 +45,7 @@ from host_tools.datasets.jsonl import JsonlWriter
 from host_tools.datasets.mokuro import MokuroWriter
 from host_tools.datasets.sqlite import SqliteWriter
 from host_tools.datasets.text import TextWriter
+from host_tools import verification
 
 WRITERS = {"jsonl": JsonlWriter, "text": TextWriter, "mokuro": MokuroWriter, "sqlite": SqliteWriter}
 FORMATS = tuple(WRITERS)
@@ -162,6 +169,8 @@ class CollectReport:
     # (work id, page names without an image, the folder they belong in): chapters written without them
     missing_images: list[tuple[str, list[str], Path]] = field(default_factory=list)
     commit: str | None = None
+    unverified: list[str] = field(default_factory=list)  # waiting for a verdict: left on the board
+    judged: "verification.JudgeReport | None" = None
 
 
 def _records(view: BoardView, include_archived: bool):
@@ -177,7 +186,7 @@ def _records(view: BoardView, include_archived: bool):
 
 
 def collect(board: Board, out: Path, fmt: str = "jsonl", *, now: float | None = None, archive: bool = True,
-            prune_pages: bool = False, include_archived: bool = False,
+            prune_pages: bool = False, include_archived: bool = False, include_unverified: bool = False,
             on_progress: Callable[[int, int, str], None] | None = None) -> CollectReport:
     if fmt not in WRITERS:
         raise CollectError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
@@ -192,6 +201,10 @@ def collect(board: Board, out: Path, fmt: str = "jsonl", *, now: float | None = 
     view = board.fold_into_main(now)
     board.require_main(view)
     report = CollectReport()
+    report.judged = verification.judge_pass(board, now)
+    view = board.sync()
+    found, playing = verification.verdicts(view), verification.in_play(view)
+    flagged = verification.suspects(found)
     bad: dict[str, tuple[str, str]] = {}  # id -> (blob, reason)
     good_blobs: dict[str, str] = {}
     records = list(_records(view, include_archived))
@@ -213,12 +226,21 @@ def collect(board: Board, out: Path, fmt: str = "jsonl", *, now: float | None = 
                     bad[work_id] = (blob, str(exc))
                     _quarantine_local(out, work_id, data, str(exc))
                 continue
-            if not archived:
+            target, how = verification.disposition(work_id, json.loads(data), found, flagged, playing)
+            if target is None or how not in verification.ACCEPTED:
+                if target is not None and not archived:
+                    report.unverified.append(work_id)
+                if target is None or not include_unverified:
+                    if target is None and not archived and verification.verify.parse_copy(work_id)[0] in found:
+                        good_blobs[work_id] = blob  # a decided chapter's other copy: archived with it
+                    continue
+            elif not archived:
                 good_blobs[work_id] = blob
+            ch = dict(ch, work_id=target, accepted=how)
             if writer.has(ch):
                 report.already.append(work_id)
                 continue
-            images = PageImages(view, work_id, ch["_order_pages"])
+            images = PageImages(view, target, ch["_order_pages"])
             if writer.write(ch, images):
                 report.written.append(work_id)
                 if images.missing:
@@ -247,8 +269,8 @@ def collect(board: Board, out: Path, fmt: str = "jsonl", *, now: float | None = 
                 if not entry.is_tree or not valid_work_id(entry.name):
                     continue
                 wid = entry.name
-                if wid in bad:
-                    continue  # quarantined: its pages are needed to redo it
+                if wid in bad or wid in playing or wid in report.unverified:
+                    continue  # quarantined, or still being verified: its pages are needed to read it again
                 if v.locate(wid).state == OrderState.COMPLETED or wid in report.archived or index.month_of(wid):
                     changes[f"pages/{wid}"] = None
                     report.pages_pruned.append(wid)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -37,6 +38,7 @@ from coordination.protocol.refs import MAIN_REF, claim_ref, result_ref
 from coordination.protocol.remote import related_remote
 from coordination.protocol.view import BoardView
 from coordination.runtime.pacing.snapshot import WORKERS_SHARE
+from host_tools import verification
 from host_tools.alerts import AlertError, AlertLedger, Incident, Mailer, deliver
 from host_tools.volunteer_status import read_seen, write_seen
 from host_tools.github_forks import REFRESH_SECONDS
@@ -45,6 +47,7 @@ from host_tools.volunteers import fork_url, read_volunteers
 log = logging.getLogger("wms.dispatch")
 
 FORKS = "refs/forks/"  # where the dispatcher's clone keeps each fork's refs
+READERS = 16  # forks asked for their refs at once
 
 
 @dataclass
@@ -96,41 +99,67 @@ class Dispatcher:
         self._now = 0.0
         self.liveness = LivenessTracker(offline_after, clock=lambda: self._now)
         self.seen: dict = {}  # (fork, ref, sha) -> when first seen: first come, first granted
+        self._records = verification.Reader()  # completed records the judge of verified chapters has read
         self.fork_refs: dict[str, dict[str, str]] = {}  # fork -> its refs at the last fetch
         self.transports: dict[str, object] = {}
         self.last_push = float("-inf")
+        self._pool: ThreadPoolExecutor | None = None
         self.counters = {"passes": 0, "ls_remote": 0, "fetch": 0, "push": 0, "cpu": 0.0}  # what it did, for benches
         self.folder = Path(board.repo.path).parent
         self.last_seen: dict[str, float] = read_seen(self.folder)  # fork -> when its refs last moved (for status)
 
     # ------------------------------------------------------------------ reading
     def read_forks(self, urls: list[str], report: PassReport) -> dict[str, BoardView]:
-        views = {}
+        """Each fork's refs: listed, then fetched where they moved, `READERS` forks at a time (a round trip
+        each, mostly waiting; concurrent fetches into one clone write different refs)."""
         repo = self.board.repo
+        listed = dict(zip(urls, self.pool().map(self.list_refs, urls))) if urls else {}
+        self.counters["ls_remote"] += len(urls)
+        moved = [u for u in urls if not isinstance(listed[u], WmsError) and listed[u] != self.fork_refs.get(u)]
+        fetched = dict(zip(moved, self.pool().map(self.fetch_refs, moved))) if moved else {}
+        self.counters["fetch"] += len(moved)
+        views = {}
         for url in urls:
-            transport = self.transports.get(url)
-            if transport is None:
-                # a fork on the board's server is read with the board's credentials (a public fork needs none)
-                transport = self.transports[url] = self.open_fork(repo, related_remote(url, repo.remote))
-            prefix = f"{FORKS}{openboard.fork_key(url)}/"
             report.read += 1
-            try:
-                self.counters["ls_remote"] += 1
-                refs = transport.ls_remote("refs/wms/")
-                if refs != self.fork_refs.get(url):
-                    self.counters["fetch"] += 1
-                    transport.fetch([f"+refs/wms/*:{prefix}wms/*"])
-                    self.fork_refs[url] = refs
-                    if refs:  # (a fork that never pushed a ref is not "seen")
-                        self.last_seen[url] = self._now
-                    report.fetched += 1
-            except WmsError as exc:
-                log.warning("Could not read the fork %s: %s", url, exc.message)
+            failure = listed[url] if isinstance(listed[url], WmsError) else fetched.get(url)
+            if failure is not None:
+                log.warning("Could not read the fork %s: %s", url, failure.message)
                 report.unreachable.append(url)
                 continue
+            if url in fetched:
+                self.fork_refs[url] = listed[url]
+                if listed[url]:  # (a fork that never pushed a ref is not "seen")
+                    self.last_seen[url] = self._now
+                report.fetched += 1
+            prefix = f"{FORKS}{openboard.fork_key(url)}/"
             local = {"refs/" + ref[len(prefix):]: sha for ref, sha in repo.refs(prefix).items()}
             views[url] = BoardView(repo, None, local)
         return views
+
+    def fetch_refs(self, url: str) -> WmsError | None:
+        """Fetch the fork's `refs/wms/*` into `refs/forks/<key>/`; the error, if it failed."""
+        try:
+            self.transports[url].fetch([f"+refs/wms/*:{FORKS}{openboard.fork_key(url)}/wms/*"])
+        except WmsError as exc:
+            return exc
+        return None
+
+    def list_refs(self, url: str):
+        """The fork's `refs/wms/*` (one `git ls-remote`), or the error that kept them from us."""
+        try:
+            transport = self.transports.get(url)
+            if transport is None:
+                # a fork on the board's server is read with the board's credentials (a public fork needs none)
+                transport = self.transports[url] = self.open_fork(self.board.repo,
+                                                                  related_remote(url, self.board.repo.remote))
+            return transport.ls_remote("refs/wms/")
+        except WmsError as exc:
+            return exc
+
+    def pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="fork-reader")
+        return self._pool
 
     # ------------------------------------------------------------------ one pass
     def pass_once(self, now: float) -> PassReport:
@@ -158,12 +187,13 @@ class Dispatcher:
         plan = dispatch.plan_pass(view, forks, self.seen, self.liveness, now, check=self.check)
         self.forget_seen(forks)
         report.waiting = plan.waiting
-        if plan.empty:
+        judged, _ = verification.judge(self.board, view, now, self._records)  # verdicts ride in the same commit
+        if plan.empty and not judged:
             return report
         spacing = 60.0 / (WORKERS_SHARE * max(0.1, view.push_budget()))
         if now - self.last_push < spacing:
             return report  # within the board's budget: the next pass writes it
-        commit = self.commit(view, plan, now)
+        commit = self.commit(view, plan, now, judged)
         self.last_push = now
         self.counters["push"] += 1
         testhooks.crash_point("dispatch-before-push")
@@ -179,7 +209,7 @@ class Dispatcher:
         report.alerts_sent, report.alert_error = deliver(self.incidents(plan), self.ledger, self.mailer, now)
         return report
 
-    def commit(self, view: BoardView, plan: dispatch.DispatchPlan, now: float) -> str:
+    def commit(self, view: BoardView, plan: dispatch.DispatchPlan, now: float, judged: dict | None = None) -> str:
         """One commit on main with everything of ``plan``: its grants, take-backs and results as the fold
         folds refs (records the dispatcher writes in its own clone, never pushed as refs), and its
         quarantine records."""
@@ -196,12 +226,14 @@ class Dispatcher:
         fold = BoardView(repo, view.main, refs).plan_fold(now, board.settings)
         fold.write(repo)
         changes = dict(fold.changes)
+        changes.update(judged or {})  # the judge's verdicts and copies offered (host_tools.verification)
         for q in plan.quarantined:
             changes[dispatch.quarantine_path(q.fork, q.work_id, q.seq)] = repo.write_blob(dumps(
                 {"fork": q.fork, "work_id": q.work_id, "seq": q.seq, "worker_id": q.worker_id, "reason": q.reason,
                  "ref_commit": q.sha, "at": now}))
         tree = repo.edit_tree(view.tree, changes)
         summary = fold.summary + [f"quarantined {q.work_id} from {q.fork}" for q in plan.quarantined]
+        summary += [f"verification: {path}" for path in sorted(judged or {})]
         head = f"wms dispatch: {len(summary)} change(s)"
         return repo.write_commit(tree, [view.main], head + "\n\n" + "\n".join(summary[:200]), now)
 

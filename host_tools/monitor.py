@@ -12,7 +12,9 @@ One poll (`Monitor.poll(now)`):
    state is kept: completed > failed > active > retry > available), a retry item that is
    out of attempts (moved to `failed_work/`), claim or result refs that can never be
    folded (stale for longer than `stale_ref_after`);
-4. emails the supervisor once per incident: a worker went offline without stopping,
+4. judges verified chapters whose copies are in (`host_tools.verification`): verdicts, a third
+   copy where two disagree, re-checks of a worker rejected twice;
+5. emails the supervisor once per incident: a worker went offline without stopping,
    an order failed for good.
 
 Retry items are not moved by the monitor: workers claim them straight from
@@ -38,6 +40,7 @@ from coordination.protocol.git import RefUpdate
 from coordination.protocol.leases import Lapsed, lapsed_claims, take_back
 from coordination.protocol.liveness import LivenessTracker, read_snapshot, write_snapshot
 from coordination.protocol.states import STATE_FOLDERS, OrderState, state_path
+from host_tools import verification
 from host_tools.alerts import AlertError, AlertLedger, Incident, Mailer, deliver
 from host_tools.status import fmt_time
 
@@ -59,6 +62,7 @@ class PollReport:
     first_seen: list[str] = field(default_factory=list)  # workers this monitor starts watching in this pass
     watching: int = 0  # workers with a heartbeat or an order on the board
     offline_after: float = 0.0
+    verification: list[str] = field(default_factory=list)  # verdicts and copies offered this pass
 
     def lines(self) -> list[str]:
         out = []
@@ -70,6 +74,7 @@ class PollReport:
         out += [f"Took back {t.work_id} from {t.holder}" + (f" (silent {t.silent_for:.0f} s)" if t.silent_for else "")
                for t in self.taken_back]
         out += [f"Repaired: {r}" for r in self.repaired]
+        out += [f"Verification: {v}" for v in self.verification]
         out += [f"Emailed: {i.subject}" for i in self.alerts_sent]
         return out
 
@@ -91,6 +96,7 @@ class Monitor:
         self._pending: set[str] = set()  # refs waiting to be folded at the last poll
         self._polled = False
         self._prunable_since: dict[str, float] = {}  # refs shown on main already, since when (to be deleted)
+        self._records = verification.Reader()  # completed records the judge has read
 
     # ------------------------------------------------------------------ one poll
     def poll(self, now: float) -> PollReport:
@@ -128,6 +134,7 @@ class Monitor:
         report.repaired += self.repair(now)
         report.repaired += self.quarantine_invalid_results(now)
         report.repaired += self.drop_stale_refs(now)
+        report.verification = verification.judge_pass(self.board, now, self._records).lines()
 
         view = self.board.sync(heartbeats=True)
         for work_id in view.list_ids(OrderState.RETRY):

@@ -20,6 +20,7 @@ from coordination.protocol.board import Board
 from coordination.protocol.view import BoardView
 from coordination.defaults import MAX_RESULT_BYTES
 from coordination.protocol.states import OrderState, state_path
+from host_tools import verification
 from host_tools.admin import board_status
 
 WINDOW = 3600.0
@@ -110,6 +111,12 @@ def full_status(board: Board, now: float | None = None, offline_after: float | N
     report["total"] += report["archived"]
     report["throughput"] = throughput(view, now, cache, remaining)
     cache.save()
+    report["verification"] = verification.summary(view)
+    agreement = {row["worker"]: row for row in report["verification"]["workers"]}
+    for w in report["workers"]:  # each worker's verified, agreed and rejected chapters
+        row = agreement.get(w["id"], {})
+        w.update({key: row.get(key, 0) for key in ("verified", "agreed", "rejected")},
+                 always_verified=row.get("always_verified", False))
     return report
 
 
@@ -154,6 +161,7 @@ def render(report: dict, console: Console) -> None:
         console.print(workers)
     else:
         console.print("No worker has sent a heartbeat yet.")
+    render_verification(report.get("verification"), console)
     render_throughput(report, console)
 
 
@@ -162,6 +170,26 @@ def render_throughput(report: dict, console: Console) -> None:
     if tp:
         console.print(f"Throughput: {tp['chapters_per_hour']:g} chapters/hour over the last hour; "
                       f"{tp['remaining']} to go; ETA: {fmt_duration(tp['eta_seconds'])}")
+
+
+def render_verification(summary: dict | None, console: Console) -> None:
+    """Verified chapters by verdict, and agreement per worker (and per fork on an open board)."""
+    if not summary:
+        return
+    done = ", ".join(f"{n} {how}" for how, n in sorted(summary["verdicts"].items())) or "none yet"
+    console.print(f"Verification: {summary['fraction']:g} of new chapters read twice, agreement at CER <= "
+                  f"{summary['threshold']:g}; verdicts: {done}; {summary['awaiting']} awaiting", soft_wrap=True)
+    for kind in ("worker", "fork"):
+        rows = summary[f"{kind}s"]
+        if not rows:
+            continue
+        table = Table(title=f"Agreement per {kind}")
+        for col in (kind, "verified", "agreed", "rejected", "always verified"):
+            table.add_column(col)
+        for row in rows:
+            table.add_row(row[kind], str(row["verified"]), str(row["agreed"]), str(row["rejected"]),
+                          "yes" if row["always_verified"] else "no")
+        console.print(table)
 
 
 def render_volunteers(report: dict, console: Console) -> None:

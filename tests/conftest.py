@@ -15,7 +15,7 @@ from tests.servers import GitDaemon, GitHttpServer  # noqa: E402
 # other test module is marked slow here: real git, servers, OCR engines, whole processes. The default
 # test command runs both tiers.
 FAST_MODULES = {"test_architecture", "test_backoff", "test_claims", "test_config", "test_fold", "test_ocr_layout", "test_open_board",
-                "test_pacing", "test_stopping", "test_worker_decisions", "test_worker_turns"}
+                "test_pacing", "test_stopping", "test_verify", "test_worker_decisions", "test_worker_turns"}
 
 
 @pytest.fixture(autouse=True)

@@ -102,9 +102,10 @@ def memory_worker(board: MemoryBoard, workdir: Path, name: str, seed: int = 0,
     servers = {b.url: b.server for b in (boards or {}).values()} | {board.url: board.server}
     values = dict(repo_url=board.url, workdir=Path(workdir) / name, worker_id=name, prevent_sleep=False,
                   pause_on_battery=False, nice=0)
+    registry = settings.pop("registry", None) or instant_registry()  # the order kinds it runs
     values.update(settings)
     clock = board.clock
-    return Worker(WorkerConfig(**values), instant_registry(), clock=clock, rng=random.Random(seed),
+    return Worker(WorkerConfig(**values), registry, clock=clock, rng=random.Random(seed),
                   open_repo=lambda path, remote: MemoryClone(servers[remote.url], path, remote),
                   make_runner=lambda *args, **kwargs: ClockedRunner(clock, *args, **kwargs),
                   open_fork=lambda repo, remote: repo.beside((forks or {})[remote.url]))

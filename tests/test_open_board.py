@@ -298,3 +298,16 @@ def test_hostile_ref_names_spoofed_heartbeats_and_huge_results_change_nothing_ho
         clock.advance(0.5)
         assert clock.now() - killed_at < 60, "a forged heartbeat kept a dead worker's order"
     assert board.dispatcher.liveness.known(f"{list(board.forks)[1]} honest")  # seen, under the other fork's name
+
+
+def test_a_volunteers_two_machines_share_one_fork_and_its_budget(clock, tmp_path):
+    board = OpenMemoryBoard(clock, tmp_path, forks=1, fork_budget=6)  # GitHub's 6 pushes a minute, one fork
+    ids = board.publish(60, 6)  # short orders: each machine alone would push twice as often as the fork allows
+    board.close()
+    laptops = [board.worker(tmp_path, f"laptop{i}", 0, seed=i, heartbeat_seconds=60, offline_after=180,
+                            poll_seconds=20) for i in range(2)]
+    run_fleet(board, laptops, settle=60)
+    assert sorted(completed_records(board)) == sorted(ids)
+    assert sum(w.stats.completed for w in laptops) == 60 and all(w.stats.completed for w in laptops)
+    fork = list(board.forks.values())[0]
+    assert fork.busiest() <= 6 * 1.1  # the two pace themselves to the fork's budget together

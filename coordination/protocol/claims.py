@@ -24,6 +24,7 @@ import random
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+from coordination.protocol import verify
 from coordination.protocol.git.transport import RefUpdate
 from coordination.protocol.liveness import LivenessTracker
 from coordination.protocol.records import Located, RefNote, claim_info
@@ -61,11 +62,14 @@ def share_of(holders: Iterable[str], worker_id: str) -> Callable[[str], bool]:
 def choose(offers: list[tuple[OrderState, list[str]]], locate: Callable[[str], Located],
            pending: Callable[[str, int], bool], now: float, *, exclude: Iterable[str] = (), limit: int = 1,
            rng: random.Random | None = None, lapsed: Callable[[str, Located], str | None] | None = None,
-           share: Callable[[str], bool] | None = None) -> list[Candidate]:
+           share: Callable[[str], bool] | None = None, worker_id: str | None = None,
+           fork: str | None = None, urgency: Callable[[OrderState, str], int] | None = None) -> list[Candidate]:
     """Orders to try to claim, at most ``limit``, from ``offers`` (state, ids listed in its folder).
 
     ``pending(work_id, seq)``: a claim past ``seq`` is pending; ``lapsed(work_id, loc)``: the
     silent holder of an active order (only with ``lapsed`` are active orders considered).
+    ``worker_id`` (``fork``): never a copy of a verified chapter that names it (`verify.refuses`).
+    ``urgency(state, work_id)``: lower first (`verify.urgency`), before this worker's share.
 
     >>> loc = {"a": Located(OrderState.AVAILABLE, "available_work/a.json", None, {}),
     ...        "r": Located(OrderState.RETRY, "retry_queue/r.json", None, {"seq": 1, "not_before": 50})}
@@ -83,6 +87,8 @@ def choose(offers: list[tuple[OrderState, list[str]]], locate: Callable[[str], L
         rng.shuffle(ids)
         if share is not None:
             ids.sort(key=lambda i: not share(i))  # stable: still random within each part
+        if urgency is not None:
+            ids.sort(key=lambda i: urgency(state, i))  # stable: the share, then random, within each
         for work_id in ids:
             if len(chosen) >= limit:
                 return chosen
@@ -91,6 +97,8 @@ def choose(offers: list[tuple[OrderState, list[str]]], locate: Callable[[str], L
                 continue  # inconsistent: the fold or the monitor repairs it first
             if pending(work_id, loc.seq):
                 continue
+            if worker_id is not None and verify.refuses(loc.record, worker_id, fork):
+                continue  # this worker read another copy of this verified chapter
             takeover = None
             if state == OrderState.RETRY:
                 not_before = loc.record.get("not_before", 0)
@@ -139,6 +147,9 @@ def claim_holds(loc: Located, note: RefNote | None, seq: int, worker_id: str, ta
         return True
     if note is None or note.info.get("worker_id") != worker_id or loc.seq != seq - 1:
         return False
+    if loc.state in (OrderState.AVAILABLE, OrderState.RETRY, OrderState.ACTIVE) \
+            and verify.refuses(loc.record, worker_id):
+        return False  # the fold refuses it: this worker read another copy of the verified chapter
     return loc.state in (OrderState.AVAILABLE, OrderState.RETRY) or (loc.state == OrderState.ACTIVE and takeover)
 
 

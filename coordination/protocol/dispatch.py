@@ -19,7 +19,8 @@ A pass (`plan_pass`):
 4. **Grants.** Claims for an order on offer, at the next seq, are wishes: the earliest the dispatcher
    saw wins (``seen``: (fork, ref, sha) -> when first seen; ties broken by a hash, so no fork is always
    first), and a fork holds at most its share of the orders in play (`fork_cap`), as a worker's own
-   claims are capped on a shared board.
+   claims are capped on a shared board. A verified chapter's copy is never granted to a fork (or a
+   worker) that read another copy of it (`verify.refuses`).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
+from coordination.protocol import verify
 from coordination.protocol.liveness import LivenessTracker
 from coordination.protocol.records import RefNote
 from coordination.protocol.states import OrderState, claim_audit_path
@@ -214,6 +216,8 @@ def plan_pass(view: BoardView, forks: dict[str, BoardView], seen: dict, liveness
     cap = fork_cap(len(offered) + sum(held.values()), len(wishing), max_held)
     given: set[str] = set()
     for _, _, fork, work_id, seq, note in sorted(wishes, key=lambda w: w[:4]):
+        if verify.refuses(view.locate(work_id).record, note.info["worker_id"], fork):
+            continue  # that fork read another copy of this verified chapter
         if work_id in given or held.get(fork, 0) >= cap:
             plan.waiting += 1
             continue

@@ -24,8 +24,9 @@ from typing import Callable
 
 from coordination.backoff import capped
 from coordination.defaults import MAX_ATTEMPTS, OFFLINE_AFTER_SECONDS, RETRY_BACKOFF_CAP_SECONDS, RETRY_BACKOFF_SECONDS
+from coordination.protocol import verify
 from coordination.protocol.liveness import declared_lease
-from coordination.protocol.records import Located, dumps, without_claim
+from coordination.protocol.records import Located, dumps, order_of, without_claim
 from coordination.protocol.states import OrderState, claim_audit_path, duplicate_path, is_claim_file_of, state_path
 
 
@@ -127,6 +128,15 @@ def _apply_claim(f: Folding, work_id: str, ev: Event, now: float, settings: Boar
     if ev.seq != f.seq + 1 or f.state is None or f.state.terminal:
         return
     holder = str(ev.info.get("worker_id", "?"))
+    # a verified chapter's copy names the workers (forks) that read its other copies (verify.py)
+    refused = verify.refuses(f.record, holder, ev.info.get("fork"))
+    if refused and f.state != OrderState.ACTIVE:  # counted as handed back: still on offer, at this seq
+        f.seq = ev.seq
+        f.record["seq"] = ev.seq
+        f.folded.add(ev.ref)
+        f.extra[claim_audit_path(work_id, ev.seq)] = dumps(dict(ev.info, work_id=work_id, seq=ev.seq, refused=refused))
+        f.summary.append(f"refused claim of {work_id} by {holder}: {refused}")
+        return
     if f.state == OrderState.ACTIVE:  # a lapsed lease taken over
         f.record = failed_attempt(f.record, f"lease lapsed: worker {f.record.get('worker_id', '?')} "
                                             f"went silent (taken back by {holder})", now)
@@ -136,7 +146,7 @@ def _apply_claim(f: Folding, work_id: str, ev: Event, now: float, settings: Boar
             f.summary.append(f"failed {work_id} (out of attempts)")
             f.folded.add(ev.ref)
             return
-        if ev.info.get("kind", "claim") == "takeback":
+        if ev.info.get("kind", "claim") == "takeback" or refused:  # a refused taker only takes it back
             f.state, f.seq = OrderState.RETRY, ev.seq
             f.record = without_claim(f.record)
             f.record.update(not_before=now, seq=ev.seq)
@@ -176,6 +186,18 @@ def _apply_result(f: Folding, work_id: str, ev: Event, now: float, settings: Boa
             return
         if not ev.result_blob:
             return
+        completer, fork = str(info.get("worker_id", "?")), f.record.get("fork") or info.get("fork")
+        refused = verify.refuses(f.record, completer, info.get("fork"))
+        if refused:  # never counted; kept aside like a late result
+            if not ev.duplicate_on_main and dup not in f.extra:
+                f.extra[dup] = ev.result_blob
+                f.folded.add(ev.ref)
+                f.summary.append(f"refused result for {work_id} (attempt seq {ev.seq}): {refused}")
+            return
+        spawn = verify.second_copy(order_of(f.record), completer, fork if isinstance(fork, str) else None)
+        if spawn is not None:  # a verified chapter's first reading: its second copy goes on offer
+            f.extra[state_path(OrderState.AVAILABLE, spawn[0])] = dumps(spawn[1])
+            f.summary.append(f"offered {spawn[0]} (verifying {work_id})")
         f.state, f.record_blob, f.record, f.seq = OrderState.COMPLETED, ev.result_blob, {"seq": ev.seq}, max(f.seq, ev.seq)
         f.folded.add(ev.ref)
         f.summary.append(f"completed {work_id} by {info.get('worker_id', '?')}")

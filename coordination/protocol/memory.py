@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import threading
 from collections import namedtuple
 from pathlib import Path
 from typing import Callable, Iterable
@@ -33,6 +34,7 @@ from coordination.protocol.git.transport import PushResult, RefUpdate
 from coordination.protocol.remote import Remote, parse_repo_url
 
 _Info = namedtuple("_Info", "type size")
+_REFS_LOCK = threading.RLock()
 
 
 class MemoryServer:
@@ -134,7 +136,12 @@ class MemoryClone(ObjectStore):
     # -- transport -------------------------------------------------------------------------------
     def fetch(self, refspecs: Iterable[str], **_options) -> None:
         """Copy the server's refs that match ``refspecs`` (``+src:dst``, ``*`` globs) and drop local
-        refs under a glob's destination that the server no longer has (``--prune``)."""
+        refs under a glob's destination that the server no longer has (``--prune``). Clones sharing their
+        refs (`beside`) may fetch from several threads, as git fetches into one repository may run at once."""
+        with _REFS_LOCK:
+            self._fetch(refspecs)
+
+    def _fetch(self, refspecs: Iterable[str]) -> None:
         self.server.answer()
         self.server.counters["fetch"] += 1
         self.counters["fetch"] += 1

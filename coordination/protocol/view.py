@@ -10,7 +10,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from coordination.protocol import claims, fold
+from coordination.protocol import claims, fold, verify
 from coordination.protocol.budget import read_budget
 from coordination.defaults import MAX_ORDER_BYTES
 from coordination.protocol.fold import BoardSettings, Event
@@ -184,14 +184,16 @@ class BoardView:
 
     def candidates(self, now: float, *, exclude: Iterable[str] = (), limit: int = 1,
                    rng: random.Random | None = None, lapsed: Callable[[str, Located], str | None] | None = None,
-                   share: Callable[[str], bool] | None = None) -> list[claims.Candidate]:
+                   share: Callable[[str], bool] | None = None, worker_id: str | None = None,
+                   fork: str | None = None) -> list[claims.Candidate]:
         """Orders this client may try to claim (see `claims.choose`)."""
         offers = [(OrderState.AVAILABLE, self.list_ids(OrderState.AVAILABLE)),
                   (OrderState.RETRY, self.list_ids(OrderState.RETRY))]
         if lapsed is not None:
             offers.append((OrderState.ACTIVE, self.list_ids(OrderState.ACTIVE)))
         return claims.choose(offers, self.locate, self.pending_claim, now, exclude=exclude, limit=limit, rng=rng,
-                             lapsed=lapsed, share=share)
+                             lapsed=lapsed, share=share, worker_id=worker_id, fork=fork,
+                             urgency=lambda state, work_id: verify.urgency(self, state, work_id))
 
     def claim_holds(self, work_id: str, seq: int, worker_id: str, takeover: bool = False) -> bool:
         """Does this (newer) view agree that ``worker_id``'s claim ``seq`` of ``work_id`` is good?"""

@@ -20,7 +20,7 @@ from typing import Callable
 from coordination import testhooks
 from coordination.backoff import Backoff
 from coordination.clock import Clock
-from coordination.protocol import campaign, claims
+from coordination.protocol import campaign, claims, verify
 from coordination.protocol.claims import Candidate
 from coordination.protocol.git import RefUpdate
 from coordination.protocol.records import RESULT_FILE, dumps, order_of
@@ -183,6 +183,7 @@ class Exchange:
         self.confirm_ready_jobs(s, held, view)
         started = self.start_ready()
         s.remaining = view.count(OrderState.AVAILABLE) + view.count(OrderState.RETRY)
+        s.remaining += verify.copies_to_come(view)  # verified chapters' second readings are work left too
         s.successor = policy.get("successor") or None  # a retired board names the next one
         s.closed = campaign.is_closed(policy)  # the campaign is over: a board with nothing left stops workers
         # orders that may still become work: on offer, waiting to be retried or claimed; one whose completion
@@ -191,8 +192,12 @@ class Exchange:
         done = {e.work_id for e in held.outbox.values() if e.info.get("status") == "completed"}
         done |= {i for i, notes in view.results.items() if any(n.info.get("status") == "completed"
                                                                 for n in notes.values())}
+        done -= {i for i in done if verify.first_copy(view.locate(i))}  # its completion offers copy 2
         s.unfinished = sum(1 for state in (OrderState.AVAILABLE, OrderState.RETRY, OrderState.ACTIVE)
                            for i in view.list_ids(state) if i not in done)
+        # verified chapters whose copies are in and whose verdict (the host's) is not: a third copy may follow
+        s.unfinished += verify.awaiting_verdict(set(view.list_ids(OrderState.COMPLETED)) | done,
+                                                lambda group: view.has_path(verify.verdict_path(group)))
         s.holders = len(view.holders())
         s.fleet_slots, s.others_backlog = self.fleet_backlog(s, held, view, seen)
         return started
@@ -251,7 +256,8 @@ class Exchange:
 
         scan = s.scan_lapsed and s.mode.takes_over  # (on an open board the dispatcher takes work back)
         candidates = view.candidates(now, exclude=held.held_ids(), limit=turn.claims, rng=self.rng,
-                                     lapsed=lapsed if scan else None, share=view.share_of(self.worker_id))
+                                     lapsed=lapsed if scan else None, share=view.share_of(self.worker_id),
+                                     worker_id=self.worker_id, fork=s.mode.fork.url if s.mode.fork is not None else None)
         return candidates, claims.claim_updates(candidates, self.worker_id, now,
                                                 lambda info: s.board.ref_commit(info, when=now),
                                                 lease_seconds=turn.lease)

@@ -5,7 +5,7 @@ loop and its exchange are the same on both (`BoardSession.mode`).
   the workers seen pushing share it; a claim is good once main agrees it was still on offer; a worker
   folds main itself and takes over silent holders' orders.
 - `OpenBoard` (`coordination.protocol.openboard`): the worker pushes only to its fork, whose budget is its
-  own (a fleet of one, known from the start); a claim is a wish, good once the dispatcher granted it on
+  own (a fleet of one, known from the start, or the volunteer's few machines sharing the fork); a claim is a wish, good once the dispatcher granted it on
   main, and waiting until then; the dispatcher folds main and takes work back, so the worker does
   neither; it only deletes from its fork the refs main already shows.
 """
@@ -67,7 +67,8 @@ class OpenBoard(SharedBoard):
         return openboard.fork_budget(policy)  # the fork's: this worker's alone
 
     def others_seen(self, view: BoardView, online, worker_id: str) -> set[str]:
-        return set()  # nobody else pushes to the fork
+        """The volunteer's other machines pushing to the same fork (its heartbeats still alive), if any."""
+        return {w for w in view.heartbeats if online(w)} - {worker_id}
 
     def grant_wait(self, config: WorkerConfig, view: BoardView) -> float:
         return pacing.grant_wait(config, len(view.holders()))

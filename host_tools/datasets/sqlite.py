@@ -74,7 +74,9 @@ TABLES = {
         "worker_id": "The volunteer machine that did it", "completed_at": "When it was done (Unix time)",
         "engine": "OCR engine", "engine_version": "OCR engine version", "page_count": "Number of pages",
         "text": "The chapter's text",
-        "fork": "On an open board, the volunteer's repository (fork) the result came from"}),
+        "fork": "On an open board, the volunteer's repository (fork) the result came from",
+        "accepted": "How it was accepted: single (read once), quorum (two readings agreed), tie-broken (a third "
+                    "reading agreed with one of two); unverified or disputed only with --include-unverified"}),
     "pages": ("One row a page, in reading order. Search: 3 or more characters (trigram index).", {
         "id": "Row id (the search index's rowid)", "work_id": "The chapter (chapters.work_id)",
         "page_index": "Page number, from 0", "name": "The page's image name", "img_width": "Image width (px)",
@@ -118,13 +120,13 @@ def open_db(path: Path, create: bool) -> sqlite3.Connection:
     except sqlite3.DatabaseError as exc:
         db.close()
         raise DatasetError(f"{path} is not an SQLite database ({exc}); move it away or choose another --out.") from None
-    if version == LAYOUT:
-        return db
     if version == 1 and "chapters" in tables:  # layout 1 had no fork column: add it, the rest is the same
         with db:
             db.execute("ALTER TABLE chapters ADD COLUMN fork TEXT")
             db.execute(f"PRAGMA user_version = {LAYOUT}")
-        return db
+        version = LAYOUT
+    if version == LAYOUT:
+        return with_accepted(db)
     if version == 0 and "chapters" in tables:
         db.close()
         raise DatasetError(f"{path} was written by an earlier collect, without the search index and block "
@@ -141,6 +143,15 @@ def open_db(path: Path, create: bool) -> sqlite3.Connection:
         path.unlink(missing_ok=True)
         raise DatasetError(f"This Python's SQLite ({sqlite3.sqlite_version}) cannot build the search index "
                            f"({exc}): SQLite 3.34 or newer is needed.") from None
+    return with_accepted(db)
+
+
+def with_accepted(db: sqlite3.Connection) -> sqlite3.Connection:
+    """``db`` with `chapters.accepted` (how a chapter was accepted: verification), added to a dataset of
+    any layout that lacks it (empty for the rows it holds)."""
+    if "accepted" not in {r[1] for r in db.execute("PRAGMA table_info(chapters)")}:
+        with db:
+            db.execute("ALTER TABLE chapters ADD COLUMN accepted TEXT")
     return db
 
 
@@ -165,9 +176,10 @@ class SqliteWriter(Writer):
             self.db.execute("DELETE FROM blocks WHERE work_id = ?", (wid,))
             self.db.execute("DELETE FROM pages WHERE work_id = ?", (wid,))
             self.db.execute("INSERT OR REPLACE INTO chapters (work_id, series, chapter, kind, worker_id, completed_at, "
-                            "engine, engine_version, page_count, text, fork) VALUES (?,?,?,?,?,?,?,?,?,?,?)", (
+                            "engine, engine_version, page_count, text, fork, accepted) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", (
                 wid, ch["series"], ch["chapter"], ch["kind"], ch["worker_id"], ch["completed_at"], ch["engine"],
-                ch["engine_version"], len(ch["pages"]), "\n\n".join(p["text"] for p in ch["pages"]), ch.get("fork")))
+                ch["engine_version"], len(ch["pages"]), "\n\n".join(p["text"] for p in ch["pages"]), ch.get("fork"),
+                ch.get("accepted")))
             for i, p in enumerate(ch["pages"]):
                 self.db.execute("INSERT INTO pages (work_id, page_index, name, img_width, img_height, lang, text) "
                                 "VALUES (?,?,?,?,?,?,?)",
