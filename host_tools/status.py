@@ -178,7 +178,8 @@ def render_verification(summary: dict | None, console: Console) -> None:
         return
     done = ", ".join(f"{n} {how}" for how, n in sorted(summary["verdicts"].items())) or "none yet"
     console.print(f"Verification: {summary['fraction']:g} of new chapters read twice, agreement at CER <= "
-                  f"{summary['threshold']:g}; verdicts: {done}; {summary['awaiting']} awaiting", soft_wrap=True)
+                  f"{summary['threshold']:g}; verdicts: {done}; {summary['awaiting']} chapter(s) being checked",
+                  soft_wrap=True)
     for kind in ("worker", "fork"):
         rows = summary[f"{kind}s"]
         if not rows:

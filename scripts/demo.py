@@ -71,6 +71,8 @@ def main() -> int:
     git = GitRunner(board, str(board))
     git.init_bare({}, "-b", "main")
     run([PY, "-m", "host_tools", "init", "--repo-url", str(board)], env)
+    say("No monitor runs in this demo to compare chapters read twice: the host verifies none")
+    run([PY, "-m", "host_tools", "set-verify", "--repo-url", str(board), "--verify", "0"], env)
 
     say("The host publishes sample orders")
     run([PY, "-m", "host_tools", "publish", "--repo-url", str(board), "--simulate", str(args.orders),

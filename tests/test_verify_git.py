@@ -62,18 +62,20 @@ def run_worker(url: str, workdir: Path, name: str, kind: str, *extra: str) -> su
     return proc
 
 
-def settle(url: str, bare: Path, workdir: Path, good: list[str], rounds: int = 8) -> int:
+def settle(url: str, bare: Path, workdir: Path, good: list[str], rounds: int = 8) -> list[str]:
     """Rounds of the good workers (at once), then one monitor pass (the judge), until nothing is left
-    to read and no verdict waits. Returns the rounds it took."""
+    to read and no verdict waits. Returns the monitor's lines."""
+    said = []
     for n in range(1, rounds + 1):
         with cf.ThreadPoolExecutor(len(good)) as pool:
             list(pool.map(lambda name: run_worker(url, workdir, name, "right"), good))
         out = host("monitor", "--repo-url", url, "--once").stdout
         assert "Error" not in out
+        said += out.splitlines()
         states = ids_by_state(bare)
         summary = json.loads(host("status", "--repo-url", url, "--json").stdout)["verification"]
         if not (states["available"] or states["active"] or states["retry"]) and summary["awaiting"] == 0:
-            return n
+            return said
     raise AssertionError(f"not settled after {rounds} rounds: {ids_by_state(bare)}")
 
 
@@ -95,7 +97,9 @@ def test_verify_all_rejects_every_bad_result_and_the_dataset_is_right(daemon_boa
     second = read_board_json(bare, f"available_work/{states['available'][0]}.json")
     assert second["verify"]["not_by"] == ["bad"] and second["verify"]["copy"] == 2
 
-    settle(url, bare, tmp_path, ["good-1", "good-2"])
+    said = settle(url, bare, tmp_path, ["good-1", "good-2"])
+    assert sum(line.startswith("Verification: offered ") for line in said) == 4  # the third readings
+    assert sum(line.startswith("Verification: verified ") and line.endswith(": tie-broken") for line in said) == 4
     status = json.loads(host("status", "--repo-url", url, "--json").stdout)
     rows = {r["worker"]: r for r in status["verification"]["workers"]}
     assert rows["bad"] == {"worker": "bad", "verified": 4, "agreed": 0, "rejected": 4, "always_verified": True}
@@ -209,3 +213,42 @@ def test_set_verify_and_publish_verify_on_a_board_and_their_failures(board, tmp_
     r = invoke("set-verify", "--repo-url", url, "--verify", "0.1")
     assert (r.exit_code, r.output) == (1, "Error: board.json on main is not valid JSON; fix it by hand before "
                                           "changing verification\n")
+
+
+def test_open_board_a_verified_chapter_is_read_by_two_forks_and_the_bad_forks_reading_rejected(tmp_path):
+    from tests.helpers import make_bare, wait_for
+    board = make_bare(tmp_path / "board.git")
+    host("init", "--repo-url", str(board), "--open")
+    forks = [make_bare(tmp_path / f"fork-{i}.git") for i in range(3)]
+    host("volunteers", "add", "--repo-url", str(board), *map(str, forks))
+    lib = chapter_tree(tmp_path / "lib", {"Alpha": {"ch1": 1, "ch2": 2}})
+    assert "Verified: 2 of them" in host("publish", "--repo-url", str(board), str(lib), "--verify", "1").stdout
+    host("close", "--repo-url", str(board))
+    dispatcher = subprocess.Popen([PY, "-m", "host_tools", "dispatch", "--repo-url", str(board), "--poll-seconds",
+                                   "0.5"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        # the bad fork's worker first: it reads both chapters; the second copies are for the other forks only
+        run_worker(str(board), tmp_path, "bad", "empty", "--fork-url", str(forks[2]))
+        wait_for(lambda: len(ids_by_state(board)["available"]) == 2, timeout=60, what="the second copies")
+        with cf.ThreadPoolExecutor(2) as pool:  # then the two good forks, until the board is done
+            list(pool.map(lambda i: run_worker(str(board), tmp_path, f"good-{i}", "right", "--fork-url",
+                                               str(forks[i]), "--max-failures", "20"), range(2)))
+        wait_for(lambda: len(git_out_lines(board, "verified/")) == 2, timeout=60, what="two verdicts")
+    finally:
+        dispatcher.terminate()
+        dispatcher.communicate(timeout=30)
+    for path in git_out_lines(board, "verified/"):
+        verdict = read_board_json(board, path)
+        assert verdict["how"] == "tie-broken"
+        assert verdict["rejected"][0]["fork"] == str(forks[2]) and verdict["rejected"][0]["worker_id"] == "bad"
+        assert sorted(c["fork"] for c in verdict["copies"]) == sorted(map(str, forks))  # one fork a reading
+    host("collect", "--repo-url", str(board), "--out", str(tmp_path / "data"), "--format", "sqlite")
+    rows = sqlite3.connect(tmp_path / "data" / "results.sqlite").execute(
+        "SELECT series, chapter, fork, accepted, page_count FROM chapters ORDER BY chapter").fetchall()
+    assert [(r[1], r[3]) for r in rows] == [("ch1", "tie-broken"), ("ch2", "tie-broken")]
+    assert all(r[2] != str(forks[2]) for r in rows)
+
+
+def git_out_lines(bare: Path, folder: str) -> list[str]:
+    return subprocess.run(["git", "--git-dir", str(bare), "ls-tree", "-r", "--name-only", "main", folder],
+                          capture_output=True, text=True, check=True).stdout.split()
