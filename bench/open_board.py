@@ -67,10 +67,10 @@ def memory_run(mode: str, workers: int, orders: int, tmp: Path) -> dict:
         board.start_dispatching()
     else:
         fleet_workers = [memory_worker(board, folder, f"w{i}", seed=i, **settings) for i in range(workers)]
-    fleet = KillingFleet(clock, fleet_workers, victim=0, kill_after=orders // 3)
+    fleet = killing_fleet(clock, fleet_workers, victim=0, kill_after=orders // 3)
     started = clock.now()
     pushes_before = len(board.server.pushes)
-    fleet.drive(within=12 * 3600.0)
+    fleet.drive(within=12 * 3600.0, most_turns=2_000_000)
     if mode == "open":
         clock.advance(30.0)
         board.stopped = True
@@ -97,59 +97,30 @@ def memory_run(mode: str, workers: int, orders: int, tmp: Path) -> dict:
     return report
 
 
-class KillingFleet:
-    """`tests.memory_fleet.Fleet` whose ``victim`` stops taking turns (a machine that died) once the
-    fleet has finished ``kill_after`` orders, while it holds one."""
+def killing_fleet(clock, workers, victim: int, kill_after: int):
+    """A `tests.memory_fleet.Fleet` whose ``victim`` stops taking turns (a machine that died) once the
+    fleet has finished ``kill_after`` orders, while it holds one; ``back_at``: when another worker
+    first held an order the victim held."""
+    from tests.memory_fleet import Fleet
 
-    def __new__(cls, clock, workers, victim: int, kill_after: int):
-        from tests.memory_fleet import Fleet
+    class KillingFleet(Fleet):
+        killed_at, killed_holding, back_at = None, set(), None
 
-        class _Fleet(Fleet):
-            def drive(self, *, within=24 * 3600.0, most_turns=2_000_000):
-                clock, end = self.clock, self.clock.now() + within
-                self.started_at = clock.now()
-                for w in self.workers:
-                    w.start()
-                due = {i: clock.now() for i in range(len(self.workers))}
-                while due:
-                    assert clock.now() <= end and self.turns < most_turns, "the fleet did not stop"
-                    for i in due:
-                        if self.workers[i].wake.is_set():
-                            self.workers[i].wake.clear()
-                            due[i] = min(due[i], clock.now())
-                    i = min(due, key=lambda k: (due[k], k))
-                    callback_at = clock.next_due()
-                    if callback_at is not None and callback_at < due[i]:
-                        clock.advance(callback_at - clock.now())
-                        continue
-                    clock.advance(due[i] - clock.now())
-                    if i == victim and self.killed_at is None and self.done() >= kill_after \
-                            and self.workers[i].held.jobs:
-                        self.killed_at, self.killed_holding = clock.now(), set(self.workers[i].held.jobs)
-                        self.workers[i].runner.released.update(id(j) for j in self.workers[i].held.jobs.values())
-                        del due[i]
-                        continue
-                    self.turns += 1
-                    wait = self.workers[i].turn()
-                    if self.killed_at is not None and self.back_at is None and \
-                            self.killed_holding & self.workers[i].held.held_ids():
-                        self.back_at = clock.now()  # another worker holds the dead one's order
-                    if wait is None:
-                        del due[i]
-                        self.workers[i].shutdown()
-                    else:
-                        due[i] = clock.now() + wait
+        def dies(self, i: int) -> bool:
+            w = self.workers[i]
+            done = sum(len(x.runner.finished_at) for x in self.workers if x.runner is not None)
+            if i != victim or self.killed_at is not None or done < kill_after or not w.held.jobs:
+                return False
+            self.killed_at, self.killed_holding = self.clock.now(), set(w.held.jobs)
+            w.runner.released.update(id(j) for j in w.held.jobs.values())  # its orders never end
+            return True
 
-            def done(self) -> int:
-                return sum(len(w.runner.finished_at) for w in self.workers if w.runner is not None)
+        def turned(self, i: int) -> None:
+            if self.killed_at is not None and self.back_at is None and \
+                    self.killed_holding & self.workers[i].held.held_ids():
+                self.back_at = self.clock.now()  # another worker holds the dead one's order
 
-            def makespan(self) -> float:
-                ends = [t for w in self.workers if w.runner is not None for t in w.runner.finished_at]
-                return max(ends) - self.started_at
-
-        fleet = _Fleet(clock, workers)
-        fleet.killed_at, fleet.killed_holding, fleet.back_at = None, set(), None
-        return fleet
+    return KillingFleet(clock, workers)
 
 
 def back_on_offer(board, fleet, mode: str) -> float | None:

@@ -12,7 +12,7 @@ from host_tools import github_forks
 from host_tools import volunteers as volunteers_lib
 from host_tools.alerts import AlertLedger
 from host_tools.cli_base import HostContext, LIBRARY_ERRORS, cli, fail, repo_option
-from host_tools.cli_watch import _mailer, smtp_options
+from host_tools.cli_watch import _mailer, show_pass, smtp_options
 from host_tools.collect import check_blob
 from host_tools.dispatch import Dispatcher, PassReport
 
@@ -140,11 +140,7 @@ def dispatch(obj: HostContext, repo_url, once, offline_after, poll_seconds, gith
         fail(exc)
 
     def show(report: PassReport) -> None:
-        stamp = time.strftime("%H:%M:%S")
-        for line in report.lines():
-            click.echo(line if once else f"{stamp} {line}")
-        if report.alert_error is not None:
-            click.echo(f"{stamp} Warning: {report.alert_error.message} Will try again next pass.", err=True)
+        show_pass(report, once)
 
     if once:
         try:
@@ -155,6 +151,8 @@ def dispatch(obj: HostContext, repo_url, once, offline_after, poll_seconds, gith
         click.echo(f"{report.forks} fork(s) listed, {report.fetched} with new refs; {len(report.granted)} granted, "
                    f"{len(report.folded)} result(s) folded, {len(report.taken_back)} taken back, "
                    f"{len(report.quarantined)} quarantined.")
+        if report.alert_error is not None:
+            raise click.ClickException(f"{report.alert_error.message} The alert(s) will be sent on the next run.")
         return
     click.echo(f"Dispatching {redact(board.repo.remote.url)} every {poll_seconds:g} s "
                f"(offline after {offline_after:g} s). Ctrl+C stops.")

@@ -42,6 +42,16 @@ def _summary(report: PollReport, monitor: Monitor) -> str:
             f"{len(report.offline)} worker(s) offline.")
 
 
+def show_pass(report, once: bool) -> None:
+    """A monitor's or dispatcher's pass: its lines (stamped with the time in a long-running one), and an
+    alert that could not be sent (a long-running one tries again)."""
+    stamp = time.strftime("%H:%M:%S")
+    for line in report.lines():
+        click.echo(line if once else f"{stamp} {line}")
+    if report.alert_error is not None and not once:
+        click.echo(f"{stamp} Warning: {report.alert_error.message} Will try again next pass.", err=True)
+
+
 def smtp_options(command):
     """The mail server and addresses of the supervisor's alerts (monitor, dispatch)."""
     for option in reversed([
@@ -89,11 +99,7 @@ def monitor(obj: HostContext, repo_url, once, offline_after, poll_seconds, smtp_
         fail(exc)
 
     def show(report: PollReport) -> None:
-        stamp = time.strftime("%H:%M:%S")
-        for line in report.lines():
-            click.echo(line if once else f"{stamp} {line}")
-        if report.alert_error is not None and not once:
-            click.echo(f"{stamp} Warning: {report.alert_error.message} Will try again next pass.", err=True)
+        show_pass(report, once)
 
     if once:
         try:

@@ -123,7 +123,7 @@ class Fleet:
 
     def makespan(self) -> float:
         """Clock seconds from the start to the end of the last order."""
-        return max(t for w in self.workers for t in w.runner.finished_at) - self.started_at
+        return max(t for w in self.workers if w.runner is not None for t in w.runner.finished_at) - self.started_at
 
     def drive(self, *, within: float = 24 * 3600.0, most_turns: int = 200_000) -> None:
         """Start every worker, run turns until each has stopped, then shut each down as `Worker.run`
@@ -145,13 +145,24 @@ class Fleet:
                 clock.advance(callback_at - clock.now())  # an order ends first: it may wake its worker
                 continue
             clock.advance(due[i] - clock.now())
+            if self.dies(i):  # a machine that died: no more turns, no shutdown
+                del due[i]
+                continue
             self.turns += 1
             wait = self.workers[i].turn()
+            self.turned(i)
             if wait is None:
                 del due[i]
                 self.workers[i].shutdown()
             else:
                 due[i] = clock.now() + wait
+
+    def dies(self, i: int) -> bool:
+        """Does worker ``i`` die now, before its turn? (Never, here.)"""
+        return False
+
+    def turned(self, i: int) -> None:
+        """Worker ``i`` has taken a turn."""
 
 
 class OpenMemoryBoard(MemoryBoard):

@@ -183,6 +183,65 @@ def test_panels_are_found_from_the_gutters_in_reading_order():
     assert [p[0] for p in find_panels(g.blank, g.dark, rtl=False)[:2]] == [found[1][0], found[0][0]]
 
 
+def _slanted_page(size=(800, 1000)):
+    """A tier of two panels split by a slanted gutter: the right panel's left edge runs from x=470 at the top
+    to x=350 at the bottom (the left panel's right edge 14 px to its left)."""
+    import cv2
+
+    w, h = size
+    img = np.full((h, w, 3), 255, np.uint8)
+    right = np.array([[470, 20], [780, 20], [780, 980], [350, 980]], np.int32)
+    left = np.array([[20, 20], [456, 20], [336, 980], [20, 980]], np.int32)
+    for poly in (right, left):
+        cv2.fillPoly(img, [poly], (140, 140, 140))
+        cv2.polylines(img, [poly], True, (0, 0, 0), 4)
+    return img
+
+
+def _bubble(img, box):
+    import cv2
+
+    x1, y1, x2, y2 = box
+    centre, axes = ((x1 + x2) // 2, (y1 + y2) // 2), ((x2 - x1) // 2 + 14, (y2 - y1) // 2 + 14)
+    cv2.ellipse(img, centre, axes, 0, 0, 360, (255, 255, 255), -1)
+    cv2.ellipse(img, centre, axes, 0, 0, 360, (0, 0, 0), 3)
+
+
+def test_panels_split_by_a_slanted_gutter_read_right_panel_first():
+    """A slanted gutter (no straight row or column crosses the tier) still separates two panels: the right
+    panel's two bubbles are read before the left panel's, although the left bubble lies between them in
+    height (the order of the page cut into rows would be right top, left, right bottom)."""
+    img = _slanted_page()
+    bubbles = {"右上": (620, 100, 684, 280), "左": (200, 300, 264, 480), "右下": (480, 700, 544, 880)}
+    for box in bubbles.values():
+        _bubble(img, box)
+    lines = []
+    for name, (x1, y1, x2, y2) in bubbles.items():
+        lines += [vline(x1 + 34, y1 + 10, name + "いち"), vline(x1, y1 + 10, name + "に")]
+    page = layout_page(lines, 800, 1000, image=img)
+    assert page.text.split("\n") == ["右上いち右上に", "右下いち右下に", "左いち左に"]
+    # without the page (no gutters): rows first, the left bubble between the right panel's two
+    assert layout_page(lines, 800, 1000).text.split("\n") == ["右上いち右上に", "左いち左に", "右下いち右下に"]
+
+
+def test_a_white_stretch_of_a_drawing_is_not_a_slanted_gutter():
+    """A slanted white band across one panel (through its border too) with no panel border beside it (a lit
+    stretch of the art, 80 px wide) does not split the panel: its bubbles keep the order of rows."""
+    import cv2
+
+    img = _panel_page([(20, 20, 780, 980)], [])
+    band = np.array([[445, 0], [525, 0], [315, 1000], [235, 1000]], np.int32)
+    cv2.fillPoly(img, [band], (255, 255, 255))        # 80 px of white, leaning: no straight column is blank
+    bubbles = {"右上": (620, 100, 684, 280), "左": (100, 300, 164, 480), "右下": (560, 700, 624, 880)}
+    for box in bubbles.values():
+        _bubble(img, box)
+    lines = []
+    for name, (x1, y1, x2, y2) in bubbles.items():
+        lines += [vline(x1 + 34, y1 + 10, name + "いち"), vline(x1, y1 + 10, name + "に")]
+    page = layout_page(lines, 800, 1000, image=img)
+    assert page.text.split("\n") == ["右上いち右上に", "左いち左に", "右下いち右下に"]
+
+
 def test_english_page_keeps_panels_left_to_right():
     panels = [(420, 20, 780, 980), (20, 20, 380, 980)]
     img = _panel_page(panels, [])

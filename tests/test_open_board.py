@@ -32,6 +32,15 @@ def completed_records(board: OpenMemoryBoard) -> dict[str, dict]:
     return out
 
 
+def running_worker(board: OpenMemoryBoard, folder, name: str, fork: int):
+    """A worker of ``fork`` (heartbeats every 6 s, lease 18 s), its turns taken until it runs an order."""
+    w = board.worker(folder, name, fork, heartbeat_seconds=6, offline_after=18, poll_seconds=2, fold_delay=0.5)
+    w.start()
+    while not w.held.jobs:
+        board.clock.advance(w.turn() or 0.02)
+    return w
+
+
 def run_fleet(board: OpenMemoryBoard, workers, *, settle: float = 30.0) -> Fleet:
     board.start_dispatching()
     fleet = Fleet(board.clock, workers)
@@ -139,11 +148,7 @@ def test_a_result_for_an_order_granted_to_another_fork_is_quarantined(clock, tmp
     board = OpenMemoryBoard(clock, tmp_path, forks=2)
     ids = board.publish(1, 600)
     board.start_dispatching()
-    honest = board.worker(tmp_path, "honest", 0, heartbeat_seconds=6, offline_after=18, poll_seconds=2,
-                          fold_delay=0.5)
-    honest.start()
-    while not honest.held.jobs:
-        clock.advance(honest.turn() or 0.02)
+    honest = running_worker(board, tmp_path, "honest", 0)
     forge(board, 1, ids[0], 1, "honest", "stolen")  # the other fork, even naming the holder's worker id
     for _ in range(10):
         clock.advance(honest.turn())
@@ -265,11 +270,7 @@ def test_hostile_ref_names_spoofed_heartbeats_and_huge_results_change_nothing_ho
     board.dispatcher.check = check_blob
     ids = board.publish(20, 600)
     board.start_dispatching()
-    honest = board.worker(tmp_path, "honest", 0, heartbeat_seconds=6, offline_after=18, poll_seconds=2,
-                          fold_delay=0.5)
-    honest.start()
-    while not honest.held.jobs:
-        clock.advance(honest.turn() or 0.02)
+    honest = running_worker(board, tmp_path, "honest", 0)
     mine = next(iter(honest.held.jobs))
     other = board.ids(OrderState.AVAILABLE)[0]  # not wished for by the honest worker
     evil_server = list(board.forks.values())[1]
