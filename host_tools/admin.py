@@ -64,7 +64,7 @@ def init_board(board: Board, now: float | None = None, push_budget: float = PUSH
     ``verify_fraction``: the share of each published batch read twice (coordination.protocol.verify)."""
     now = now or time.time()
     push_budget = check_budget(push_budget)
-    verify_fraction = verify_lib.check_fraction(verify_fraction)
+    verify_fraction = verify_lib.check_fraction(verify_fraction, "The share of chapters to verify (WMS_VERIFY)")
     created = {"value": "exists"}
 
     def mutate(view: BoardView):

@@ -254,3 +254,15 @@ def test_open_board_a_verified_chapter_is_read_by_two_forks_and_the_bad_forks_re
 def git_out_lines(bare: Path, folder: str) -> list[str]:
     return subprocess.run(["git", "--git-dir", str(bare), "ls-tree", "-r", "--name-only", "main", folder],
                           capture_output=True, text=True, check=True).stdout.split()
+
+
+def test_init_writes_the_verification_share_and_refuses_one_out_of_range(tmp_path):
+    from tests.helpers import make_bare
+    env = {k: v for k, v in os.environ.items() if k != "ENVIRONMENT" and not k.startswith("WMS_")}  # the defaults
+    made = make_bare(tmp_path / "a.git")
+    host("init", "--repo-url", str(made), env=dict(env, WMS_HOST_WORKDIR=str(tmp_path / "h1")))
+    assert read_board_json(made, "board.json")["verify"] == {"fraction": 0.05, "threshold": 0.05}
+    bad = host("init", "--repo-url", str(make_bare(tmp_path / "b.git")), check=False,
+               env=dict(env, WMS_VERIFY="2", WMS_HOST_WORKDIR=str(tmp_path / "h2")))
+    assert (bad.returncode, bad.stderr) == (2, "Error: The share of chapters to verify (WMS_VERIFY) must be a "
+                                               "fraction between 0 and 1 (got 2.0).\n")
