@@ -307,11 +307,15 @@ def decide(copies: Sequence[Copy], threshold: float) -> Decision:
     ('tie-broken', 'c', [{'work_id': 'c.v2', 'worker_id': 'w2', 'fork': None, 'against': ['c', 'c.v3']}])
     >>> decide([a, bad, Copy(3, "c.v3", "w3", None, ["いぬ"])], 0.05).how is None  # two bad readings: a fourth
     True
+    >>> decide([a, Copy(2, "c.v2", "w1", None, ["ねこ"])], 0.05).how is None  # one worker twice agrees with nobody
+    True
     """
     copies = sorted(copies, key=lambda c: c.n)
     rates: dict = {}
 
     def agree(x: Copy, y: Copy) -> bool:
+        if x.worker_id == y.worker_id or (x.fork and x.fork == y.fork):
+            return False  # not independent (the fold refuses it; a result forged past it counts for nothing)
         key = f"{x.work_id}|{y.work_id}"
         if key not in rates:
             rates[key] = agreement(x.pages, y.pages, threshold)
