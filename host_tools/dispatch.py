@@ -71,7 +71,8 @@ class PassReport:
         out = [f"Granted {w} to {f}" for w, f in self.granted]
         out += [f"Folded the result of {w} from {f}" for w, f in self.folded]
         out += [f"Took back {t.work_id} from {t.holder} of {t.fork}"
-                + (f" (silent {t.silent_for:.0f} s)" if t.silent_for else "") for t in self.taken_back]
+                + (" (alive, but it no longer lists it: it restarted)" if t.forgotten else
+                   f" (silent {t.silent_for:.0f} s)" if t.silent_for else "") for t in self.taken_back]
         out += [f"Quarantined the result of {q.work_id} from {q.fork}: {q.reason}" for q in self.quarantined]
         out += [f"Could not read the fork {u}; trying again next pass" for u in self.unreachable]
         if self.lost_race:
@@ -99,6 +100,7 @@ class Dispatcher:
         self._now = 0.0
         self.liveness = LivenessTracker(offline_after, clock=lambda: self._now)
         self.seen: dict = {}  # (fork, ref, sha) -> when first seen: first come, first granted
+        self.unlisted: dict = {}  # (fork, work id, seq) -> since when its live holder's heartbeat has not listed it
         self._records = verification.Reader()  # completed records the judge of verified chapters has read
         self.fork_refs: dict[str, dict[str, str]] = {}  # fork -> its refs at the last fetch
         self.transports: dict[str, object] = {}
@@ -184,7 +186,8 @@ class Dispatcher:
         report.forks = len(urls)
         forks = self.read_forks(urls, report)
         write_seen(self.folder, self.last_seen)
-        plan = dispatch.plan_pass(view, forks, self.seen, self.liveness, now, check=self.check)
+        plan = dispatch.plan_pass(view, forks, self.seen, self.liveness, now, check=self.check,
+                                  unlisted=self.unlisted)
         self.forget_seen(forks)
         report.waiting = plan.waiting
         judged, _ = verification.judge(self.board, view, now, self._records)  # verdicts ride in the same commit
@@ -275,7 +278,7 @@ class Dispatcher:
 
     def incidents(self, plan: dispatch.DispatchPlan) -> list[Incident]:
         by_holder: dict[tuple[str, str], list[str]] = {}
-        for t in plan.takebacks:
+        for t in (t for t in plan.takebacks if not t.forgotten):  # a restarted worker is not an incident
             by_holder.setdefault((t.fork, t.holder), []).append(t.work_id)
         return [Incident(f"offline:{fork}:{holder}:{','.join(sorted(ids))}",
                          f"[wms] worker {holder} of {fork} went offline",

@@ -142,6 +142,11 @@ def test_results_for_orders_not_granted_to_the_fork_are_quarantined_and_honest_w
     import json
     record = json.loads(view.read_path(quarantine_path(evil, ids[0], 1))[1])
     assert (record["fork"], record["reason"]) == (evil, "a result for an order not granted to this fork")
+    # status names the fork: one quarantined, nothing done
+    from host_tools.admin import board_status
+    rows = {v["fork"]: v for v in board_status(board.host, now=clock.now())["volunteers"]}
+    assert (rows[evil]["quarantined"], rows[evil]["done"]) == (1, 0)
+    assert (rows[list(board.forks)[0]]["done"], rows[list(board.forks)[0]]["quarantined"]) == (4, 0)
 
 
 def test_a_result_for_an_order_granted_to_another_fork_is_quarantined(clock, tmp_path):
@@ -312,3 +317,26 @@ def test_a_volunteers_two_machines_share_one_fork_and_its_budget(clock, tmp_path
     assert sum(w.stats.completed for w in laptops) == 60 and all(w.stats.completed for w in laptops)
     fork = list(board.forks.values())[0]
     assert fork.busiest() <= 6 * 1.1  # the two pace themselves to the fork's budget together
+
+
+def test_an_order_a_restarted_worker_forgot_is_taken_back_though_its_heartbeats_go_on(clock, tmp_path):
+    board = OpenMemoryBoard(clock, tmp_path, forks=1, offline_after=18)
+    ids = board.publish(12, 30)
+    board.close()
+    board.start_dispatching()
+    first = running_worker(board, tmp_path, "same-id", 0)  # it holds orders ... and its process dies
+    forgot = set(first.held.jobs) | set(first.held.ready)
+    restarted_at = clock.now()
+    again = board.worker(tmp_path, "same-id", 0, heartbeat_seconds=6, offline_after=18, poll_seconds=2,
+                         fold_delay=0.5, max_failures=50)  # the same id and workdir: it knows nothing of it
+    assert first.worker_id == again.worker_id
+    again.start()
+    while (wait := again.turn()) is not None:  # it takes other orders: its heartbeats go on, without those
+        clock.advance(wait)
+    clock.advance(5)
+    board.stopped = True
+    taken = [(r.now, t) for r in board.reports for t in r.taken_back]
+    assert {t.work_id for _, t in taken} == forgot and all(t.forgotten and t.holder == "same-id" for _, t in taken)
+    # unlisted for offline_after, from its first heartbeat after the restart
+    assert all(18 <= at - restarted_at <= 18 + 6 + 2 for at, _ in taken)
+    assert sorted(board.ids(OrderState.COMPLETED)) == sorted(ids) and again.stats.completed == 12

@@ -242,3 +242,29 @@ def test_a_dispatcher_killed_mid_pass_is_restarted_and_nothing_is_lost_or_done_t
     assert not (states["active"] or states["retry"] or states["failed"])
     done = sum((tmp_path / f"w{i}.log").read_text().count("🎉") for i in range(2))
     assert done == 6  # each order processed once
+
+
+@pytest.mark.parametrize("point", ["submit-before-push", "submit-after-push"])
+def test_a_volunteer_killed_around_its_push_to_the_fork_loses_nothing_after_a_restart(tmp_path, point):
+    board, forks = open_board(tmp_path, forks=1)
+    host("publish", "--repo-url", str(board), "--simulate", "3", "--seconds", "0.2", "--prefix", "v")
+    host("close", "--repo-url", str(board))
+    dispatcher = subprocess.Popen([PY, "-m", "host_tools", "dispatch", "--repo-url", str(board), "--poll-seconds",
+                                   "0.5"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        args = worker_cmd(str(board), tmp_path / "w", "--fork-url", str(forks[0]), "--worker-id", "v")
+        died = subprocess.run(args, cwd=ROOT, capture_output=True, timeout=120,
+                              env=dict(os.environ, WMS_TEST_CRASH_AT=point))
+        assert died.returncode == -signal.SIGKILL
+        runs = 0
+        while len(ids_by_state(board)["completed"]) < 3:  # the volunteer starts it again (the same workdir)
+            again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=180)
+            assert again.returncode == 0, again.stdout + again.stderr
+            runs += 1
+            assert runs <= 3, f"still not done: {ids_by_state(board)}"
+    finally:
+        dispatcher.terminate()
+        dispatcher.wait(timeout=30)
+    states = ids_by_state(board)
+    assert sorted(states["completed"]) == ["v-00001", "v-00002", "v-00003"]
+    assert not (states["active"] or states["retry"] or states["failed"])

@@ -9,7 +9,8 @@ A pass (`plan_pass`):
    dispatcher's own clock, from when it saw the ref change.
 2. **Take-backs.** An order granted to a fork whose worker has been silent for its lease (at least
    ``offline_after``) goes back to the retry queue, the lapse counted as a failed attempt, unless its
-   result waits in the fork.
+   result waits in the fork; so does one whose worker is alive but has not listed it in its heartbeats
+   for ``offline_after`` (`forgotten`: it restarted with the same id and lost its memory of the order).
 3. **Results.** A result in fork F for (order, seq) is folded only when that claim was granted to F
    (the order's record on main names F at that seq, or its claim file on main does: a result that
    comes after a take-back is a late result, folded as the fold folds late results). A completed
@@ -82,6 +83,7 @@ class TakeBack:
     seq: int
     holder: str
     silent_for: float | None
+    forgotten: bool = False  # its worker is alive but has not listed it for offline_after (it restarted)
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,20 @@ def granted_to(view: BoardView, work_id: str, seq: int, fork: str, worker: str) 
     return audit.get("fork") == fork and audit.get("worker_id") == worker
 
 
+def forgotten(refs: BoardView | None, holder: str, work_id: str, seq: int, unlisted: dict, fork: str, now: float,
+              after: float) -> bool:
+    """Has ``holder``'s live heartbeat in its fork not listed the order granted to it for ``after`` seconds of
+    the dispatcher's clock (a worker restarted with the same id, its memory of the order lost)? A worker
+    lists what it holds (running or waiting to start) in every heartbeat, until its result is in its fork."""
+    note = refs.heartbeats.get(holder) if refs is not None else None
+    holding = note.info.get("holding") if note is not None else None
+    key = (fork, work_id, seq)
+    if not isinstance(holding, list) or [work_id, seq] in holding:
+        unlisted.pop(key, None)
+        return False
+    return now - unlisted.setdefault(key, now) >= after
+
+
 def on_offer(view: BoardView, now: float) -> dict[str, int]:
     """Orders that may be granted now, with the seq main shows: available, or waiting to be retried
     and past their `not_before`."""
@@ -149,10 +165,12 @@ def on_offer(view: BoardView, now: float) -> dict[str, int]:
 
 def plan_pass(view: BoardView, forks: dict[str, BoardView], seen: dict, liveness: LivenessTracker, now: float, *,
               check: Callable[[BoardView, str, str], str | None] | None = None,
-              max_held: int = MAX_HELD) -> DispatchPlan:
+              max_held: int = MAX_HELD, unlisted: dict | None = None) -> DispatchPlan:
     """What this pass folds into ``view``'s main, from ``forks`` (fork URL -> a view of its refs; a fork
-    that could not be read is left out). ``seen`` and ``liveness`` are the dispatcher's memory across
-    passes; ``check(view, work_id, blob)`` says why a completed record is invalid (None: fine)."""
+    that could not be read is left out). ``seen``, ``liveness`` and ``unlisted`` ((fork, work id, seq) ->
+    since when the holder's live heartbeat has not listed it) are the dispatcher's memory across passes;
+    ``check(view, work_id, blob)`` says why a completed record is invalid (None: fine)."""
+    unlisted = {} if unlisted is None else unlisted
     plan = DispatchPlan()
     for fork, refs in forks.items():
         for worker, note in refs.heartbeats.items():
@@ -197,8 +215,15 @@ def plan_pass(view: BoardView, forks: dict[str, BoardView], seen: dict, liveness
             claimed, until = loc.record.get("claimed_at"), loc.record.get("lease_until")
             lease = until - claimed if all(isinstance(v, (int, float)) for v in (claimed, until)) else 0
             liveness.observe(key, f"grant:{work_id}:{loc.seq}", {"sent_at": claimed or 0, "lease_seconds": lease})
-        if not liveness.online(key) and (work_id, loc.seq) not in resulted:
+        if (work_id, loc.seq) in resulted:
+            continue
+        if not liveness.online(key):
             plan.takebacks.append(TakeBack(fork, work_id, loc.seq, loc.holder, liveness.silent_for(key)))
+        elif forgotten(forks.get(fork), loc.holder, work_id, loc.seq, unlisted, fork, now, liveness.offline_after):
+            plan.takebacks.append(TakeBack(fork, work_id, loc.seq, loc.holder, None, forgotten=True))
+    live = {(t.fork, t.work_id, t.seq) for t in plan.takebacks}
+    for key in [k for k in unlisted if k in live or view.locate(k[1]).seq != k[2]]:
+        del unlisted[key]
 
     offered = on_offer(view, now)
     wishes = []
