@@ -5,7 +5,7 @@ no-op (or returns the real clock). They let a test put one fault at one call sit
 a real worker process:
 
 - ``WMS_TEST_CRASH_AT=NAME``  the process kills itself with SIGKILL (kill -9) when it
-  reaches crash point NAME (see ``CRASH_POINTS``), as a machine that dies would.
+  reaches crash point NAME (see ``CRASH_POINTS``, ``DISPATCH_CRASH_POINTS``), as a machine that dies would.
 - ``WMS_TEST_FAULT=NAME:ERRNO``  the call site NAME raises ``OSError(ERRNO)`` (e.g.
   ``spool-write:28`` = ENOSPC, ``spool-write:30`` = EROFS), as a full or read-only disk.
 - ``WMS_TEST_CLOCK_OFFSET=SECONDS``  the worker's wall clock runs this far off.
@@ -22,8 +22,10 @@ CRASH_POINTS = (
     "submit-before-spool", # the order is processed; its result is only in memory
     "submit-before-push",  # the result is in the spool; nothing pushed yet
     "submit-after-push",   # the server holds the result ref; the spool entry is not removed yet
-    "dispatch-before-push",  # an open board's dispatcher wrote its pass's commit; main not pushed yet
-    "dispatch-after-push",   # main holds the pass; the dispatcher has not sent its alerts nor noted the push
+)
+DISPATCH_CRASH_POINTS = (  # an open board's dispatcher (host_tools/dispatch.py)
+    "dispatch-before-push",  # it wrote its pass's commit; main not pushed yet
+    "dispatch-after-push",   # main holds the pass; it has not sent its alerts nor noted the push
 )
 
 

@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+from coordination.testhooks import DISPATCH_CRASH_POINTS
 from tests.helpers import PY, ROOT, git_out, host, ids_by_state, make_bare, start_worker, wait_for, worker_cmd
 
 
@@ -215,7 +216,7 @@ def test_the_dispatcher_also_reads_the_forks_github_lists(tmp_path):
     assert any("page=2" in p for p in asked) and all(p.startswith("/repos/host/board/forks?") for p in asked)
 
 
-@pytest.mark.parametrize("point", ["dispatch-before-push", "dispatch-after-push"])
+@pytest.mark.parametrize("point", DISPATCH_CRASH_POINTS)
 def test_a_dispatcher_killed_mid_pass_is_restarted_and_nothing_is_lost_or_done_twice(tmp_path, point):
     board, forks = open_board(tmp_path)
     host("publish", "--repo-url", str(board), "--simulate", "6", "--seconds", "0.3", "--prefix", "k")
