@@ -3,6 +3,7 @@
     python bench/github.py                              # W = 24 and 48, time 10x fast, then production
     python bench/github.py --runs fast:6:60 --tmp /dev/shm   # a small run: W=6, 60 orders, time 10x fast
     python bench/github.py --runs fast:24:480 --verify 0 0.05 1.0   # what verification costs
+    python bench/github.py --runs fast:48:960 --profile   # where the fleet's time goes
 
 The board is served by tests/servers.GitHubLikeServer: smart HTTP with a token, `main` protected
 by a ruleset (no force push, no deletion), a round trip added to every request, every push and
@@ -20,6 +21,11 @@ mean pushes a minute over the run, the most reads in any second, parallel effici
 makespan orders x seconds / W over the measured one, first claim to last completion, from the
 board's records), orders lost (not completed at the end), orders processed twice (completed by
 more than one worker, from the workers' logs), and pushes the ruleset refused.
+
+``--profile`` adds where the fleet's time went (`fleet_time`, from the board's records): running
+orders, each worker's wait for its first claim, from that claim to its first start, the gaps
+between its orders, and from its last completion to the fleet's; 1 minus the first share is what
+the efficiency lost.
 
 ``--verify F...`` runs each run once per fraction F of orders published with `publish --verify F`
 (the monitor judges them): ``readings`` counts every completed copy, ``chapters/min`` the orders
@@ -67,6 +73,41 @@ def completion_records(bare: Path) -> list[dict]:
     files = [f for f in git_out(bare, "ls-tree", "-r", "--name-only", "main").split()
              if f.startswith("completed_work/") and f.endswith(".json")]
     return [json.loads(git_out(bare, "show", f"main:{f}")) for f in files]
+
+
+def fleet_time(records: list[dict], workers: int) -> dict:
+    """Where the fleet's time went, as shares of W x makespan (first claim to last completion).
+
+    ``orders``: running orders; ``to first claim``: a worker's wait for its first claim (all of
+    the makespan for a worker that never had one); ``claimed, not started``: from that claim to
+    its first order's start; ``between orders``: the gaps after that; ``after last``: from a
+    worker's last completion to the fleet's.
+
+    >>> recs = [{"worker_id": "a", "claimed_at": 0, "started_at": 1, "completed_at": 5},
+    ...         {"worker_id": "a", "claimed_at": 0, "started_at": 6, "completed_at": 10},
+    ...         {"worker_id": "b", "claimed_at": 4, "started_at": 4, "completed_at": 8}]
+    >>> {k: round(v, 2) for k, v in fleet_time(recs, 2).items()}
+    {'orders': 0.6, 'to first claim': 0.2, 'claimed, not started': 0.05, 'between orders': 0.05, 'after last': 0.1}
+    """
+    if not records:
+        return {}
+    first = min(r["claimed_at"] for r in records)
+    last = max(r["completed_at"] for r in records)
+    total = workers * max(last - first, 1e-9)
+    parts = dict.fromkeys(("orders", "to first claim", "claimed, not started", "between orders", "after last"), 0.0)
+    by_worker: dict[str, list[dict]] = {}
+    for r in records:
+        by_worker.setdefault(r["worker_id"], []).append(r)
+    for recs in by_worker.values():
+        recs.sort(key=lambda r: r["started_at"])
+        claim = min(r["claimed_at"] for r in recs)
+        parts["to first claim"] += claim - first
+        parts["claimed, not started"] += recs[0]["started_at"] - claim
+        parts["orders"] += sum(r["completed_at"] - r["started_at"] for r in recs)
+        parts["between orders"] += sum(max(0.0, b["started_at"] - a["completed_at"]) for a, b in zip(recs, recs[1:]))
+        parts["after last"] += last - max(r["completed_at"] for r in recs)
+    parts["to first claim"] += (workers - len(by_worker)) * (last - first)
+    return {k: v / total for k, v in parts.items()}
 
 
 def run_once(kind: str, workers: int, orders: int, tmp: Path, delay: float, verify: float = 0.0) -> dict:
@@ -136,7 +177,7 @@ def run_once(kind: str, workers: int, orders: int, tmp: Path, delay: float, veri
             "throttled": throttled, "exit_ok": codes == [0] * workers, "worker_pushes": worker_pushes,
             "lost_races": lost_races,
             "timeline": [sum(1 for t in pushes if i * 10 <= t < i * 10 + 10) for i in range(int(wall // 10) + 1)],
-            "monitor_pushes": _monitor_pushes(bare)}
+            "monitor_pushes": _monitor_pushes(bare), "fleet_time": fleet_time(records, workers)}
 
 
 def _monitor_pushes(bare: Path) -> int:
@@ -172,6 +213,8 @@ def main() -> None:
                     help="KIND:WORKERS:ORDERS each (KIND fast or prod); default fast:24:480 fast:48:960 prod:6:24")
     ap.add_argument("--delay", type=float, default=0.05, help="seconds added to every request (a round trip)")
     ap.add_argument("--timeline", action="store_true", help="also print the pushes in each 10 s of every run")
+    ap.add_argument("--profile", action="store_true",
+                    help="also print where the fleet's time went (orders, waits for the first claim, gaps, the tail)")
     ap.add_argument("--verify", type=float, nargs="+", default=[0.0], metavar="F",
                     help="publish each run's orders with --verify F, one run per F (default 0)")
     workspace.add_argument(ap)
@@ -194,6 +237,9 @@ def main() -> None:
                 print(f"      pushes per 10 s: {' '.join(map(str, r['timeline']))}; by the workers "
                       f"{r['worker_pushes']}, the monitor's commits {r['monitor_pushes']}; lost claim races "
                       f"{r['lost_races']}", flush=True)
+            if args.profile:
+                print("      fleet's time (W x makespan): " + ", ".join(
+                    f"{k} {v:.1%}" for k, v in r["fleet_time"].items()), flush=True)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,16 @@ wall time, pages/s and CPU seconds a page. The split is fixed: per title,
 the 1st, 3rd and 5th page (sorted by name) tune, the others are held out::
 
     python bench/ocr.py --pages --before ed8b2a8
+
+Where the time goes (``--profile``): the start of ``python -m pipelines ocr`` split into the
+interpreter, importing the pipeline, importing RapidOCR and loading the models (a fresh
+process); then the dev pages in this process, one at a time, seconds a page by phase (decode,
+scale, detect, recognize, the rest of the engine's call, marks, layout) with the quality; then
+the CLI end to end at each ``--jobs-list`` value, side by side. ``--faster-paddle`` adds the
+faster-paddle package's PP-OCRv6 small (if installed; not a dependency) through the same layout,
+for comparison only::
+
+    python bench/ocr.py --profile
 """
 from __future__ import annotations
 
@@ -351,6 +361,120 @@ def pages_mode(args) -> None:
         Path(args.json).write_text(json.dumps(report, indent=2))
 
 
+START_CHILD = r"""
+import sys, time, json
+t0 = time.perf_counter()
+sys.path.insert(0, sys.argv[1])
+import pipelines.ocr
+t1 = time.perf_counter()
+import rapidocr
+t2 = time.perf_counter()
+from pipelines.ocr import OcrPipeline
+p = OcrPipeline("rapidocr", "auto", jobs=1)
+t3 = time.perf_counter()
+print(json.dumps({"import pipeline": t1 - t0, "import rapidocr": t2 - t1, "load models": t3 - t2}))
+"""
+
+PHASES = ("decode", "scale", "detect", "recognize", "engine rest", "marks", "layout")
+
+
+class FasterPaddleEngine:
+    """faster-paddle's PP-OCRv6 small behind the pipeline's engine interface (comparison only)."""
+
+    name = "faster-paddle"
+    reads_lines = True
+    version = "faster-paddle"
+
+    def __init__(self, threads: int):
+        import faster_paddle
+
+        self._e = faster_paddle.OcrEngine(model_size="small", threads=threads, det_max_side=1024, det_min_side=0)
+        self.version = f"faster-paddle {faster_paddle.__version__} small"
+        self.last_timings: dict[str, float] = {}
+
+    def read_page(self, image: np.ndarray):
+        import io
+
+        from pipelines.engines.base import Line
+
+        buf = io.BytesIO()
+        Image.fromarray(image).save(buf, format="BMP")
+        out = []
+        for b in self._e.ocr(buf.getvalue())["bounds"].values():
+            (x1, y1), (x2, y2) = b["topLeftCoord"], b["bottomRightCoord"]
+            out.append(Line([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], b["text"], b["confidence"]))
+        return out
+
+    def read_blocks(self, image, blocks, workdir=None):
+        return [[line.text for line in block.lines] for block in blocks]
+
+    def close(self) -> None:
+        pass
+
+
+def profile_pages(images: list[Path], truth: dict, engine=None) -> dict:
+    """The dev pages through OcrPipeline in this process, one at a time: seconds a page by phase."""
+    pipeline = OcrPipeline("rapidocr", "auto", jobs=1)
+    if engine is not None:
+        pipeline._engines.get().close()
+        pipeline._engines.put(engine)
+    sums = dict.fromkeys(PHASES, 0.0)
+    rows = []
+    c0, w0 = time.process_time(), time.perf_counter()
+    loaders = [lambda p=p: PageImage(p.name, decode_image(p.read_bytes(), p.name)) for p in images]
+    for p, res in zip(images, pipeline.read_many(loaders)):
+        if isinstance(res, Exception):
+            raise SystemExit(f"{p.name}: {res}")
+        t = res["timings"]
+        inside = t.get("detect", 0.0) + t.get("recognize", 0.0)
+        for k in PHASES:
+            sums[k] += max(0.0, t["engine"] - inside) if k == "engine rest" else t.get(k, 0.0)
+        rows.append(page_scores(truth[p.stem], res["text"]))
+    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    pipeline.close()
+    n = len(images)
+    return {"phases": {k: v / n for k, v in sums.items()}, "wall": wall / n, "cpu": cpu / n, "quality": summary(rows)}
+
+
+def profile_mode(args) -> None:
+    d = devset_dir()
+    if d is None:
+        raise SystemExit("dev set not found (set WMS_OCR_DEVSET)")
+    images = sorted(d.glob("*.jpg"))[:args.limit]
+    truth = {p.stem: [ln.strip() for ln in p.with_suffix(".txt").read_text(encoding="utf-8").splitlines() if ln.strip()]
+             for p in images}
+    n, cores = len(images), os.cpu_count()
+    print(f"dev pages {n} ({d}); cores {cores}; this checkout, default settings")
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", START_CHILD, str(ROOT)], capture_output=True, text=True, check=True)
+    start_wall = time.perf_counter() - t0
+    start = json.loads(out.stdout.strip().splitlines()[-1])
+    start["interpreter and exit"] = start_wall - sum(start.values())
+    print(f"start of a process: {start_wall:.2f} s = " + ", ".join(f"{k} {v:.2f}" for k, v in start.items()))
+    sides = [("rapidocr", None)]
+    if args.faster_paddle:
+        try:
+            sides.append(("faster-paddle", FasterPaddleEngine(cores)))
+        except ImportError:
+            print("faster-paddle is not installed (pip install faster-paddle); compared with nothing")
+    print("seconds a page, one page at a time, in this process (" + ", ".join(PHASES) + ")")
+    for label, engine in sides:
+        r = profile_pages(images, truth, engine)
+        q = r["quality"]
+        print(f"  {label:14s} " + " ".join(f"{k} {v:.3f}" for k, v in r["phases"].items()))
+        print(f"  {'':14s} wall {r['wall']:.3f} s a page, CPU {r['cpu']:.3f} s a page; F1 {q['f1']:.3f} CER {q['cer']:.3f} "
+              f"blocks {q['block_recall']:.3f} order {q['order_error']:.3f}")
+    print("python -m pipelines ocr on the dev pages, end to end (process start included):")
+    for jobs in args.jobs_list:
+        _, wall, cpu = run_cli(ROOT, images, jobs, [])
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        print(f"  --jobs {jobs}: {wall:.1f} s, {n / wall:.2f} pages/s, CPU {cpu / n:.2f} s a page "
+              f"(largest process so far {peak:.0f} MB)")
+    need = n / 3.0
+    print(f"3 pages/s on {n} pages: {need:.1f} s in all; after the start, {(need - start_wall) / n:.3f} s a page "
+          f"of wall time, {(need - start_wall) * cores / n:.2f} s of CPU a page on {cores} cores")
+
+
 def fmt(row: dict) -> str:
     return f"CER {row['cer']:.3f}  F1 {row['f1']:.3f}  blocks {row['block_recall']:.2f}"
 
@@ -375,6 +499,12 @@ def main() -> None:
                     help="with --pages: also run the checkout of git revision REV, side by side (repeatable)")
     ap.add_argument("--cli-args", default="", help="with --pages: extra options for this checkout's pipelines ocr")
     ap.add_argument("--tmp", default=None, help="with --pages: folder for the temporary trees (default: $TMPDIR)")
+    ap.add_argument("--profile", action="store_true",
+                    help="where a page's time goes: start, phases a page, and the CLI end to end")
+    ap.add_argument("--jobs-list", type=int, nargs="+", default=[1, 2], metavar="N",
+                    help="with --profile: the --jobs values run end to end, side by side")
+    ap.add_argument("--faster-paddle", action="store_true",
+                    help="with --profile: also faster-paddle's PP-OCRv6 small through the same layout (if installed)")
     ap.add_argument("--_chapter-child", nargs=3, help=argparse.SUPPRESS)
     ap.add_argument("--_render-board", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -387,6 +517,9 @@ def main() -> None:
         return
     if args.pages:
         pages_mode(args)
+        return
+    if args.profile:
+        profile_mode(args)
         return
     sets = []
     d = None if args.no_dev else devset_dir()

@@ -69,7 +69,11 @@ def test_chapter_from_board_and_url(process, server, tmp_path):
     result = process(order([p1, p2]), ctx)
     json.dumps(result)  # JSON-serialisable
     assert result["engine"] == "rapidocr" and "rapidocr 3.10.0" in result["engine_version"]
-    assert result["timings"]["total"] > 0 and result["timings"]["engine"] > 0 and "layout" in result["timings"]
+    timings = result["timings"]
+    assert timings["total"] > 0 and timings["engine"] > 0 and "layout" in timings
+    # the models' own seconds, inside the engine's call
+    assert 0 < timings["detect"] and 0 < timings["recognize"] and timings["detect"] + timings["recognize"] <= timings["engine"]
+    assert timings["layout"] >= 0 and timings["scale"] >= 0
     assert [p["name"] for p in result["pages"]] == ["001.png", "002.jpg"]
     assert progress[0] == (0, 2) and progress[-1] == (2, 2)
     for page, truth in zip(result["pages"], (ja, en)):
@@ -114,7 +118,8 @@ def test_tesseract_engine_through_the_processor(process, tmp_path):
     page = result["pages"][0]
     assert char_f1(truth.text, page["text"]) >= 0.85, page["text"]
     assert " " not in page["text"]  # no stray spaces inside Japanese
-    assert "recognize" in result["timings"]
+    assert result["timings"]["recognize"] > 0 and result["timings"]["detect"] > 0  # Tesseract's reading, the detector
+    assert result["timings"]["layout"] >= 0
 
 
 # -- failures become OrderError, never a crash ----------------------------------------

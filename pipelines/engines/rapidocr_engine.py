@@ -142,6 +142,16 @@ def _no_busy_waiting() -> None:
     cls._init_sess_opts = staticmethod(init_sess_opts)
 
 
+def _model_seconds(res, detect_only: bool = False) -> dict[str, float]:
+    """The detector's and the recogniser's seconds in a RapidOCR result ({} where it has none)."""
+    if detect_only:  # a detection result has its one figure in ``elapse``
+        sec = getattr(res, "elapse", None)
+        return {"detect": float(sec)} if isinstance(sec, (int, float)) else {}
+    elapse = getattr(res, "elapse_list", None) or ()
+    names = ("detect", None, "recognize")  # RapidOCR's order: det, cls, rec
+    return {name: float(sec) for name, sec in zip(names, elapse) if name and isinstance(sec, (int, float))}
+
+
 class RapidOcrEngine:
     name = "rapidocr"
     reads_lines = True
@@ -189,6 +199,8 @@ class RapidOcrEngine:
         except Exception as exc:
             raise EngineUnavailable(f"RapidOCR failed to start: {exc}") from exc
         self._pool = cf.ThreadPoolExecutor(1, thread_name_prefix="rapidocr")
+        #: seconds of the last ``read_page`` / ``detect`` inside the models: {"detect", "recognize"}
+        self.last_timings: dict[str, float] = {}
 
     # -- the one place that calls into RapidOCR -------------------------------
     def _call(self, bgr, fn=None, **kw):
@@ -208,6 +220,7 @@ class RapidOcrEngine:
         """Detect and read lines on an RGB page."""
         bgr = np.ascontiguousarray(image[:, :, ::-1])
         res = self._call(bgr, use_det=True, use_cls=False, use_rec=True)
+        self.last_timings = _model_seconds(res)
         boxes = getattr(res, "boxes", None)
         txts = getattr(res, "txts", None)
         if boxes is None or txts is None or len(boxes) == 0:
@@ -222,6 +235,7 @@ class RapidOcrEngine:
         """Detect lines only (no recognition): used to lay out pages for other engines."""
         bgr = np.ascontiguousarray(image[:, :, ::-1])
         res = self._call(bgr, use_det=True, use_cls=False, use_rec=False)
+        self.last_timings = _model_seconds(res, detect_only=True)
         boxes = getattr(res, "boxes", None)
         if boxes is None or len(boxes) == 0:
             return []

@@ -123,6 +123,11 @@ class TesseractEngine:
     def read_page(self, image: np.ndarray) -> list[Line]:
         return self._detector.detect(image)
 
+    @property
+    def last_timings(self) -> dict[str, float]:
+        """The line detector's seconds on the last page (``read_blocks`` is timed by the pipeline)."""
+        return dict(getattr(self._detector, "last_timings", {}) or {})
+
     def read_blocks(self, image: np.ndarray, blocks: list[BlockRequest], workdir: str | None = None) -> list[list[str]]:
         groups: dict[tuple[str, int], list[int]] = {}
         for i, block in enumerate(blocks):
