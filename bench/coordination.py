@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import workspace  # noqa: E402
+from bench.fleet_time import cpu_seconds  # noqa: E402
 from tests.helpers import git_out, host, make_bare, start_worker  # noqa: E402
 from tests.nginx_server import NginxGitServer  # noqa: E402
 from tests.servers import GitDaemon, GitHttpServer  # noqa: E402
@@ -60,7 +61,7 @@ def run_once(workers: int, orders: int, seconds: float, server_kind: str, tmp: P
         host("init", "--repo-url", url, "--push-budget", f"{push_budget:g}")
         host("publish", "--repo-url", url, "--simulate", str(orders), "--seconds", str(seconds), "--prefix", "b")
         host("close", "--repo-url", url)  # one wave: workers stop once it is done
-        cpu0, server0 = _cpu(), server_cpu()  # after the host's init and publish
+        cpu0, server0 = cpu_seconds(), server_cpu()  # after the host's init and publish
         started = time.time()
         extra, env = [], None
         if heartbeat:  # the testing environment beats every 2 s; production every 60 s
@@ -77,7 +78,7 @@ def run_once(workers: int, orders: int, seconds: float, server_kind: str, tmp: P
         wall = time.time() - started
         # every process of the run: workers, their git, the server and its git
         server_now = server_cpu()
-        cpu = _cpu() - cpu0 + (server_now - server0 if server_now is not None else float("nan"))
+        cpu = cpu_seconds() - cpu0 + (server_now - server0 if server_now is not None else float("nan"))
         records = completion_records(bare)
     logs = [(tmp / f"{root.name}-w{i}.log").read_text() for i in range(workers)]
     lost = sum(text.count("lost claim race") for text in logs)
@@ -115,14 +116,6 @@ def run_once(workers: int, orders: int, seconds: float, server_kind: str, tmp: P
             "pushes_per_order": pushes / done, "fetches_per_order": fetches / done,
             "cpu_per_order": cpu / done, "server_cpu_per_order": (cpu - worker_cpu) / done,
             "cpu_busy": cpu / (wall * (os.cpu_count() or 1)), "breakdown": breakdown, "phases": phases}
-
-
-def _cpu() -> float:
-    total = 0.0
-    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
-        usage = resource.getrusage(who)
-        total += usage.ru_utime + usage.ru_stime
-    return total
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ board's records), orders lost (not completed at the end), orders processed twice
 more than one worker, from the workers' logs), and pushes the ruleset refused.
 
 ``--profile`` adds where the fleet's time went (`fleet_time`, from the board's records): running
-orders, each worker's wait for its first claim, from that claim to its first start, the gaps
+orders, each worker's wait for its first claim, from the round trip that claimed it to its first start, the gaps
 between its orders, and from its last completion to the fleet's; 1 minus the first share is what
 the efficiency lost.
 
@@ -55,6 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import workspace  # noqa: E402
+from bench.fleet_time import CoreSampler, cpu_seconds, fleet_time  # noqa: E402
 from tests.helpers import PY, git_out, host, ids_by_state, make_bare, start_worker  # noqa: E402
 from tests.servers import GitHubLikeServer, busiest  # noqa: E402
 
@@ -73,41 +74,6 @@ def completion_records(bare: Path) -> list[dict]:
     files = [f for f in git_out(bare, "ls-tree", "-r", "--name-only", "main").split()
              if f.startswith("completed_work/") and f.endswith(".json")]
     return [json.loads(git_out(bare, "show", f"main:{f}")) for f in files]
-
-
-def fleet_time(records: list[dict], workers: int) -> dict:
-    """Where the fleet's time went, as shares of W x makespan (first claim to last completion).
-
-    ``orders``: running orders; ``to first claim``: a worker's wait for its first claim (all of
-    the makespan for a worker that never had one); ``claimed, not started``: from that claim to
-    its first order's start; ``between orders``: the gaps after that; ``after last``: from a
-    worker's last completion to the fleet's.
-
-    >>> recs = [{"worker_id": "a", "claimed_at": 0, "started_at": 1, "completed_at": 5},
-    ...         {"worker_id": "a", "claimed_at": 0, "started_at": 6, "completed_at": 10},
-    ...         {"worker_id": "b", "claimed_at": 4, "started_at": 4, "completed_at": 8}]
-    >>> {k: round(v, 2) for k, v in fleet_time(recs, 2).items()}
-    {'orders': 0.6, 'to first claim': 0.2, 'claimed, not started': 0.05, 'between orders': 0.05, 'after last': 0.1}
-    """
-    if not records:
-        return {}
-    first = min(r["claimed_at"] for r in records)
-    last = max(r["completed_at"] for r in records)
-    total = workers * max(last - first, 1e-9)
-    parts = dict.fromkeys(("orders", "to first claim", "claimed, not started", "between orders", "after last"), 0.0)
-    by_worker: dict[str, list[dict]] = {}
-    for r in records:
-        by_worker.setdefault(r["worker_id"], []).append(r)
-    for recs in by_worker.values():
-        recs.sort(key=lambda r: r["started_at"])
-        claim = min(r["claimed_at"] for r in recs)
-        parts["to first claim"] += claim - first
-        parts["claimed, not started"] += recs[0]["started_at"] - claim
-        parts["orders"] += sum(r["completed_at"] - r["started_at"] for r in recs)
-        parts["between orders"] += sum(max(0.0, b["started_at"] - a["completed_at"]) for a, b in zip(recs, recs[1:]))
-        parts["after last"] += last - max(r["completed_at"] for r in recs)
-    parts["to first claim"] += (workers - len(by_worker)) * (last - first)
-    return {k: v / total for k, v in parts.items()}
 
 
 def run_once(kind: str, workers: int, orders: int, tmp: Path, delay: float, verify: float = 0.0) -> dict:
@@ -129,25 +95,28 @@ def run_once(kind: str, workers: int, orders: int, tmp: Path, delay: float, veri
              "--prefix", "gh", "--verify", str(verify), env=env)
         host("close", "--repo-url", url, env=env)  # one wave: workers stop once it is done
         started = time.monotonic()
-        monitor = subprocess.Popen([PY, "-m", "host_tools", "monitor", "--repo-url", url, "--poll-seconds",
-                                    str(setting["monitor_poll"]), "--offline-after", str(setting["offline_after"])],
-                                   cwd=ROOT, env=env, stdout=open(root / "monitor.log", "w"),
-                                   stderr=subprocess.STDOUT)
-        # at the end a worker stops once the board is finished, or after a few empty polls while others
-        # still hold orders (one in production, whose polls are 20 s apart)
-        failures = "1" if kind == "prod" else "3"
-        verbose = ["--verbose"] if os.environ.get("WMS_BENCH_VERBOSE") else []
-        procs = [start_worker(url, root / f"w{i}", "--max-failures", failures, "--max-work", "100000", "--jobs", "1",
-                              *verbose,
-                              env=env, log=root / f"w{i}.log") for i in range(workers)]
-        codes = [p.wait() for p in procs]
-        ended = time.monotonic()
-        monitor.send_signal(signal.SIGINT)
-        try:
-            monitor.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            monitor.kill()
-            monitor.wait()
+        cpu_before = cpu_seconds()
+        with CoreSampler(10.0) as sampler:
+            monitor = subprocess.Popen([PY, "-m", "host_tools", "monitor", "--repo-url", url, "--poll-seconds",
+                                        str(setting["monitor_poll"]), "--offline-after", str(setting["offline_after"])],
+                                       cwd=ROOT, env=env, stdout=open(root / "monitor.log", "w"),
+                                       stderr=subprocess.STDOUT)
+            # at the end a worker stops once the board is finished, or after a few empty polls while others
+            # still hold orders (one in production, whose polls are 20 s apart)
+            failures = "1" if kind == "prod" else "3"
+            verbose = ["--verbose"] if os.environ.get("WMS_BENCH_VERBOSE") else []
+            procs = [start_worker(url, root / f"w{i}", "--max-failures", failures, "--max-work", "100000", "--jobs", "1",
+                                  *verbose,
+                                  env=env, log=root / f"w{i}.log") for i in range(workers)]
+            codes = [p.wait() for p in procs]
+            ended = time.monotonic()
+            monitor.send_signal(signal.SIGINT)
+            try:
+                monitor.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                monitor.kill()
+                monitor.wait()
+            cpu = cpu_seconds() - cpu_before  # the workers, the monitor, their git and the server's (all children)
         pushes = [t - started for t in server.pushes() if t >= started]
         reads = [t - started for t in server.reads() if t >= started]
         refused = len(server.ruleset_refusals())
@@ -177,7 +146,9 @@ def run_once(kind: str, workers: int, orders: int, tmp: Path, delay: float, veri
             "throttled": throttled, "exit_ok": codes == [0] * workers, "worker_pushes": worker_pushes,
             "lost_races": lost_races,
             "timeline": [sum(1 for t in pushes if i * 10 <= t < i * 10 + 10) for i in range(int(wall // 10) + 1)],
-            "monitor_pushes": _monitor_pushes(bare), "fleet_time": fleet_time(records, workers)}
+            "monitor_pushes": _monitor_pushes(bare), "fleet_time": fleet_time(records, workers),
+            "cpu_busy": cpu / (wall * (os.cpu_count() or 1)), "cores_busy": sampler.busy}
+
 
 
 def _monitor_pushes(bare: Path) -> int:
@@ -239,7 +210,10 @@ def main() -> None:
                       f"{r['lost_races']}", flush=True)
             if args.profile:
                 print("      fleet's time (W x makespan): " + ", ".join(
-                    f"{k} {v:.1%}" for k, v in r["fleet_time"].items()), flush=True)
+                    f"{k} {v:.1%}" for k, v in r["fleet_time"].items())
+                    + f"; the machine's cores {r['cpu_busy']:.0%} busy over the run", flush=True)
+                print("      the machine's cores busy in each 10 s from the workers' start: "
+                      + " ".join(f"{b:.0%}" for b in r["cores_busy"]), flush=True)
 
 
 if __name__ == "__main__":

@@ -305,13 +305,19 @@ def summary(rows: list[dict]) -> dict:
             "block_recall": s["bm"] / max(1, s["bt"]), "order_error": s["disc"] / max(1, s["pairs"])}
 
 
-def pages_mode(args) -> None:
+def dev_pages(limit: int | None) -> tuple[Path, list[Path], dict[str, list[str]]]:
+    """The dev set's folder, its first ``limit`` pages and each page's truth blocks; exits when it is missing."""
     d = devset_dir()
     if d is None:
         raise SystemExit("dev set not found (set WMS_OCR_DEVSET)")
-    images = sorted(d.glob("*.jpg"))[:args.limit]
+    images = sorted(d.glob("*.jpg"))[:limit]
     truth = {p.stem: [ln.strip() for ln in p.with_suffix(".txt").read_text(encoding="utf-8").splitlines() if ln.strip()]
              for p in images}
+    return d, images, truth
+
+
+def pages_mode(args) -> None:
+    d, images, truth = dev_pages(args.limit)
     split = split_of([p.stem for p in images])
     sides = []  # (label, tree)
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
@@ -367,12 +373,12 @@ t0 = time.perf_counter()
 sys.path.insert(0, sys.argv[1])
 import pipelines.ocr
 t1 = time.perf_counter()
-import rapidocr
+from rapidocr import RapidOCR
 t2 = time.perf_counter()
 from pipelines.ocr import OcrPipeline
 p = OcrPipeline("rapidocr", "auto", jobs=1)
 t3 = time.perf_counter()
-print(json.dumps({"import pipeline": t1 - t0, "import rapidocr": t2 - t1, "load models": t3 - t2}))
+print(json.dumps({"import pipeline": t1 - t0, "import RapidOCR": t2 - t1, "load models": t3 - t2}))
 """
 
 PHASES = ("decode", "scale", "detect", "recognize", "engine rest", "marks", "layout")
@@ -437,12 +443,7 @@ def profile_pages(images: list[Path], truth: dict, engine=None) -> dict:
 
 
 def profile_mode(args) -> None:
-    d = devset_dir()
-    if d is None:
-        raise SystemExit("dev set not found (set WMS_OCR_DEVSET)")
-    images = sorted(d.glob("*.jpg"))[:args.limit]
-    truth = {p.stem: [ln.strip() for ln in p.with_suffix(".txt").read_text(encoding="utf-8").splitlines() if ln.strip()]
-             for p in images}
+    d, images, truth = dev_pages(args.limit)
     n, cores = len(images), os.cpu_count()
     print(f"dev pages {n} ({d}); cores {cores}; this checkout, default settings")
     t0 = time.perf_counter()
@@ -467,9 +468,7 @@ def profile_mode(args) -> None:
     print("python -m pipelines ocr on the dev pages, end to end (process start included):")
     for jobs in args.jobs_list:
         _, wall, cpu = run_cli(ROOT, images, jobs, [])
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        print(f"  --jobs {jobs}: {wall:.1f} s, {n / wall:.2f} pages/s, CPU {cpu / n:.2f} s a page "
-              f"(largest process so far {peak:.0f} MB)")
+        print(f"  --jobs {jobs}: {wall:.1f} s, {n / wall:.2f} pages/s, CPU {cpu / n:.2f} s a page")
     need = n / 3.0
     print(f"3 pages/s on {n} pages: {need:.1f} s in all; after the start, {(need - start_wall) / n:.3f} s a page "
           f"of wall time, {(need - start_wall) * cores / n:.2f} s of CPU a page on {cores} cores")

@@ -2,6 +2,7 @@
 
     python bench/verification.py                         # W=24, 480 orders of 6 s, budget 60: --verify 0, 0.05, 1.0
     python bench/verification.py --workers 12 --orders 240 --bad 1
+    python bench/verification.py --workers 48 --orders 960 --verify 0 --profile   # where the fleet's time goes
 
 The fleet of bench/github.py's ``fast`` setting (a budget of 60 pushes a minute, 6-s orders: GitHub's
 6 a minute with 60-s chapters, time 10x fast), in memory: real `Worker`s over `tests/memory_fleet.py`,
@@ -23,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.fleet_time import fleet_time  # noqa: E402
 from coordination.clock import ManualClock  # noqa: E402
 from coordination.protocol.states import OrderState  # noqa: E402
 from host_tools import admin, verification  # noqa: E402
@@ -64,12 +66,13 @@ def run(workers: int, count: int, seconds: float, budget: float, fraction: float
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     wrong = sum(1 for r in rows if [p["text"] for p in r["pages"]] !=
                 [page_text(r, 1), page_text(r, 2)])
+    completed = [view.locate(i).record for i in view.list_ids(OrderState.COMPLETED)]
     makespan = fleet.makespan()
     pushes = board.server.pushes[pushes_before:]
     busiest = max((sum(1 for t in pushes if s <= t < s + 60) for s in pushes), default=0)
     return {"fraction": fraction, "readings": readings, "verdicts": verdicts, "collected": len(rows),
             "wrong": wrong, "makespan": makespan, "efficiency": count * seconds / workers / makespan,
-            "pushes": len(pushes), "busiest60": busiest}
+            "pushes": len(pushes), "busiest60": busiest, "fleet_time": fleet_time(completed, workers)}
 
 
 def main() -> None:
@@ -80,6 +83,7 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=60.0, help="the board's pushes a minute")
     ap.add_argument("--verify", type=float, nargs="+", default=[0.0, 0.05, 1.0], metavar="F")
     ap.add_argument("--bad", type=int, default=0, help="workers that return shuffled text")
+    ap.add_argument("--profile", action="store_true", help="also print where the fleet's time went (bench/fleet_time.py)")
     args = ap.parse_args()
     print(f"in memory: W={args.workers}, {args.orders} orders of {args.seconds:g} s, budget {args.budget:g} a minute, "
           f"{args.bad} bad worker(s)")
@@ -90,6 +94,9 @@ def main() -> None:
             r = run(args.workers, args.orders, args.seconds, args.budget, fraction, args.bad, Path(folder))
         print(f"{fraction:>6g} {r['readings']:>8} {r['verdicts']:>8} {r['collected']:>9} {r['wrong']:>5} "
               f"{r['makespan']:>7.0f}s {r['efficiency']:>6.3f} {r['pushes']:>6} {r['busiest60']:>9}", flush=True)
+        if args.profile:
+            print("      fleet's time (W x makespan): " + ", ".join(
+                f"{k} {v:.1%}" for k, v in r["fleet_time"].items()), flush=True)
 
 
 if __name__ == "__main__":
