@@ -470,6 +470,9 @@ def profile_mode(args) -> None:
         _, wall, cpu = run_cli(ROOT, images, jobs, [])
         print(f"  --jobs {jobs}: {wall:.1f} s, {n / wall:.2f} pages/s, CPU {cpu / n:.2f} s a page")
     need = n / 3.0
+    if need <= start_wall:
+        print(f"3 pages/s on {n} pages: {need:.1f} s in all, less than the start alone ({start_wall:.2f} s)")
+        return
     print(f"3 pages/s on {n} pages: {need:.1f} s in all; after the start, {(need - start_wall) / n:.3f} s a page "
           f"of wall time, {(need - start_wall) * cores / n:.2f} s of CPU a page on {cores} cores")
 
