@@ -43,7 +43,6 @@ import argparse
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -110,12 +109,7 @@ def run_once(kind: str, workers: int, orders: int, tmp: Path, delay: float, veri
                                   env=env, log=root / f"w{i}.log") for i in range(workers)]
             codes = [p.wait() for p in procs]
             ended = time.monotonic()
-            monitor.send_signal(signal.SIGINT)
-            try:
-                monitor.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                monitor.kill()
-                monitor.wait()
+            workspace.interrupt(monitor, 60)
             cpu = cpu_seconds() - cpu_before  # the workers, the monitor, their git and the server's (all children)
         pushes = [t - started for t in server.pushes() if t >= started]
         reads = [t - started for t in server.reads() if t >= started]

@@ -178,12 +178,7 @@ def git_run(mode: str, workers: int, orders: int, tmp: Path, delay: float) -> di
             time.sleep(0.5)
         ended = time.monotonic()
         keeper_cpu = tree_cpu_seconds([keeper_proc.pid])
-        keeper_proc.send_signal(signal.SIGINT)
-        try:
-            keeper_proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            keeper_proc.kill()
-            keeper_proc.wait()
+        workspace.interrupt(keeper_proc, 120)
         board_pushes = [t - started for t, kind, repo in server.repo_events
                         if kind == "push" and repo == "board.git" and t >= started]
     states = ids_by_state(bare)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -46,3 +48,13 @@ def describe(path: Path | str) -> str:
     journal = os.path.exists("/proc/fs/jbd2") and any(
         entry.startswith(name + "-") for entry in os.listdir("/proc/fs/jbd2"))
     return f"{path} (ext4 on {name}, {'journal' if journal else 'no journal'})"
+
+
+def interrupt(proc: subprocess.Popen, timeout: float) -> None:
+    """Stop a long-running host command (monitor, dispatch) as Ctrl+C would; kill it after ``timeout`` s."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
