@@ -17,6 +17,7 @@ Prints per fraction: readings (completed copies), verdicts, the chapters wrong i
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 import tempfile
 from pathlib import Path
@@ -40,7 +41,8 @@ def orders(count: int, seconds: float, now: float) -> list[dict]:
             for i in range(count)]
 
 
-def run(workers: int, count: int, seconds: float, budget: float, fraction: float, bad: int, folder: Path) -> dict:
+def run(workers: int, count: int, seconds: float, budget: float, fraction: float, bad: int, folder: Path,
+        start_skew: float = 0.0) -> dict:
     import json
     clock = ManualClock()
     board = MemoryBoard(clock, folder, push_budget=budget)
@@ -57,7 +59,8 @@ def run(workers: int, count: int, seconds: float, budget: float, fraction: float
                                         registry=reader("shuffled" if i < bad else "right"))
                           for i in range(workers)])
     pushes_before = len(board.server.pushes)
-    fleet.drive(within=48 * 3600.0)
+    skew = random.Random(7)
+    fleet.drive(within=48 * 3600.0, first_turn_after=[skew.uniform(0.0, start_skew) for _ in range(workers)])
     view = board.host.sync()
     readings = len(view.list_ids(OrderState.COMPLETED))
     verdicts = len(verification.verdicts(view))
@@ -72,7 +75,8 @@ def run(workers: int, count: int, seconds: float, budget: float, fraction: float
     busiest = max((sum(1 for t in pushes if s <= t < s + 60) for s in pushes), default=0)
     return {"fraction": fraction, "readings": readings, "verdicts": verdicts, "collected": len(rows),
             "wrong": wrong, "makespan": makespan, "efficiency": count * seconds / workers / makespan,
-            "pushes": len(pushes), "busiest60": busiest, "fleet_time": fleet_time(completed, workers)}
+            "pushes": len(pushes), "busiest60": busiest, "fleet_time": fleet_time(completed, workers),
+            "lost_races": sum(w.stats.lost_races for w in fleet.workers)}
 
 
 def main() -> None:
@@ -84,6 +88,8 @@ def main() -> None:
     ap.add_argument("--verify", type=float, nargs="+", default=[0.0, 0.05, 1.0], metavar="F")
     ap.add_argument("--bad", type=int, default=0, help="workers that return shuffled text")
     ap.add_argument("--profile", action="store_true", help="also print where the fleet's time went (bench/fleet_time.py)")
+    ap.add_argument("--start-skew", type=float, default=0.0, metavar="S",
+                    help="each worker's first turn at a random clock time within S s of the start (default 0)")
     args = ap.parse_args()
     print(f"in memory: W={args.workers}, {args.orders} orders of {args.seconds:g} s, budget {args.budget:g} a minute, "
           f"{args.bad} bad worker(s)")
@@ -91,12 +97,14 @@ def main() -> None:
           f"{'effic.':>6} {'pushes':>6} {'busiest60':>9}")
     for fraction in args.verify:
         with tempfile.TemporaryDirectory() as folder:
-            r = run(args.workers, args.orders, args.seconds, args.budget, fraction, args.bad, Path(folder))
+            r = run(args.workers, args.orders, args.seconds, args.budget, fraction, args.bad, Path(folder),
+                    args.start_skew)
         print(f"{fraction:>6g} {r['readings']:>8} {r['verdicts']:>8} {r['collected']:>9} {r['wrong']:>5} "
               f"{r['makespan']:>7.0f}s {r['efficiency']:>6.3f} {r['pushes']:>6} {r['busiest60']:>9}", flush=True)
         if args.profile:
             print("      fleet's time (W x makespan): " + ", ".join(
-                f"{k} {v:.1%}" for k, v in r["fleet_time"].items()), flush=True)
+                f"{k} {v:.1%}" for k, v in r["fleet_time"].items()) + f"; lost claim races {r['lost_races']}",
+                flush=True)
 
 
 if __name__ == "__main__":

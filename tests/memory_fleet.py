@@ -125,14 +125,18 @@ class Fleet:
         """Clock seconds from the start to the end of the last order."""
         return max(t for w in self.workers if w.runner is not None for t in w.runner.finished_at) - self.started_at
 
-    def drive(self, *, within: float = 24 * 3600.0, most_turns: int = 200_000) -> None:
+    def drive(self, *, within: float = 24 * 3600.0, most_turns: int = 200_000,
+              first_turn_after: list[float] | None = None) -> None:
         """Start every worker, run turns until each has stopped, then shut each down as `Worker.run`
-        does. Fails if the fleet is still running after ``within`` clock seconds."""
+        does. Fails if the fleet is still running after ``within`` clock seconds.
+        ``first_turn_after``: clock seconds before each worker's first turn (a fleet whose machines
+        come up one after another, or whose first round trips are slow); default none."""
         clock, end = self.clock, self.clock.now() + within
         self.started_at = clock.now()
         for w in self.workers:
             w.start()
-        due = {i: clock.now() for i in range(len(self.workers))}
+        after = first_turn_after or [0.0] * len(self.workers)
+        due = {i: clock.now() + after[i] for i in range(len(self.workers))}
         while due:
             assert clock.now() <= end and self.turns < most_turns, "the fleet did not stop"
             for i in due:
