@@ -144,7 +144,6 @@ def run_once(kind: str, workers: int, orders: int, tmp: Path, delay: float, veri
             "cpu_busy": cpu / (wall * (os.cpu_count() or 1)), "cores_busy": sampler.busy}
 
 
-
 def _monitor_pushes(bare: Path) -> int:
     """Commits of main the monitor made (its folds and repairs name it or carry no worker)."""
     return sum(1 for s in git_out(bare, "log", "--format=%s", "main").splitlines() if "monitor" in s)

@@ -123,18 +123,18 @@ class OcrPipeline:
             t1 = time.perf_counter()
         lang = {"jpn": "ja", "eng": "en"}.get(self.lang, "auto")
         read_blocks = None
-        reading = {"blocks": 0.0}  # the engine's reading of laid-out blocks (Tesseract), not layout
         if not engine.reads_lines:
             def read_blocks(blocks, page_lang):
                 t = time.perf_counter()
                 reqs = [BlockRequest(tuple(int(v) for v in b.box), b.vertical,
                                      "jpn" if page_lang == "ja" else "eng", b.lines) for b in blocks]
                 out = engine.read_blocks(arr, reqs, workdir)
-                reading["blocks"] = time.perf_counter() - t
-                timing["recognize"] = reading["blocks"]
+                timing["recognize"] = time.perf_counter() - t
                 return out
         layout = layout_page(lines, arr.shape[1], arr.shape[0], lang=lang, image=arr, read_blocks=read_blocks)
-        timing["layout"] = time.perf_counter() - t1 - reading["blocks"]
+        # an engine that reads laid-out blocks (Tesseract) did so inside layout_page: that is not layout
+        inside_layout = 0.0 if engine.reads_lines else timing.get("recognize", 0.0)
+        timing["layout"] = time.perf_counter() - t1 - inside_layout
         out = {"name": page.name, **_rescale(layout.to_mokuro(), 1.0 / scale, width, height), "lang": layout.lang}
         out["timings"] = {k: round(v, 4) for k, v in timing.items()}
         if keep_raw:
