@@ -1,5 +1,6 @@
 """Text the detector cuts short or misses: marks at the end of a line (``ーー``, ``…``,
-``！？``, `extend_lines`) and bubbles holding only marks (``……``, ``！``, `find_marks`).
+``！？``, `extend_lines`), bubbles holding only marks (``……``, ``！``, `find_marks`) and
+exclamation marks at a column's end that the recogniser drops (``!!``, `add_end_bangs`).
 
 The detector often stops a line before its trailing long-vowel dashes, dots
 and exclamation marks (thin strokes far from the glyphs). For each line the
@@ -381,3 +382,133 @@ def find_marks(lines: list[Line], gray: np.ndarray, read_quads) -> tuple[list[Li
             y1, y2 = min(y1, (y1 + y2 - size) / 2), max(y2, (y1 + y2 + size) / 2)
         out.append(Line([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], t, score))
     return out, len(out) - len(lines)
+
+
+# -- exclamation marks at a column's end ----------------------------------------------
+
+#: Past the end of a column, "!" is looked for this far back into its box and this far beyond, in text sizes.
+BANG_BACK, BANG_PAST = 1.5, 1.5
+
+
+def _is_stroke(row: np.ndarray, size: float) -> bool:
+    """Whether a blob (a cv2 stats row) is the stroke of "!": thin, upright, at least 0.3 text sizes tall."""
+    _, _, w, h, _ = row
+    return h >= 0.3 * size and h >= 2.5 * w and w <= 0.25 * size
+
+
+def _dots_under(stroke: np.ndarray, stats: np.ndarray, candidates) -> list[int]:
+    """The blobs among ``candidates`` (indices into ``stats``) that can be the dot of ``stroke``'s "!":
+    under it (within 0.4 of its height), centred on it, no bigger than twice its width."""
+    sx, sy, sw, sh, _ = stroke
+    return [j for j in candidates if stats[j, 1] >= sy + sh - 1 and stats[j, 1] - (sy + sh) <= 0.4 * sh
+            and abs((stats[j, 0] + stats[j, 2] / 2) - (sx + sw / 2)) <= max(2.0, sw)
+            and max(stats[j, 2], stats[j, 3]) <= 2 * sw + 1]
+
+
+def end_bangs(line: Line, ink: np.ndarray, others: list[tuple[float, float, float, float]]) -> tuple[int, float]:
+    """How many exclamation marks end a vertical line, from its ink: (0, 1 or 2; the marks' bottom on the page).
+
+    Manga set "!!" side by side in one character cell at a column's end,
+    which the recogniser often drops or reads as one "!". Looked for from
+    BANG_BACK text sizes inside the line's box to BANG_PAST past its end
+    (not into ``others``, the other lines' boxes), across the column and
+    0.15 text sizes beside it: blobs that are a thin upright stroke with
+    its dot under it (`_is_stroke`, `_dots_under`), the lowest one or two
+    side by side (tops within 0.25 text sizes) and centred on the column.
+    They must end the line: no other ink of the column reaches below their
+    top, except what lies past the line's box and 0.2 text sizes under the
+    marks (a bubble's outline, art). Blobs touching the searched region's
+    sides or bottom are art, not marks.
+
+    >>> ink = np.zeros((300, 200), bool)
+    >>> ink[60:95, 90:110] = True                           # the column's last glyph
+    >>> for x in (93, 103):                                 # "!!" under it
+    ...     ink[100:112, x:x + 3] = True; ink[115:118, x:x + 3] = True
+    >>> end_bangs(Line([[85, 0], [115, 0], [115, 118], [85, 118]], "そうだ"), ink, [])
+    (2, 118.0)
+    >>> ink[125:140, 95:105] = True                         # ...and a glyph under the marks in the line's box
+    >>> end_bangs(Line([[85, 0], [115, 0], [115, 140], [85, 140]], "そう!!だ"), ink, [])[0]
+    0
+    """
+    import cv2
+
+    x1, y1, x2, y2 = line.rect
+    w, h = x2 - x1, y2 - y1
+    if h < w or w < 6:
+        return 0, 0.0
+    size = w
+    H, W = ink.shape
+    ax1, ax2 = max(0, int(x1 - 0.15 * w)), min(W, int(np.ceil(x2 + 0.15 * w)))
+    ay1 = max(0, int(y2 - BANG_BACK * size))
+    ay2 = int(min([o[1] for o in others if _overlap(o[0], o[2], x1, x2) > 0.3 * w and o[1] >= y2 - 0.2 * size]
+                  + [H, y2 + BANG_PAST * size]))
+    if ay2 - ay1 < 4 or ax2 - ax1 < 4:
+        return 0, 0.0
+    sub = ink[ay1:ay2, ax1:ax2].astype(np.uint8)
+    _, _, st, _ = cv2.connectedComponentsWithStats(sub, connectivity=8)
+    st = st[1:]
+    st = st[st[:, 4] >= 3]
+    rh, rw = sub.shape
+    inner = (st[:, 0] > 0) & (st[:, 0] + st[:, 2] < rw) & (st[:, 1] + st[:, 3] < rh)
+    inside = [i for i in range(len(st)) if inner[i]]
+    bangs = []
+    for i in inside:
+        if _is_stroke(st[i], size):
+            under = _dots_under(st[i], st, [j for j in inside if j != i])
+            if len(under) == 1:
+                bangs.append((i, under[0]))
+    if not bangs:
+        return 0, 0.0
+    low = max(st[i, 1] for i, _ in bangs)
+    group = [(i, j) for i, j in bangs if low - st[i, 1] <= 0.25 * size]
+    if len(group) > 2:
+        return 0, 0.0
+    members = {k for pair in group for k in pair}
+    top = min(st[i, 1] for i, _ in group)
+    bottom = max(st[j, 1] + st[j, 3] for _, j in group)
+    centre = (min(st[k, 0] for k in members) + max(st[k, 0] + st[k, 2] for k in members)) / 2
+    cx1, cx2 = x1 - ax1, x2 - ax1
+    if not cx1 <= centre <= cx2:
+        return 0, 0.0
+    for k in inside:
+        if k in members or not cx1 <= st[k, 0] + st[k, 2] / 2 <= cx2:
+            continue
+        past = st[k, 1] >= max(y2 - ay1, bottom + 0.2 * size)
+        if st[k, 1] + st[k, 3] > top + 1 and not past:
+            return 0, 0.0  # ink beside or under the marks inside the line: they do not end it
+    return len(group), float(ay1 + bottom)
+
+
+def add_end_bangs(lines: list[Line], gray: np.ndarray) -> tuple[list[Line], int]:
+    """Lines with the exclamation marks that end them (`end_bangs`) in their text: (lines, how many changed).
+
+    A line ending in fewer "!" than its ink shows gets them (its trailing
+    "!" replaced, its box stretched over the marks); a line whose text ends
+    in "?" is left alone (the ink may be "!?"). No reading: the marks are
+    counted from the ink.
+
+    >>> ink = np.full((300, 200), 255, np.uint8)
+    >>> ink[60:95, 90:110] = 0
+    >>> for x in (93, 103):
+    ...     ink[100:112, x:x + 3] = 0; ink[115:118, x:x + 3] = 0
+    >>> out, n = add_end_bangs([Line([[85, 0], [115, 0], [115, 100], [85, 100]], "そうだ！")], ink)
+    >>> out[0].text, out[0].rect[3], n
+    ('そうだ!!', 118.0, 1)
+    """
+    ink = gray < DARK
+    rects = [ln.rect for ln in lines]
+    out = list(lines)
+    n = 0
+    for i, ln in enumerate(lines):
+        if not ln.text:
+            continue
+        text = unicodedata.normalize("NFKC", ln.text).rstrip()
+        count, bottom = end_bangs(ln, ink, rects[:i] + rects[i + 1:])
+        have = len(text) - len(text.rstrip("!"))
+        if not count or have >= count or "?" in text[-3:]:
+            continue
+        x1, y1, x2, y2 = ln.rect
+        y2 = max(y2, bottom)
+        out[i] = Line([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], text[:len(text) - have] + "!" * count, ln.score)
+        n += 1
+    return out, n
