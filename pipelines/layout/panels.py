@@ -16,8 +16,10 @@ from pipelines.layout.blocks import Block
 #: A strip is a panel gutter when at least this fraction of it is blank (text masked):
 #: crossing even one panel border (a few pixels of ink) disqualifies a strip.
 GUTTER_BLANK = 0.997
-#: ...or when a line in it is dark over at least this fraction of its length (a panel border).
-BORDER_LINE = 0.95
+#: ...or when a line in it is dark over at least this fraction of its length (a panel border; art
+#: crossing a border, hair or a hand drawn over it, breaks the line for a few percent of its length).
+#: 0.92-0.95 read the tuning pages alike (0.90 one edit worse); docs/OCR.md has the measurements.
+BORDER_LINE = 0.93
 
 
 class _Gutters:
