@@ -259,3 +259,27 @@ def test_touching_bubbles_stay_two_blocks():
              vline(620, 160, "自分の分は"), vline(590, 160, "何買った")]      # left bubble, starts 2 chars lower
     page = layout_page(lines, 800, 1200)
     assert [b.texts for b in page.blocks] == [["ところでさ", "あのね"], ["自分の分は", "何買った"]]
+
+
+def test_a_border_with_art_drawn_over_it_still_separates_panels():
+    """Two stacked panels on the left; on the right a borderless panel whose art (grey, as hair or a hand)
+    runs over the left panels' border for 6% of its length beside the text. The border still separates: the right panel's
+    bubbles are read first, not the top row of bubbles across both."""
+    import cv2
+
+    img = np.full((1000, 800, 3), 255, np.uint8)
+    img[20:980, 380:780] = 140                                   # the borderless right panel's art
+    img[20:980, 20:380] = 140                                    # the left panels, one frame, a border between
+    cv2.rectangle(img, (20, 20), (379, 979), (0, 0, 0), 4)
+    img[498:502, 20:380] = 0
+    img[300:340, 370:390] = 140                                  # art over the border: 40 px of the 660 beside the text
+    bubbles = {"右上": (600, 100, 664, 280), "右下": (520, 600, 584, 780),
+               "左上": (200, 60, 264, 240), "左下": (80, 560, 144, 740)}
+    lines = []
+    for name, (x1, y1, x2, y2) in bubbles.items():
+        centre, axes = ((x1 + x2) // 2, (y1 + y2) // 2), ((x2 - x1) // 2 + 14, (y2 - y1) // 2 + 14)
+        cv2.ellipse(img, centre, axes, 0, 0, 360, (255, 255, 255), -1)
+        cv2.ellipse(img, centre, axes, 0, 0, 360, (0, 0, 0), 3)
+        lines += [vline(x1 + 34, y1 + 10, name + "いち"), vline(x1, y1 + 10, name + "に")]
+    page = layout_page(lines, 800, 1000, image=img)
+    assert page.text.split("\n") == ["右上いち右上に", "右下いち右下に", "左上いち左上に", "左下いち左下に"]

@@ -1,9 +1,12 @@
-"""Recall on a constructed page: small text beside normal text, and bubbles holding only marks.
+"""Recall on a constructed page: small text beside normal text, bubbles holding only marks, and
+"!!" at a column's end.
 
 The page is drawn with Pillow (a Japanese font, vertical text one glyph under
 the other, bubbles as ellipses) and read by the real pipeline (RapidOCR), so
 these tests pin what the detector and the second look over unread ink
-(`pipelines.recall.find_marks`) find end to end.
+(`pipelines.recall.find_marks`) find end to end; the "!!" count
+(`pipelines.recall.add_end_bangs`) is tested on drawn columns and, end to end,
+with the recogniser made to drop the marks.
 """
 from __future__ import annotations
 
