@@ -27,7 +27,7 @@ Rules (all geometric; no per-page tuning):
    recursive XY-cut. At each step the region is cut
    along a gap between blocks. Cuts that run along a panel separator win: a
    blank gutter (a strip blank apart from text) or a straight border line
-   (dark along the whole strip, give or take 2 px); the cleanest separator
+   (dark along BORDER_LINE, 93%, of the strip, give or take 2 px); the cleanest separator
    first, rows before columns on a tie, then the widest gap. Japanese
    pages read rows top to bottom and columns right to left; English pages
    columns left to right.

@@ -27,7 +27,7 @@ class _Gutters:
 
     A separator is a blank gutter (a row or column that is blank apart from
     text) or a panel border drawn as a straight dark line (a row or column,
-    give or take 2 pixels, that is dark along its whole length).
+    give or take 2 pixels, that is dark along BORDER_LINE of its length).
     """
 
     def __init__(self, gray: np.ndarray | None, blocks: list[Block]):
