@@ -26,7 +26,7 @@ from pipelines.engines.base import BlockRequest, Engine
 from pipelines.exceptions import OcrError, OrderFormatError
 from pipelines.layout import layout_page
 from pipelines.pages import PageImage
-from pipelines.recall import add_end_bangs, extend_lines, find_marks
+from pipelines.recall import add_end_bangs, add_long_dashes, extend_lines, find_marks
 
 LANGS = ("auto", "jpn", "eng")
 #: Pages are read at most this many pixels on the long side.
@@ -119,7 +119,9 @@ class OcrPipeline:
             lines, _ = extend_lines(lines, gray, lambda quads: read_quads(arr, quads))
             # dots and "!" the detector did not see: ink in bubbles that no line covers
             lines, _ = find_marks(lines, gray, lambda quads: read_quads(arr, quads))
-            # "!!" at a column's end that the recogniser dropped or read as one "!": counted from the ink
+            # "!!" at a column's end that the recogniser dropped or read as one "!", and "ーー" it read as
+            # one "ー": counted from the ink
+            lines, _ = add_long_dashes(lines, gray)
             lines, _ = add_end_bangs(lines, gray)
             timing["marks"] = time.perf_counter() - t1
             t1 = time.perf_counter()

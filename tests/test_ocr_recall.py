@@ -258,3 +258,59 @@ def test_the_pipeline_restores_exclamation_marks_the_recogniser_dropped(monkeypa
     finally:
         ocr.close()
     assert [norm(b) for b in page["text"].split("\n")] == ["最高だ!!本当に!!", "行くぞ!!待って!!"]
+
+
+# -- "ーー" at a column's end (`pipelines.recall.add_long_dashes`) ---------------------------
+
+def _column_with_dash(text: str, cells: float, size: int = 32) -> tuple[np.ndarray, Line]:
+    """A column of ``text`` (one character a 1.1-size pitch), then a dash drawn as one stroke ``cells``
+    pitches long; the detector's line over the glyphs and the dash's first half cell."""
+    img = Image.new("L", (300, 700), 255)
+    d = ImageDraw.Draw(img)
+    font = _font(size)
+    x, y, pitch = 120, 40, size * 1.1
+    for i, ch in enumerate(text):
+        d.text((x, y + i * pitch), ch, font=font, fill=0)
+    top = int(y + len(text) * pitch + 0.1 * pitch)
+    d.rectangle((x + size // 2 - 1, top, x + size // 2 + 1, top + int(cells * pitch * 0.9)), fill=0)
+    end = top + pitch * 0.5
+    return np.asarray(img), Line([[x, y], [x + size, y], [x + size, end], [x, end]], text + "ー", 0.99)
+
+
+@needs_cjk
+def test_a_dash_over_two_cells_read_as_one_reads_as_two():
+    from pipelines.recall import add_long_dashes
+
+    page, line = _column_with_dash("まるで", 2)
+    (out,), n = add_long_dashes([line], page)
+    assert n == 1 and out.text == "まるでーー"
+    page, line = _column_with_dash("まるで", 2)
+    shout = Line(line.quad, "まるでー!!", 0.99)
+    assert add_long_dashes([shout], page)[0][0].text == "まるでーー!!"
+    page, line = _column_with_dash("まるで", 1)              # one cell: one dash
+    assert add_long_dashes([line], page) == ([line], 0)
+    page, line = _column_with_dash("まるで", 2)
+    read = Line(line.quad, "まるでーー", 0.99)               # already read as two
+    assert add_long_dashes([read], page) == ([read], 0)
+
+
+@needs_cjk
+@pytest.mark.parametrize("size", [24, 32, 48])
+def test_no_one_cell_glyph_is_taken_for_a_long_dash(size):
+    from pipelines.recall import add_long_dashes
+
+    # vertical strokes one cell long (a full-width bar, the vertical em dash, the kanji radical) and the
+    # glyphs of the "!" test: read as "ー" by a recogniser, none becomes "ーー"
+    glyphs = list("｜︱丨|lI1") + [chr(c) for c in range(0x3041, 0x3097)] + list("一十千干士土上下卜止正中申由田")
+    font = _font(size)
+    doubled = []
+    for ch in glyphs:
+        img = Image.new("L", (200, 400), 255)
+        d = ImageDraw.Draw(img)
+        for i, c in enumerate("そうだ" + ch):
+            d.text((80, 20 + i * size * 1.1), c, font=font, fill=0)
+        y2 = 20 + 4 * size * 1.1
+        line = Line([[80, 20], [80 + size, 20], [80 + size, y2], [80, y2]], "そうだー", 0.99)
+        if add_long_dashes([line], np.asarray(img))[1]:
+            doubled.append(ch)
+    assert doubled == []
