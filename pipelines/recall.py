@@ -406,6 +406,38 @@ def _dots_under(stroke: np.ndarray, stats: np.ndarray, candidates) -> list[int]:
             and max(stats[j, 2], stats[j, 3]) <= 2 * sw + 1]
 
 
+def _column_end(line: Line, ink: np.ndarray, others: list[tuple[float, float, float, float]], back: float):
+    """The blobs of ink at a vertical line's end, or None when the line is not a column.
+
+    Searched from ``back`` text sizes inside the line's box to BANG_PAST past its
+    end (never into ``others``, the other lines' boxes), across the column and
+    0.15 text sizes beside it. Returns (blobs as cv2 stats rows relative to the
+    region, which touch its top, which touch its sides or bottom, the region's
+    (x, y) on the page, the text size).
+    """
+    import cv2
+
+    x1, y1, x2, y2 = line.rect
+    w, h = x2 - x1, y2 - y1
+    if h < w or w < 6:
+        return None
+    size = w
+    H, W = ink.shape
+    ax1, ax2 = max(0, int(x1 - 0.15 * w)), min(W, int(np.ceil(x2 + 0.15 * w)))
+    ay1 = max(0, int(y2 - back * size))
+    ay2 = int(min([o[1] for o in others if _overlap(o[0], o[2], x1, x2) > 0.3 * w and o[1] >= y2 - 0.2 * size]
+                  + [H, y2 + BANG_PAST * size]))
+    if ay2 - ay1 < 4 or ax2 - ax1 < 4:
+        return None
+    sub = ink[ay1:ay2, ax1:ax2].astype(np.uint8)
+    _, _, st, _ = cv2.connectedComponentsWithStats(sub, connectivity=8)
+    st = st[1:]
+    st = st[st[:, 4] >= 3]
+    rh, rw = sub.shape
+    at_edge = (st[:, 0] == 0) | (st[:, 0] + st[:, 2] >= rw) | (st[:, 1] + st[:, 3] >= rh)
+    return st, st[:, 1] == 0, at_edge, (ax1, ay1), size
+
+
 def end_bangs(line: Line, ink: np.ndarray, others: list[tuple[float, float, float, float]]) -> tuple[int, float]:
     """How many exclamation marks end a vertical line, from its ink: (0, 1 or 2; the marks' bottom on the page).
 
@@ -431,26 +463,12 @@ def end_bangs(line: Line, ink: np.ndarray, others: list[tuple[float, float, floa
     >>> end_bangs(Line([[85, 0], [115, 0], [115, 140], [85, 140]], "そう!!だ"), ink, [])[0]
     0
     """
-    import cv2
-
-    x1, y1, x2, y2 = line.rect
-    w, h = x2 - x1, y2 - y1
-    if h < w or w < 6:
+    end = _column_end(line, ink, others, BANG_BACK)
+    if end is None:
         return 0, 0.0
-    size = w
-    H, W = ink.shape
-    ax1, ax2 = max(0, int(x1 - 0.15 * w)), min(W, int(np.ceil(x2 + 0.15 * w)))
-    ay1 = max(0, int(y2 - BANG_BACK * size))
-    ay2 = int(min([o[1] for o in others if _overlap(o[0], o[2], x1, x2) > 0.3 * w and o[1] >= y2 - 0.2 * size]
-                  + [H, y2 + BANG_PAST * size]))
-    if ay2 - ay1 < 4 or ax2 - ax1 < 4:
-        return 0, 0.0
-    sub = ink[ay1:ay2, ax1:ax2].astype(np.uint8)
-    _, _, st, _ = cv2.connectedComponentsWithStats(sub, connectivity=8)
-    st = st[1:]
-    st = st[st[:, 4] >= 3]
-    rh, rw = sub.shape
-    inner = (st[:, 0] > 0) & (st[:, 0] + st[:, 2] < rw) & (st[:, 1] + st[:, 3] < rh)
+    st, _, at_edge, (ax1, ay1), size = end
+    x1, _, x2, y2 = line.rect
+    inner = ~at_edge
     inside = [i for i in range(len(st)) if inner[i]]
     bangs = []
     for i in inside:
@@ -541,26 +559,13 @@ def end_dash(line: Line, ink: np.ndarray, others: list[tuple[float, float, float
     >>> end_dash(Line([[85, 0], [115, 0], [115, 80], [85, 80]], "そうだー"), ink, [])
     (0.0, 0.0)
     """
-    import cv2
-
-    x1, y1, x2, y2 = line.rect
-    w, h = x2 - x1, y2 - y1
-    if h < w or w < 6:
+    end = _column_end(line, ink, others, 2.5)
+    if end is None:
         return 0.0, 0.0
-    size = w
-    H, W = ink.shape
-    ax1, ax2 = max(0, int(x1 - 0.15 * w)), min(W, int(np.ceil(x2 + 0.15 * w)))
-    ay1 = max(0, int(y2 - 2.5 * size))
-    ay2 = int(min([o[1] for o in others if _overlap(o[0], o[2], x1, x2) > 0.3 * w and o[1] >= y2 - 0.2 * size]
-                  + [H, y2 + BANG_PAST * size]))
-    if ay2 - ay1 < 4 or ax2 - ax1 < 4:
-        return 0.0, 0.0
-    sub = ink[ay1:ay2, ax1:ax2].astype(np.uint8)
-    _, _, st, _ = cv2.connectedComponentsWithStats(sub, connectivity=8)
-    st = st[1:]
-    st = st[st[:, 4] >= 3]
-    rh, rw = sub.shape
-    inner = (st[:, 0] > 0) & (st[:, 0] + st[:, 2] < rw) & (st[:, 1] > 0) & (st[:, 1] + st[:, 3] < rh)
+    st, at_top, at_edge, (ax1, ay1), size = end
+    x1, _, x2, _ = line.rect
+    w = x2 - x1
+    inner = ~at_edge & ~at_top
     cx = st[:, 0] + st[:, 2] / 2
     mid1, mid2 = x1 - ax1 + 0.25 * w, x2 - ax1 - 0.25 * w
     dashes = [i for i in range(len(st)) if inner[i] and st[i, 2] <= 0.3 * size and st[i, 3] >= 0.6 * size
