@@ -235,6 +235,21 @@ def _dots(stats: np.ndarray, size: float) -> int:
     return int(len(stats))
 
 
+def _is_stroke(row: np.ndarray, size: float) -> bool:
+    """Whether a blob (a cv2 stats row) is the stroke of "!": thin, upright, at least 0.3 text sizes tall."""
+    _, _, w, h, _ = row
+    return h >= 0.3 * size and h >= 2.5 * w and w <= 0.25 * size
+
+
+def _dots_under(stroke: np.ndarray, stats: np.ndarray, candidates) -> list[int]:
+    """The blobs among ``candidates`` (indices into ``stats``) that can be the dot of ``stroke``'s "!":
+    under it (within 0.4 of its height), centred on it, no bigger than twice its width."""
+    sx, sy, sw, sh, _ = stroke
+    return [j for j in candidates if stats[j, 1] >= sy + sh - 1 and stats[j, 1] - (sy + sh) <= 0.4 * sh
+            and abs((stats[j, 0] + stats[j, 2] / 2) - (sx + sw / 2)) <= max(2.0, sw)
+            and max(stats[j, 2], stats[j, 3]) <= 2 * sw + 1]
+
+
 def _bangs(stats: np.ndarray, size: float) -> int:
     """How many exclamation marks when the blobs are "!" (a thin stroke, its dot under it), else 0.
 
@@ -246,17 +261,11 @@ def _bangs(stats: np.ndarray, size: float) -> int:
     if len(stats) not in (2, 4):
         return 0
     order = sorted(range(len(stats)), key=lambda i: -stats[i, 3])
-    strokes, dots = stats[order[:len(stats) // 2]], stats[order[len(stats) // 2:]]
-    n = 0
-    for sx, sy, sw, sh, _ in strokes:
-        if sh < 0.3 * size or sh < 2.5 * sw or sw > 0.25 * size:
+    strokes, dots = order[:len(stats) // 2], order[len(stats) // 2:]
+    for i in strokes:
+        if not _is_stroke(stats[i], size) or len(_dots_under(stats[i], stats, dots)) != 1:
             return 0
-        under = [d for d in dots if d[1] >= sy + sh - 1 and d[1] - (sy + sh) <= 0.4 * sh
-                 and abs((d[0] + d[2] / 2) - (sx + sw / 2)) <= max(2.0, sw) and max(d[2], d[3]) <= 2 * sw + 1]
-        if len(under) != 1:
-            return 0
-        n += 1
-    return n
+    return len(strokes)
 
 
 def unread_ink(lines: list[Line], gray: np.ndarray, size: float) -> list[dict]:
@@ -389,21 +398,6 @@ def find_marks(lines: list[Line], gray: np.ndarray, read_quads) -> tuple[list[Li
 
 #: Past the end of a column, "!" is looked for this far back into its box and this far beyond, in text sizes.
 BANG_BACK, BANG_PAST = 1.5, 1.5
-
-
-def _is_stroke(row: np.ndarray, size: float) -> bool:
-    """Whether a blob (a cv2 stats row) is the stroke of "!": thin, upright, at least 0.3 text sizes tall."""
-    _, _, w, h, _ = row
-    return h >= 0.3 * size and h >= 2.5 * w and w <= 0.25 * size
-
-
-def _dots_under(stroke: np.ndarray, stats: np.ndarray, candidates) -> list[int]:
-    """The blobs among ``candidates`` (indices into ``stats``) that can be the dot of ``stroke``'s "!":
-    under it (within 0.4 of its height), centred on it, no bigger than twice its width."""
-    sx, sy, sw, sh, _ = stroke
-    return [j for j in candidates if stats[j, 1] >= sy + sh - 1 and stats[j, 1] - (sy + sh) <= 0.4 * sh
-            and abs((stats[j, 0] + stats[j, 2] / 2) - (sx + sw / 2)) <= max(2.0, sw)
-            and max(stats[j, 2], stats[j, 3]) <= 2 * sw + 1]
 
 
 def _column_end(line: Line, ink: np.ndarray, others: list[tuple[float, float, float, float]], back: float):
