@@ -112,6 +112,12 @@ class BoardThrottled(BoardUnreachable):
     "too many"): the worker backs off for at least its push interval; results stay in the spool."""
 
 
+class BoardAnswered(BoardUnreachable):
+    """The board's server answered a request with an error of its own (git's ``remote error:``, as
+    ``upload-pack: not our ref`` when a ref changed while the server read it): the board is there, so
+    even a first start retries it like an outage instead of stopping to have the URL checked."""
+
+
 class GitTimeout(BoardUnreachable):
     """A git command did not finish in time; treated as an unreachable board (retried)."""
 

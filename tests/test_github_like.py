@@ -81,6 +81,24 @@ def test_the_governor_refuses_pushes_beyond_its_rate_with_429(tmp_path):
         assert len(server.throttled) == 1 and len(server.pushes()) == 1
 
 
+def test_an_error_the_server_answers_is_told_apart_from_an_unreachable_board(tmp_path):
+    # a remote error (the server ran and answered) is retried even on a worker's first start; the
+    # message is the one a worker got from git daemon in CI
+    from coordination.exceptions import BoardAnswered, BoardUnreachable
+    from coordination.protocol.git.run import GitRunner
+    runner = GitRunner(tmp_path, "git://127.0.0.1:43455/board.git")
+    with pytest.raises(BoardAnswered) as caught:
+        runner.classify_failure("fetch", "fatal: remote error: upload-pack: not our ref "
+                                         "0000000000000000000000000000000000000000")
+    assert caught.value.message == ("git fetch failed talking to git://127.0.0.1:43455/board.git: fatal: remote "
+                                    "error: upload-pack: not our ref 0000000000000000000000000000000000000000")
+    assert caught.value.exit_code == 4
+    with pytest.raises(BoardUnreachable) as caught:
+        runner.classify_failure("fetch", "fatal: unable to connect to 127.0.0.1:\n127.0.0.1[0: 127.0.0.1]: "
+                                         "errno=Connection refused")
+    assert not isinstance(caught.value, BoardAnswered)
+
+
 @pytest.mark.slow
 def test_a_fleet_never_needs_a_force_push_or_deletion_and_writes_nothing_under_refs_pull(github, tmp_path):
     server, url, bare = github

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from coordination.clock import ManualClock
 from coordination.exceptions import BoardUnreachable
+from coordination.protocol.states import OrderState
 from tests.memory_fleet import MemoryBoard, memory_worker
 
 
@@ -57,6 +58,33 @@ def test_a_board_never_reached_from_this_workdir_stops_at_once_with_what_to_chec
         "workdir has never reached the board, so the worker stops instead of retrying: check the host name and "
         "port in --repo-url (and this machine's network), then start again.")
     assert err.value.exit_code == 4 and clock.elapsed < 1
+
+
+def test_a_server_error_on_the_first_fetch_is_retried_not_taken_for_a_wrong_url(clock, tmp_path, caplog):
+    # the fault, at one call site: the server's first answer is git daemon's "not our ref" (a ref that
+    # changed while upload-pack read it; seen in CI with workers starting together on git://)
+    from coordination.exceptions import BoardAnswered
+
+    board = MemoryBoard(clock, tmp_path)
+    ids = board.publish(2, 30)
+    answer, failed = board.server.answer, []
+
+    def first_answer_fails():
+        if not failed:
+            failed.append(True)
+            raise BoardAnswered("git fetch failed talking to git://127.0.0.1/board.git: fatal: remote error: "
+                                "upload-pack: not our ref 0000000000000000000000000000000000000000")
+        answer()
+
+    board.server.answer = first_answer_fails
+    worker = memory_worker(board, tmp_path, "first-start")
+    stats = worker.run()
+    assert failed and stats.exit_code == 0 and stats.work_done == 2
+    board.fold()
+    assert sorted(board.ids(OrderState.COMPLETED)) == sorted(ids)
+    assert "Board unreachable (git fetch failed talking to git://127.0.0.1/board.git: fatal: remote error: " \
+           "upload-pack: not our ref 0000000000000000000000000000000000000000); results are kept in the spool. " \
+           "Retrying in" in caplog.text
 
 
 def test_a_stop_file_ends_the_run_at_the_next_turn_and_is_removed(clock, tmp_path):

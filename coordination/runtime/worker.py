@@ -32,7 +32,14 @@ from typing import Callable
 from coordination import portable, testhooks
 from coordination.backoff import Backoff
 from coordination.clock import Clock
-from coordination.exceptions import BoardPermissionError, BoardThrottled, BoardUnreachable, WmsError, WorkdirError
+from coordination.exceptions import (
+    BoardAnswered,
+    BoardPermissionError,
+    BoardThrottled,
+    BoardUnreachable,
+    WmsError,
+    WorkdirError,
+)
 from coordination.protocol.fold import BoardSettings
 from coordination.protocol.git import LocalRepo, TreeFileReader, fork_transport
 from coordination.protocol.openboard import ForkedClone
@@ -195,7 +202,7 @@ class Worker:
         except BoardPermissionError:
             raise
         except BoardUnreachable as exc:
-            if not s.reached and not s.known() and not isinstance(exc, BoardThrottled):
+            if not s.reached and not s.known() and not isinstance(exc, (BoardThrottled, BoardAnswered)):
                 # never reached from this workdir: a wrong host or port, not an outage to wait out
                 raise BoardUnreachable(
                     f"Board unreachable: {exc.message} This workdir has never reached the board, so the worker "

@@ -25,6 +25,7 @@ except ImportError:  # Windows: no per-process CPU accounting of git's processes
 
 from coordination.defaults import GIT_TIMEOUT_SECONDS
 from coordination.exceptions import (
+    BoardAnswered,
     BoardNotFound,
     BoardPermissionError,
     BoardThrottled,
@@ -278,4 +279,6 @@ class GitRunner:
                 f"No board found at {self.url}: {last_lines(err)} Check the URL (the host runs "
                 "`python -m host_tools init --repo-url URL` once to create a board)."
             )
+        if "remote error:" in err.lower():  # the server ran and answered: it is there
+            raise BoardAnswered(f"git {verb} failed talking to {self.url}: {last_lines(err)}")
         raise BoardUnreachable(f"git {verb} failed talking to {self.url}: {last_lines(err)}")
