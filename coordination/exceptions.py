@@ -107,15 +107,15 @@ class BoardNotFound(WmsError):
     exit_code = ExitCode.NO_BOARD
 
 
-class BoardThrottled(BoardUnreachable):
-    """The server refused or cut short a request for its rate limits (HTTP 429/503, "rate limit",
-    "too many"): the worker backs off for at least its push interval; results stay in the spool."""
-
-
 class BoardAnswered(BoardUnreachable):
     """The board's server answered a request with an error of its own (git's ``remote error:``, as
     ``upload-pack: not our ref`` when a ref changed while the server read it): the board is there, so
     even a first start retries it like an outage instead of stopping to have the URL checked."""
+
+
+class BoardThrottled(BoardAnswered):
+    """The server refused or cut short a request for its rate limits (HTTP 429/503, "rate limit",
+    "too many"): the worker backs off for at least its push interval; results stay in the spool."""
 
 
 class GitTimeout(BoardUnreachable):

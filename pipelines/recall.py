@@ -558,10 +558,9 @@ def end_dash(line: Line, ink: np.ndarray, others: list[tuple[float, float, float
         return 0.0, 0.0
     st, at_top, at_edge, (ax1, ay1), size = end
     x1, _, x2, _ = line.rect
-    w = x2 - x1
     inner = ~at_edge & ~at_top
     cx = st[:, 0] + st[:, 2] / 2
-    mid1, mid2 = x1 - ax1 + 0.25 * w, x2 - ax1 - 0.25 * w
+    mid1, mid2 = x1 - ax1 + 0.25 * size, x2 - ax1 - 0.25 * size
     dashes = [i for i in range(len(st)) if inner[i] and st[i, 2] <= 0.3 * size and st[i, 3] >= 0.6 * size
               and mid1 <= cx[i] <= mid2]
     if not dashes:

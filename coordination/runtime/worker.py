@@ -202,7 +202,7 @@ class Worker:
         except BoardPermissionError:
             raise
         except BoardUnreachable as exc:
-            if not s.reached and not s.known() and not isinstance(exc, (BoardThrottled, BoardAnswered)):
+            if not s.reached and not s.known() and not isinstance(exc, BoardAnswered):
                 # never reached from this workdir: a wrong host or port, not an outage to wait out
                 raise BoardUnreachable(
                     f"Board unreachable: {exc.message} This workdir has never reached the board, so the worker "
